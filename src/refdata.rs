@@ -1,0 +1,76 @@
+//! Where the reference data lives: a flag, an environment variable, or `../shared/...` beside
+//! the checkout. The project never vendors these files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use hla::{Expander, MacDictionary, Release};
+
+#[derive(Debug, Clone, Args)]
+pub struct RefDataArgs {
+    /// IPD-IMGT/HLA release directory (Allelelist.txt, wmda/, tce/).
+    #[arg(long, env = "BOAI_HLA_DIR", global = true)]
+    pub hla_dir: Option<PathBuf>,
+    /// NMDP MAC dictionary (alpha.v3.txt or numer.v3.txt, plain or .gz).
+    #[arg(long = "mac", env = "BOAI_MAC_FILE", global = true)]
+    pub mac_file: Option<PathBuf>,
+}
+
+/// `relative` under `../shared` from the working directory, else beside this checkout.
+fn fallback(relative: &str) -> PathBuf {
+    let from_cwd = Path::new("../shared").join(relative);
+    if from_cwd.exists() {
+        return from_cwd;
+    }
+    let beside_checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(relative);
+    if beside_checkout.exists() {
+        return beside_checkout;
+    }
+    from_cwd
+}
+
+impl RefDataArgs {
+    pub fn hla_dir(&self) -> PathBuf {
+        self.hla_dir.clone().unwrap_or_else(|| fallback("imgt-hla"))
+    }
+
+    pub fn mac_file(&self) -> PathBuf {
+        self.mac_file
+            .clone()
+            .unwrap_or_else(|| fallback("mac/alpha.v3.subset.txt"))
+    }
+
+    pub fn load_release(&self) -> Result<Arc<Release>> {
+        let dir = self.hla_dir();
+        if !dir.exists() {
+            bail!(
+                "IMGT/HLA release directory {} not found: pass --hla-dir DIR or set BOAI_HLA_DIR",
+                dir.display()
+            );
+        }
+        let started = std::time::Instant::now();
+        let release = Release::load(&dir)
+            .with_context(|| format!("loading IMGT/HLA release from {}", dir.display()))?;
+        tracing::debug!(release = %release.version, elapsed_ms = started.elapsed().as_millis() as u64, "IMGT/HLA release loaded");
+        Ok(Arc::new(release))
+    }
+
+    pub fn load_macs(&self) -> Result<Arc<MacDictionary>> {
+        let path = self.mac_file();
+        if !path.exists() {
+            bail!(
+                "MAC dictionary {} not found: pass --mac FILE or set BOAI_MAC_FILE",
+                path.display()
+            );
+        }
+        let macs = MacDictionary::load(&path)
+            .with_context(|| format!("loading MAC dictionary {}", path.display()))?;
+        Ok(Arc::new(macs))
+    }
+
+    pub fn expander(&self) -> Result<Expander> {
+        Ok(Expander::new(self.load_release()?, self.load_macs()?))
+    }
+}
