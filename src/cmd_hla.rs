@@ -107,31 +107,48 @@ pub fn run(cmd: HlaCommand, expander: &Expander) -> Result<i32> {
                         continue;
                     }
                 };
-                let result = record
-                    .locus_typings()
-                    .and_then(|t| {
-                        expander.expand_typings(t).map_err(|error| hla::input::FieldError {
+                let result = record.locus_typings().and_then(|t| {
+                    expander
+                        .expand_typings(t)
+                        .map_err(|error| hla::input::FieldError {
                             line: record.line,
                             field: "typing".into(),
                             error,
                         })
-                    });
+                });
                 match result {
                     Ok(loci) => {
                         for l in loci {
                             for w in l.positions.iter().flat_map(|p| p.warnings.iter()) {
-                                writeln!(out, "{}:{}: {}: warning: {w}", file.display(), record.line, record.id)?;
+                                writeln!(
+                                    out,
+                                    "{}:{}: {}: warning: {w}",
+                                    file.display(),
+                                    record.line,
+                                    record.id
+                                )?;
                             }
                         }
                     }
                     Err(e) => {
                         invalid += 1;
-                        writeln!(out, "{}:{}: {}: field {}: {}", file.display(), e.line, record.id, e.field, e.error)?;
+                        writeln!(
+                            out,
+                            "{}:{}: {}: field {}: {}",
+                            file.display(),
+                            e.line,
+                            record.id,
+                            e.field,
+                            e.error
+                        )?;
                     }
                 }
             }
             out.flush()?;
-            eprintln!("{read} records read, {invalid} invalid (IMGT/HLA {})", release.version);
+            eprintln!(
+                "{read} records read, {invalid} invalid (IMGT/HLA {})",
+                release.version
+            );
             failed = invalid > 0;
         }
     }

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "boai", version, about = "Boai: volunteer donor registry and HLA matching engine")]
+#[command(
+    name = "boai",
+    version,
+    about = "Boai: volunteer donor registry and HLA matching engine"
+)]
 struct Cli {
     #[command(flatten)]
     refdata: refdata::RefDataArgs,
@@ -24,7 +28,9 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("BOAI_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("BOAI_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -24,7 +24,9 @@ fn fallback(relative: &str) -> PathBuf {
     if from_cwd.exists() {
         return from_cwd;
     }
-    let beside_checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(relative);
+    let beside_checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(relative);
     if beside_checkout.exists() {
         return beside_checkout;
     }

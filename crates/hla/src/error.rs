@@ -69,7 +69,9 @@ pub enum TypingError {
         kind: &'static str,
         release: String,
     },
-    #[error("unknown serological antigen `{token}`: no allele of IMGT/HLA {release} is assigned to it or its family")]
+    #[error(
+        "unknown serological antigen `{token}`: no allele of IMGT/HLA {release} is assigned to it or its family"
+    )]
     UnknownAntigen { token: String, release: String },
     #[error("`{token}` is of locus {found} where locus {expected} was expected")]
     WrongLocus {

@@ -81,7 +81,10 @@ impl PositionSet {
     /// P-group key names in nomenclature order.
     pub fn p_key_names<'r>(&self, release: &'r Release) -> Vec<&'r str> {
         match &self.kind {
-            PositionKind::Expressed(set) => set.ids().map(|id| release.p_key_name(self.locus, id)).collect(),
+            PositionKind::Expressed(set) => set
+                .ids()
+                .map(|id| release.p_key_name(self.locus, id))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -171,7 +174,11 @@ impl Expander {
 
     /// Expand one position given as text (`A*02:AB`, or `*02:AB` / `24` with `locus`),
     /// memoised on the text itself so repeated typings skip parsing too.
-    pub fn expand_text(&self, text: &str, locus: Option<&str>) -> Result<Arc<PositionSet>, TypingError> {
+    pub fn expand_text(
+        &self,
+        text: &str,
+        locus: Option<&str>,
+    ) -> Result<Arc<PositionSet>, TypingError> {
         let key = match locus {
             Some(l) => format!("{l}\t{text}"),
             None => text.to_string(),
@@ -259,11 +266,20 @@ impl Expander {
         }
     }
 
-    fn resolve_token(&self, token: &Token, out: &mut Alternatives, depth: usize) -> Result<(), TypingError> {
+    fn resolve_token(
+        &self,
+        token: &Token,
+        out: &mut Alternatives,
+        depth: usize,
+    ) -> Result<(), TypingError> {
         let release = &*self.release;
         let locus_id = self.check_locus(token)?;
         match token {
-            Token::Allele { locus, fields, suffix } => {
+            Token::Allele {
+                locus,
+                fields,
+                suffix,
+            } => {
                 let ids = self.alleles_named(locus, fields, *suffix);
                 if !ids.is_empty() {
                     out.alleles.extend(ids);
@@ -300,8 +316,14 @@ impl Expander {
                 let before = out.alleles.len();
                 for name in &names {
                     // Names absent from the loaded release are dropped (rules, section 2).
-                    if let Ok(Token::Allele { locus, fields, suffix }) = Token::parse(name, None) {
-                        out.alleles.extend(self.alleles_named(&locus, &fields, suffix));
+                    if let Ok(Token::Allele {
+                        locus,
+                        fields,
+                        suffix,
+                    }) = Token::parse(name, None)
+                    {
+                        out.alleles
+                            .extend(self.alleles_named(&locus, &fields, suffix));
                     }
                 }
                 if out.alleles.len() == before {
@@ -326,8 +348,9 @@ impl Expander {
                     let broad = group.trim_start_matches('0');
                     for split in release.antigen_splits(ser, broad) {
                         let split_group = format!("{split:0>2}");
-                        out.alleles
-                            .extend_from_slice(release.alleles_with_prefix(&format!("{locus}*{split_group}")));
+                        out.alleles.extend_from_slice(
+                            release.alleles_with_prefix(&format!("{locus}*{split_group}")),
+                        );
                     }
                 }
                 if out.alleles.len() == before {
@@ -340,19 +363,23 @@ impl Expander {
                 Ok(())
             }
             Token::GGroup { .. } => {
-                let g = release.g_group(&token.to_string()).ok_or_else(|| TypingError::UnknownGroup {
-                    token: token.to_string(),
-                    kind: "G",
-                    release: release.version.clone(),
+                let g = release.g_group(&token.to_string()).ok_or_else(|| {
+                    TypingError::UnknownGroup {
+                        token: token.to_string(),
+                        kind: "G",
+                        release: release.version.clone(),
+                    }
                 })?;
                 out.alleles.extend_from_slice(&g.members);
                 Ok(())
             }
             Token::PGroup { .. } => {
-                let members = release.p_group_members(&token.to_string()).ok_or_else(|| TypingError::UnknownGroup {
-                    token: token.to_string(),
-                    kind: "P",
-                    release: release.version.clone(),
+                let members = release.p_group_members(&token.to_string()).ok_or_else(|| {
+                    TypingError::UnknownGroup {
+                        token: token.to_string(),
+                        kind: "P",
+                        release: release.version.clone(),
+                    }
                 })?;
                 out.alleles.extend_from_slice(members);
                 Ok(())

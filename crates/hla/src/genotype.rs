@@ -35,7 +35,10 @@ pub fn locus_typings(gl: &GlString) -> Result<Vec<LocusTyping>, TypingError> {
             if genotype.0.len() > 2 {
                 return Err(TypingError::syntax(
                     gl.to_string(),
-                    format!("{} copies joined by `+`; a person has two", genotype.0.len()),
+                    format!(
+                        "{} copies joined by `+`; a person has two",
+                        genotype.0.len()
+                    ),
                 ));
             }
             // locus → lists of copy 1 and copy 2 in this genotype
@@ -106,7 +109,10 @@ impl crate::expand::Expander {
     }
 
     /// Expand already split locus typings (memoised per position).
-    pub fn expand_typings(&self, typings: Vec<LocusTyping>) -> Result<Vec<LocusExpansion>, TypingError> {
+    pub fn expand_typings(
+        &self,
+        typings: Vec<LocusTyping>,
+    ) -> Result<Vec<LocusExpansion>, TypingError> {
         typings
             .into_iter()
             .map(|typing| {

@@ -80,7 +80,10 @@ impl GlString {
             return Err(TypingError::syntax(text, "empty GL string"));
         }
         if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            return Err(TypingError::syntax(text, format!("unexpected character {c:?} inside a GL string")));
+            return Err(TypingError::syntax(
+                text,
+                format!("unexpected character {c:?} inside a GL string"),
+            ));
         }
         let (version, body) = match text.split_once('#') {
             None => (None, text),
@@ -89,14 +92,27 @@ impl GlString {
                     TypingError::syntax(text, "a versioned GL string is NAMESPACE#VERSION#GLSTRING")
                 })?;
                 if !namespace.eq_ignore_ascii_case("hla") {
-                    return Err(TypingError::syntax(text, format!("unknown GL namespace `{namespace}` (expected hla)")));
+                    return Err(TypingError::syntax(
+                        text,
+                        format!("unknown GL namespace `{namespace}` (expected hla)"),
+                    ));
                 }
                 let parts: Vec<&str> = version.split('.').collect();
-                if parts.len() < 2 || parts.iter().any(|p| !p.bytes().all(|b| b.is_ascii_digit()) || p.is_empty()) {
-                    return Err(TypingError::syntax(text, format!("`{version}` is not an IMGT/HLA release version like 3.58.0")));
+                if parts.len() < 2
+                    || parts
+                        .iter()
+                        .any(|p| !p.bytes().all(|b| b.is_ascii_digit()) || p.is_empty())
+                {
+                    return Err(TypingError::syntax(
+                        text,
+                        format!("`{version}` is not an IMGT/HLA release version like 3.58.0"),
+                    ));
                 }
                 if body.contains('#') {
-                    return Err(TypingError::syntax(text, "more than two `#` in a versioned GL string"));
+                    return Err(TypingError::syntax(
+                        text,
+                        "more than two `#` in a versioned GL string",
+                    ));
                 }
                 (Some(version.to_string()), body)
             }
@@ -137,11 +153,10 @@ impl GlString {
                     .0
                     .iter()
                     .map(|g| {
-                        let mut haps: Vec<Haplotype> = g
-                            .0
-                            .iter()
-                            .map(|h| Haplotype(h.0.iter().map(AlleleList::canonical).collect()))
-                            .collect();
+                        let mut haps: Vec<Haplotype> =
+                            g.0.iter()
+                                .map(|h| Haplotype(h.0.iter().map(AlleleList::canonical).collect()))
+                                .collect();
                         haps.sort();
                         Genotype(haps)
                     })

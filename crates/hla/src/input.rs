@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use crate::error::{LoadError, TypingError};
-use crate::genotype::{locus_typings, LocusTyping};
+use crate::genotype::{LocusTyping, locus_typings};
 use crate::gl::{AlleleList, GlString};
 
 /// One person's typing as the file gives it.
@@ -53,11 +53,14 @@ impl SubjectRecord {
                     let mut lists: [Option<AlleleList>; 2] = [None, None];
                     for (i, cell) in pair.iter().enumerate() {
                         if let Some(text) = cell {
-                            lists[i] = Some(AlleleList::parse(text, Some(locus)).map_err(|error| FieldError {
-                                line: self.line,
-                                field: format!("{locus}_{}", i + 1),
-                                error,
-                            })?);
+                            lists[i] =
+                                Some(AlleleList::parse(text, Some(locus)).map_err(|error| {
+                                    FieldError {
+                                        line: self.line,
+                                        field: format!("{locus}_{}", i + 1),
+                                        error,
+                                    }
+                                })?);
                         }
                     }
                     let [a, b] = lists;
@@ -148,12 +151,18 @@ impl SubjectReader {
 
     fn tsv_layout(header: &str) -> Option<Layout> {
         let cols: Vec<&str> = header.split('\t').map(str::trim).collect();
-        let id = cols.iter().position(|c| c.eq_ignore_ascii_case("DonorId") || c.eq_ignore_ascii_case("PatientId") || c.eq_ignore_ascii_case("Id"))?;
+        let id = cols.iter().position(|c| {
+            c.eq_ignore_ascii_case("DonorId")
+                || c.eq_ignore_ascii_case("PatientId")
+                || c.eq_ignore_ascii_case("Id")
+        })?;
         let mut loci: Vec<(String, Option<usize>, Option<usize>)> = Vec::new();
         for (i, c) in cols.iter().enumerate() {
             if let Some((locus, copy)) = c.rsplit_once('_')
                 && (copy == "1" || copy == "2")
-                && locus.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                && locus
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
             {
                 let entry = match loci.iter_mut().position(|(l, _, _)| l == locus) {
                     Some(p) => &mut loci[p],
@@ -174,8 +183,12 @@ impl SubjectReader {
         }
         Some(Layout::Tsv {
             id,
-            donor_type: cols.iter().position(|c| c.eq_ignore_ascii_case("DonorType")),
-            external: cols.iter().position(|c| c.eq_ignore_ascii_case("ExternalDonorCode")),
+            donor_type: cols
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case("DonorType")),
+            external: cols
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case("ExternalDonorCode")),
             loci,
             columns: cols.len(),
         })
@@ -206,7 +219,11 @@ impl Iterator for SubjectReader {
                             continue;
                         }
                         None => {
-                            return Some(Err(LoadError::format(&self.path, self.line_no, "a tab-separated header needs an id column (DonorId) and locus columns (A_1, A_2, …)")));
+                            return Some(Err(LoadError::format(
+                                &self.path,
+                                self.line_no,
+                                "a tab-separated header needs an id column (DonorId) and locus columns (A_1, A_2, …)",
+                            )));
                         }
                     }
                 }
@@ -215,19 +232,35 @@ impl Iterator for SubjectReader {
             let line_no = self.line_no;
             return Some(match self.layout.as_ref().expect("set above") {
                 Layout::IdGl => match line.split_once('%') {
-                    Some((id, gl)) if !id.trim().is_empty() && !gl.trim().is_empty() => Ok(SubjectRecord {
-                        line: line_no,
-                        id: id.trim().to_string(),
-                        typing: SubjectTyping::Gl(gl.trim().to_string()),
-                        donor_type: None,
-                        external_code: None,
-                    }),
-                    _ => Err(LoadError::format(&self.path, line_no, "expected `ID%GLSTRING`")),
+                    Some((id, gl)) if !id.trim().is_empty() && !gl.trim().is_empty() => {
+                        Ok(SubjectRecord {
+                            line: line_no,
+                            id: id.trim().to_string(),
+                            typing: SubjectTyping::Gl(gl.trim().to_string()),
+                            donor_type: None,
+                            external_code: None,
+                        })
+                    }
+                    _ => Err(LoadError::format(
+                        &self.path,
+                        line_no,
+                        "expected `ID%GLSTRING`",
+                    )),
                 },
-                Layout::Tsv { id, donor_type, external, loci, columns } => {
+                Layout::Tsv {
+                    id,
+                    donor_type,
+                    external,
+                    loci,
+                    columns,
+                } => {
                     let cols: Vec<&str> = line.split('\t').map(str::trim).collect();
                     if cols.len() != *columns {
-                        Err(LoadError::format(&self.path, line_no, format!("{} columns where the header has {columns}", cols.len())))
+                        Err(LoadError::format(
+                            &self.path,
+                            line_no,
+                            format!("{} columns where the header has {columns}", cols.len()),
+                        ))
                     } else if cols[*id].is_empty() {
                         Err(LoadError::format(&self.path, line_no, "empty id"))
                     } else {
@@ -240,7 +273,9 @@ impl Iterator for SubjectReader {
                             line: line_no,
                             id: cols[*id].to_string(),
                             typing: SubjectTyping::Cells(
-                                loci.iter().map(|(l, a, b)| (l.clone(), [cell(*a), cell(*b)])).collect(),
+                                loci.iter()
+                                    .map(|(l, a, b)| (l.clone(), [cell(*a), cell(*b)]))
+                                    .collect(),
                             ),
                             donor_type: cell(*donor_type),
                             external_code: cell(*external),

@@ -16,7 +16,7 @@ pub mod token;
 
 pub use error::{LoadError, TypingError};
 pub use expand::{Alternatives, Expander, PSet, PositionKind, PositionSet};
-pub use genotype::{locus_typings, LocusExpansion, LocusTyping};
+pub use genotype::{LocusExpansion, LocusTyping, locus_typings};
 pub use gl::{AlleleList, GlString};
 pub use mac::{Mac, MacDictionary};
 pub use reduce::{Reduced, Reduction};

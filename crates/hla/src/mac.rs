@@ -60,23 +60,39 @@ impl MacDictionary {
                 [marker, code, expansion] => (Some(*marker), *code, *expansion),
                 [code, expansion] => (None, *code, *expansion),
                 _ => {
-                    return Err(LoadError::format(path, line_no, "expected `[*]<TAB>CODE<TAB>EXPANSION` or `CODE<TAB>EXPANSION`"));
+                    return Err(LoadError::format(
+                        path,
+                        line_no,
+                        "expected `[*]<TAB>CODE<TAB>EXPANSION` or `CODE<TAB>EXPANSION`",
+                    ));
                 }
             };
             if code.is_empty() || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(LoadError::format(path, line_no, format!("`{code}` is not a MAC code (letters only)")));
+                return Err(LoadError::format(
+                    path,
+                    line_no,
+                    format!("`{code}` is not a MAC code (letters only)"),
+                ));
             }
             let entries: Vec<String> = expansion.split('/').map(str::to_string).collect();
             if entries.iter().any(|e| {
                 e.is_empty() || !e.starts_with(|c: char| c.is_ascii_digit()) || e.contains('*')
             }) {
-                return Err(LoadError::format(path, line_no, format!("malformed expansion `{expansion}` of code {code}")));
+                return Err(LoadError::format(
+                    path,
+                    line_no,
+                    format!("malformed expansion `{expansion}` of code {code}"),
+                ));
             }
             let allele_specific = match marker {
                 Some("*") => true,
                 Some("") => false,
                 Some(other) => {
-                    return Err(LoadError::format(path, line_no, format!("unexpected marker `{other}` (expected `*` or nothing)")));
+                    return Err(LoadError::format(
+                        path,
+                        line_no,
+                        format!("unexpected marker `{other}` (expected `*` or nothing)"),
+                    ));
                 }
                 None => entries.iter().any(|e| e.contains(':')),
             };

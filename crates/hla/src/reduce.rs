@@ -7,7 +7,7 @@ use std::str::FromStr;
 use crate::error::TypingError;
 use crate::expand::Expander;
 use crate::gl::AlleleList;
-use crate::release::{nomenclature_key, TceGroup};
+use crate::release::{TceGroup, nomenclature_key};
 use crate::token::SerologyLocus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,11 @@ impl FromStr for Reduction {
             "lgx" => Reduction::Lgx,
             "serology" | "ser" => Reduction::Serology,
             "tce" => Reduction::Tce,
-            other => return Err(format!("unknown reduction `{other}` (g, p, lgx, serology, tce)")),
+            other => {
+                return Err(format!(
+                    "unknown reduction `{other}` (g, p, lgx, serology, tce)"
+                ));
+            }
         })
     }
 }
@@ -105,9 +109,10 @@ impl Expander {
                             if allele.is_null() {
                                 format!("{}*{}N", locus, allele.fields())
                             } else {
-                                let antigen = allele.primary_serology.clone().unwrap_or_else(|| {
-                                    allele.first_field().trim_start_matches('0').to_string()
-                                });
+                                let antigen =
+                                    allele.primary_serology.clone().unwrap_or_else(|| {
+                                        allele.first_field().trim_start_matches('0').to_string()
+                                    });
                                 format!("{}{}", ser.prefix(), antigen)
                             }
                         }

@@ -52,7 +52,11 @@ impl Allele {
     /// The first `n` fields, e.g. `A*01:01` for n = 2.
     pub fn truncated(&self, n: usize) -> String {
         let fields: Vec<&str> = self.fields().split(':').take(n).collect();
-        format!("{}*{}", &self.name[..self.fields_start as usize - 1], fields.join(":"))
+        format!(
+            "{}*{}",
+            &self.name[..self.fields_start as usize - 1],
+            fields.join(":")
+        )
     }
     pub fn first_field(&self) -> &str {
         self.fields().split(':').next().unwrap_or("")
@@ -244,7 +248,10 @@ impl Release {
         if v != self.version {
             return Err(LoadError::File {
                 path: path.to_path_buf(),
-                reason: format!("release {v}, but Allelelist.txt is release {}", self.version),
+                reason: format!(
+                    "release {v}, but Allelelist.txt is release {}",
+                    self.version
+                ),
             });
         }
         Ok(())
@@ -264,7 +271,11 @@ impl Release {
                     members,
                     group.unwrap_or("").trim(),
                 )),
-                _ => Err(LoadError::format(path, line_no, "expected `LOCUS*;ALLELES;GROUP`")),
+                _ => Err(LoadError::format(
+                    path,
+                    line_no,
+                    "expected `LOCUS*;ALLELES;GROUP`",
+                )),
             }
         })
     }
@@ -366,7 +377,11 @@ impl Release {
         for (line_no, line) in data_lines(&text) {
             let cols: Vec<&str> = line.split(';').collect();
             if cols.len() < 3 {
-                return Err(LoadError::format(path, line_no, "expected `LOCUS*;ALLELE;SEROLOGY;…`"));
+                return Err(LoadError::format(
+                    path,
+                    line_no,
+                    "expected `LOCUS*;ALLELE;SEROLOGY;…`",
+                ));
             }
             let locus = cols[0].trim_end_matches('*');
             let Some(ser_locus) = SerologyLocus::of_molecular(locus) else {
@@ -380,7 +395,11 @@ impl Release {
             for col in cols.iter().skip(2).take(4) {
                 for a in col.split('/') {
                     let a = a.trim();
-                    if a.is_empty() || a == "0" || a == "?" || !a.bytes().all(|b| b.is_ascii_digit()) {
+                    if a.is_empty()
+                        || a == "0"
+                        || a == "?"
+                        || !a.bytes().all(|b| b.is_ascii_digit())
+                    {
                         continue;
                     }
                     if primary.is_none() {
@@ -410,7 +429,11 @@ impl Release {
         for (line_no, line) in data_lines(&text) {
             let cols: Vec<&str> = line.split(';').collect();
             if cols.len() < 4 {
-                return Err(LoadError::format(path, line_no, "expected `LOCUS;ANTIGEN;SPLITS;ASSOCIATED`"));
+                return Err(LoadError::format(
+                    path,
+                    line_no,
+                    "expected `LOCUS;ANTIGEN;SPLITS;ASSOCIATED`",
+                ));
             }
             let Some(locus) = SerologyLocus::from_label(cols[0]) else {
                 continue; // Dw: cellular typing, not used for matching
@@ -444,7 +467,11 @@ impl Release {
         for (line_no, line) in data_lines(&text) {
             let cols: Vec<&str> = line.split(';').collect();
             if cols.len() < 6 {
-                return Err(LoadError::format(path, line_no, "expected six `;`-separated fields"));
+                return Err(LoadError::format(
+                    path,
+                    line_no,
+                    "expected six `;`-separated fields",
+                ));
             }
             // Only molecular names (`A*`) that have been deleted.
             let Some(locus) = cols[0].strip_suffix('*') else {
@@ -475,19 +502,25 @@ impl Release {
         let text = read(path)?;
         self.check_version(path, &text)?;
         let mut lines = data_lines(&text);
-        let (_, header) = lines
-            .next()
-            .ok_or_else(|| LoadError::File { path: path.to_path_buf(), reason: "no header".into() })?;
-        let header: Vec<&str> = header.split(',').map(str::trim).collect();
-        let allele_col = header.iter().position(|h| *h == "Allele").ok_or_else(|| {
-            LoadError::format(path, 7, "no `Allele` column")
+        let (_, header) = lines.next().ok_or_else(|| LoadError::File {
+            path: path.to_path_buf(),
+            reason: "no header".into(),
         })?;
+        let header: Vec<&str> = header.split(',').map(str::trim).collect();
+        let allele_col = header
+            .iter()
+            .position(|h| *h == "Allele")
+            .ok_or_else(|| LoadError::format(path, 7, "no `Allele` column"))?;
         // The newest assignment: the highest-numbered `V<n>_Assignment` column.
         let assignment_col = header
             .iter()
             .enumerate()
             .filter_map(|(i, h)| {
-                let n = h.strip_prefix('V')?.strip_suffix("_Assignment")?.parse::<u32>().ok()?;
+                let n = h
+                    .strip_prefix('V')?
+                    .strip_suffix("_Assignment")?
+                    .parse::<u32>()
+                    .ok()?;
                 Some((n, i))
             })
             .max()
@@ -504,7 +537,11 @@ impl Release {
                 "0" => Some(TceGroup::Null),
                 v @ ("1" | "2" | "3") => Some(TceGroup::Group(v.parse().expect("digit"))),
                 other => {
-                    return Err(LoadError::format(path, line_no, format!("unknown TCE group `{other}`")));
+                    return Err(LoadError::format(
+                        path,
+                        line_no,
+                        format!("unknown TCE group `{other}`"),
+                    ));
                 }
             };
             if let Some(&id) = by_name.get(name.trim()) {
@@ -532,7 +569,9 @@ impl Release {
     }
 
     pub fn g_group(&self, name: &str) -> Option<&GGroup> {
-        self.g_group_index.get(name).map(|&i| &self.g_groups[i as usize])
+        self.g_group_index
+            .get(name)
+            .map(|&i| &self.g_groups[i as usize])
     }
 
     pub fn p_group_members(&self, name: &str) -> Option<&[AlleleId]> {

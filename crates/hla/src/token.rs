@@ -159,7 +159,10 @@ impl Token {
                 loc
             };
             if !is_locus_name(loc) {
-                return Err(TypingError::syntax(text, format!("`{loc}` is not a locus name")));
+                return Err(TypingError::syntax(
+                    text,
+                    format!("`{loc}` is not a locus name"),
+                ));
             }
             return Self::parse_molecular(text, loc, rest);
         }
@@ -191,7 +194,10 @@ impl Token {
 
     fn serology(text: &str, locus: SerologyLocus, number: &str) -> Result<Token, TypingError> {
         if !is_digits(number) {
-            return Err(TypingError::syntax(text, "a serological antigen is a locus and a number (A2, Cw3, DR4)"));
+            return Err(TypingError::syntax(
+                text,
+                "a serological antigen is a locus and a number (A2, Cw3, DR4)",
+            ));
         }
         let antigen = number.trim_start_matches('0');
         if antigen.is_empty() {
@@ -204,9 +210,12 @@ impl Token {
     }
 
     fn parse_serology(text: &str, body: &str) -> Result<Token, TypingError> {
-        let split = body
-            .find(|c: char| c.is_ascii_digit())
-            .ok_or_else(|| TypingError::syntax(text, "not an allele name (LOCUS*FIELDS), a MAC, an XX code or a serological antigen"))?;
+        let split = body.find(|c: char| c.is_ascii_digit()).ok_or_else(|| {
+            TypingError::syntax(
+                text,
+                "not an allele name (LOCUS*FIELDS), a MAC, an XX code or a serological antigen",
+            )
+        })?;
         let (label, number) = body.split_at(split);
         if label == "Bw" && (number == "4" || number == "6") {
             return Err(TypingError::syntax(
@@ -215,7 +224,10 @@ impl Token {
             ));
         }
         let locus = SerologyLocus::from_label(label).ok_or_else(|| {
-            TypingError::syntax(text, format!("`{label}` is not a serological locus (A, B, Cw, DR, DQ, DP)"))
+            TypingError::syntax(
+                text,
+                format!("`{label}` is not a serological locus (A, B, Cw, DR, DQ, DP)"),
+            )
         })?;
         Self::serology(text, locus, number)
     }
@@ -237,7 +249,10 @@ impl Token {
         if parts.len() == 2 && last.bytes().all(|b| b.is_ascii_uppercase()) {
             let group = parts[0];
             if !is_digits(group) {
-                return Err(TypingError::syntax(text, "the allele group before a MAC or XX must be a number"));
+                return Err(TypingError::syntax(
+                    text,
+                    "the allele group before a MAC or XX must be a number",
+                ));
             }
             if last == "XX" {
                 return Ok(Token::Xx {
@@ -255,7 +270,10 @@ impl Token {
             });
         }
         if parts.len() > 4 {
-            return Err(TypingError::syntax(text, "an allele name has at most four fields"));
+            return Err(TypingError::syntax(
+                text,
+                "an allele name has at most four fields",
+            ));
         }
         let mut fields: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
         let last_field = fields.last_mut().expect("at least one field");
@@ -268,7 +286,10 @@ impl Token {
         }
         for f in &fields {
             if !is_digits(f) {
-                return Err(TypingError::syntax(text, format!("field `{f}` is not a number")));
+                return Err(TypingError::syntax(
+                    text,
+                    format!("field `{f}` is not a number"),
+                ));
             }
         }
         match suffix {
@@ -287,7 +308,9 @@ impl Token {
             }),
             Some(c) => Err(TypingError::syntax(
                 text,
-                format!("`{c}` is not an expression suffix (N, L, S, Q, C, A) or group suffix (G, P)"),
+                format!(
+                    "`{c}` is not an expression suffix (N, L, S, Q, C, A) or group suffix (G, P)"
+                ),
             )),
             None => Ok(Token::Allele {
                 locus: locus_owned,

@@ -1,0 +1,165 @@
+//! End-to-end tests of the `boai` command line, run as a real process.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn boai(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_boai"))
+        .args(args)
+        .output()
+        .expect("run boai")
+}
+
+fn boai_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boai"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run boai");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[test]
+fn hla_expand_prints_one_sorted_json_object_per_typing() {
+    let out = boai(&["hla", "expand", "A*02:AB", "A*01:06"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        r#"{"null":false,"p_groups":["A*02:01P","A*02:02P"],"release":"3.58.0","typing":"A*02:AB"}"#
+    );
+    assert_eq!(
+        lines[1],
+        r#"{"null":false,"p_groups":["A*01:06"],"release":"3.58.0","typing":"A*01:06"}"#
+    );
+}
+
+#[test]
+fn hla_expand_reports_invalid_typings_and_goes_on() {
+    let out = boai(&["hla", "expand", "A*99:01", "A*01:01:01:02N", "A*02:ZZZ"]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["typing"], "A*99:01");
+    assert!(lines[0]["error"].as_str().unwrap().contains("A*99:01"));
+    assert_eq!(lines[1]["null"], true);
+    assert!(lines[2]["error"].as_str().unwrap().contains("ZZZ"));
+}
+
+#[test]
+fn hla_expand_gl_strings_give_one_object_per_locus_position() {
+    let out = boai_stdin(
+        &["hla", "expand"],
+        "hla#3.58.0#A*01:01+A*03:01^B*08:01+B*08:01\nDQB1*02:01:10\n",
+    );
+    assert!(out.status.success());
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[1]["locus"], "A");
+    assert_eq!(lines[1]["position"], 2);
+    assert_eq!(lines[1]["p_groups"][0], "A*03:01P");
+    assert_eq!(lines[3]["locus"], "B");
+    assert!(
+        lines[4]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("DQB1*02:02:15")
+    );
+}
+
+#[test]
+fn hla_reduce_keeps_the_gl_structure() {
+    let out = boai(&[
+        "hla",
+        "reduce",
+        "--to",
+        "g",
+        "A*01:01:01:01+A*02:01:01:01^B*08:01:01:01+B*44:02:01:01",
+    ]);
+    assert!(out.status.success());
+    let lines = stdout_lines(&out);
+    assert_eq!(
+        lines[0]["reduced"],
+        "A*01:01:01G+A*02:01:01G^B*08:01:01G+B*44:02:01G"
+    );
+    let out = boai(&["hla", "reduce", "--to", "serology", "A*02:01+A*24:02"]);
+    assert_eq!(stdout_lines(&out)[0]["reduced"], "A2+A24");
+    let out = boai(&["hla", "reduce", "--to", "lgx", "A*01:01:01:05"]);
+    assert_eq!(stdout_lines(&out)[0]["reduced"], "A*01:01");
+    let out = boai(&["hla", "reduce", "--to", "tce", "DPB1*04:01+DPB1*09:01"]);
+    assert_eq!(stdout_lines(&out)[0]["reduced"], "TCE3+TCE1");
+    let out = boai(&["hla", "reduce", "--to", "x", "A*01:01"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn hla_validate_reports_each_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typings.txt");
+    std::fs::write(
+        &path,
+        "D1%A*01:01+A*02:01^B*08:01+B*44:02\nD2%A*01:01+A*99:99\nno percent sign\nD4%A*02:AB+A*03:XX\nD5%DQB1*02:01:10+DQB1*03:01\nD6%A*01:01+B*08:01+C*07:01\n",
+    )
+    .unwrap();
+    let out = boai(&["hla", "validate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(":2: D2:") && text.contains("A*99:99"),
+        "{text}"
+    );
+    assert!(
+        text.contains(":3:") && text.contains("ID%GLSTRING"),
+        "{text}"
+    );
+    assert!(text.contains(":5: D5: warning"), "{text}");
+    assert!(text.contains(":6: D6:"), "{text}");
+    assert!(!text.contains("D1") && !text.contains("D4"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("6 records read, 3 invalid"));
+}
+
+#[test]
+fn hla_validate_accepts_the_20k_corpus() {
+    let corpus = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpora/atlas-donors/donors-20k.tsv"
+    );
+    let out = boai(&["hla", "validate", corpus]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("20000 records read, 0 invalid"));
+}
+
+#[test]
+fn missing_reference_data_is_a_clear_error() {
+    let out = boai(&["--hla-dir", "/nonexistent/imgt", "hla", "expand", "A*01:01"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/imgt") && err.contains("BOAI_HLA_DIR"),
+        "{err}"
+    );
+}
