@@ -1,7 +1,11 @@
 //! The `boai` command line.
 
 mod cmd_hla;
+mod cmd_match;
+mod donors;
 mod refdata;
+
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -24,6 +28,16 @@ enum Command {
     /// HLA nomenclature: expand, reduce and validate typings.
     #[command(subcommand)]
     Hla(cmd_hla::HlaCommand),
+    /// Write a synthetic donor or patient population.
+    Synth(cmd_match::SynthArgs),
+    /// Batch scoring of two typing files.
+    #[command(subcommand)]
+    Match(cmd_match::MatchCommand),
+    /// Search donors for a patient (in memory, from a donor file).
+    Search(cmd_match::SearchArgs),
+    /// Benchmarks that print their figures.
+    #[command(subcommand)]
+    Bench(cmd_match::BenchCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,5 +63,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let expander = cli.refdata.expander()?;
             cmd_hla::run(cmd, &expander)
         }
+        Command::Synth(args) => cmd_match::synth(args, &cli.refdata.expander()?),
+        Command::Match(cmd) => cmd_match::match_cmd(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::Search(args) => cmd_match::search_file(args, Arc::new(cli.refdata.expander()?)),
+        Command::Bench(cmd) => cmd_match::bench(cmd, Arc::new(cli.refdata.expander()?)),
     }
 }

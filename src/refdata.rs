@@ -19,7 +19,7 @@ pub struct RefDataArgs {
 }
 
 /// `relative` under `../shared` from the working directory, else beside this checkout.
-fn fallback(relative: &str) -> PathBuf {
+pub fn fallback(relative: &str) -> PathBuf {
     let from_cwd = Path::new("../shared").join(relative);
     if from_cwd.exists() {
         return from_cwd;

@@ -1,0 +1,19 @@
+//! The in-memory donor index and the `rayon`-parallel search, scoring and ranking
+//! (`../shared/docs/hla-matching.md`, sections 3–6 and 8). Pure computation: no database,
+//! no HTTP.
+
+pub mod index;
+pub mod model;
+pub mod position;
+pub mod rank;
+pub mod score;
+pub mod search;
+pub mod subject;
+
+pub use index::{DonorIndex, DonorInput, IndexError, RankFacts, Row};
+pub use model::{Abo, Cmv, CordCells, DonorAttributes, DonorType, Locus, Sex, Status};
+pub use position::PositionInfo;
+pub use rank::{DefaultPolicy, RankingPolicy};
+pub use score::{Confidence, Grade, LocusScore, PairScore, Subject, TceMatch};
+pub use search::{CordResult, SearchHit, SearchRequest, SearchResult};
+pub use subject::SubjectBuilder;

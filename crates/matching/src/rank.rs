@@ -1,0 +1,86 @@
+//! Ranking policies. The default follows the rules' section 6; registries may supply their
+//! own policy without touching the scan. The search breaks remaining ties on donor key.
+
+use std::cmp::Ordering;
+
+use crate::model::{Abo, Cmv, Sex};
+use crate::search::{SearchHit, SearchRequest};
+
+pub trait RankingPolicy: Send + Sync {
+    /// A stable name shown with every result.
+    fn name(&self) -> &str;
+    /// Order two hits (less = better). Return `Equal` to fall back on donor key.
+    fn compare(&self, a: &SearchHit, b: &SearchHit, request: &SearchRequest) -> Ordering;
+}
+
+/// `hla-first-v1` (rules §6): fewer mismatches at the matched loci; then allele before
+/// antigen mismatches; higher confidence; permissive DPB1 before non-permissive; for two
+/// cord units, cord grade then cell dose; then younger donors; CMV serostatus matching the
+/// patient's; male before female; ABO identical before mismatched.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultPolicy;
+
+fn cmv_rank(hit: &SearchHit, patient: Cmv) -> u8 {
+    match (patient, hit.facts.cmv) {
+        (Cmv::Unknown, _) => 0,
+        (p, d) if p == d => 0,
+        (_, Cmv::Unknown) => 1,
+        _ => 2,
+    }
+}
+
+fn sex_rank(hit: &SearchHit) -> u8 {
+    match hit.facts.sex {
+        Sex::Male => 0,
+        Sex::Female => 1,
+        Sex::Unknown => 2,
+    }
+}
+
+fn abo_rank(hit: &SearchHit, patient: Abo) -> u8 {
+    match (patient, hit.facts.abo) {
+        (Abo::Unknown, _) => 0,
+        (p, d) if p == d => 0,
+        (_, Abo::Unknown) => 2,
+        _ => 1,
+    }
+}
+
+impl RankingPolicy for DefaultPolicy {
+    fn name(&self) -> &str {
+        "hla-first-v1"
+    }
+
+    fn compare(&self, a: &SearchHit, b: &SearchHit, req: &SearchRequest) -> Ordering {
+        let loci = &req.loci;
+        let tce = |h: &SearchHit| {
+            h.score.loci[crate::model::Locus::Dpb1.index()]
+                .tce
+                .map_or(2, |t| t.rank())
+        };
+        a.total
+            .cmp(&b.total)
+            .then_with(|| {
+                a.score
+                    .antigen_mismatches(loci)
+                    .cmp(&b.score.antigen_mismatches(loci))
+            })
+            .then_with(|| {
+                b.score
+                    .confidence_points(loci)
+                    .cmp(&a.score.confidence_points(loci))
+            })
+            .then_with(|| tce(a).cmp(&tce(b)))
+            .then_with(|| match (&a.cord, &b.cord) {
+                (Some(ca), Some(cb)) => ca.mismatches.cmp(&cb.mismatches).then_with(|| {
+                    let dose = |c: &crate::search::CordResult| c.tnc_e7_per_kg.unwrap_or(0.0);
+                    dose(cb).total_cmp(&dose(ca))
+                }),
+                _ => Ordering::Equal,
+            })
+            .then_with(|| a.age.unwrap_or(u32::MAX).cmp(&b.age.unwrap_or(u32::MAX)))
+            .then_with(|| cmv_rank(a, req.patient_cmv).cmp(&cmv_rank(b, req.patient_cmv)))
+            .then_with(|| sex_rank(a).cmp(&sex_rank(b)))
+            .then_with(|| abo_rank(a, req.patient_abo).cmp(&abo_rank(b, req.patient_abo)))
+    }
+}
