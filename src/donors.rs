@@ -21,10 +21,11 @@ pub struct LoadedDonors {
     pub rejected: usize,
 }
 
-/// Each record's six loci as cell texts (with the locus implied).
-fn cells(
-    record: &SubjectRecord,
-) -> Result<Vec<(Locus, [Option<String>; 2])>, hla::input::FieldError> {
+/// One locus's two cells (with the locus implied).
+type LocusCells = (Locus, [Option<String>; 2]);
+
+/// Each record's six loci as cell texts.
+fn cells(record: &SubjectRecord) -> Result<Vec<LocusCells>, hla::input::FieldError> {
     let mut out = Vec::new();
     match &record.typing {
         SubjectTyping::Cells(loci) => {
