@@ -622,6 +622,18 @@ impl Release {
         family
     }
 
+    /// True when `antigen` is listed as an associated antigen (not a split) of another
+    /// (`A203` of A2, `B5102` of B51).
+    pub fn is_associated_antigen(&self, locus: SerologyLocus, antigen: &str) -> bool {
+        self.ser_parents
+            .get(&(locus, antigen.to_string()))
+            .is_some_and(|parents| {
+                parents
+                    .iter()
+                    .any(|p| !self.antigen_splits(locus, p).iter().any(|s| s == antigen))
+            })
+    }
+
     /// The splits of a broad antigen (`DR2` → 15, 16), empty if it has none.
     pub fn antigen_splits(&self, locus: SerologyLocus, antigen: &str) -> &[String] {
         self.ser_splits

@@ -34,6 +34,9 @@ pub struct PositionInfo {
     pub g_groups: Box<[u32]>,
     /// Every token is a serological antigen.
     pub serology_typed: bool,
+    /// The serological antigens as typed (for serology-typed positions), with whether each
+    /// is an associated antigen, sorted.
+    pub typed_antigens: Box<[(u32, bool)]>,
     pub tce: PositionTce,
 }
 
@@ -104,8 +107,20 @@ impl PositionInfo {
             PositionKind::New => PositionTce::Unknown,
             PositionKind::Expressed(_) => tce.unwrap_or(PositionTce::Unknown),
         };
+        let typed_antigens = list
+            .0
+            .iter()
+            .filter_map(|t| match t {
+                Token::Serology { locus, antigen } => Some((
+                    antigen.parse::<u32>().ok()?,
+                    release.is_associated_antigen(*locus, antigen),
+                )),
+                _ => None,
+            })
+            .collect();
         Ok(PositionInfo {
             text: list.to_string(),
+            typed_antigens: sorted(typed_antigens),
             serology_typed: list.0.iter().all(|t| matches!(t, Token::Serology { .. })),
             set,
             alleles: sorted(kept),

@@ -180,12 +180,7 @@ fn grade(p: &PositionInfo, d: &PositionInfo) -> Grade {
         return Grade::Mismatch;
     }
     if p.serology_typed || d.serology_typed {
-        // A serology-level match: the closest antigen relation the two typings share.
-        return if p.shares_antigen(d) {
-            Grade::Split
-        } else {
-            Grade::Broad
-        };
+        return serology_grade(p, d);
     }
     // The best grade any allele pair the two typings allow would have; confidence says how sure.
     if sorted_intersect(&p.alleles, &d.alleles) {
@@ -199,6 +194,36 @@ fn grade(p: &PositionInfo, d: &PositionInfo) -> Grade {
     } else {
         Grade::PGroup
     }
+}
+
+/// A serology-level match: the typed antigen found as such on the other side is a split
+/// (or associated) match; meeting only through the antigen family is a broad match.
+fn serology_grade(p: &PositionInfo, d: &PositionInfo) -> Grade {
+    let antigens_of = |x: &PositionInfo| -> Vec<u32> {
+        if x.serology_typed {
+            x.typed_antigens.iter().map(|a| a.0).collect()
+        } else {
+            x.antigens.to_vec()
+        }
+    };
+    let (pa, da) = (antigens_of(p), antigens_of(d));
+    let typed = if p.serology_typed {
+        &p.typed_antigens
+    } else {
+        &d.typed_antigens
+    };
+    let other = if p.serology_typed { &da } else { &pa };
+    let mut best = Grade::Broad;
+    for &(antigen, associated) in typed.iter() {
+        if other.contains(&antigen) {
+            best = best.min(if associated {
+                Grade::Associated
+            } else {
+                Grade::Split
+            });
+        }
+    }
+    best
 }
 
 fn confidence(p: &PositionInfo, d: &PositionInfo) -> Confidence {
