@@ -163,3 +163,190 @@ fn missing_reference_data_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn synth_is_reproducible_and_feeds_match_pairs_and_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let donors = dir.path().join("donors.txt");
+    let donors2 = dir.path().join("donors2.txt");
+    let tsv = dir.path().join("donors.tsv");
+    let patients = dir.path().join("patients.txt");
+    for (kind, count, out, extra) in [
+        ("donors", "300", &donors, None),
+        ("donors", "300", &donors2, None),
+        ("donors", "300", &tsv, Some("tsv")),
+        ("patients", "5", &patients, None),
+    ] {
+        let mut args = vec![
+            "synth",
+            kind,
+            "--count",
+            count,
+            "--seed",
+            "42",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if let Some(f) = extra {
+            args.extend(["--format", f]);
+        }
+        let o = boai(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(
+        std::fs::read(&donors).unwrap(),
+        std::fs::read(&donors2).unwrap(),
+        "same seed, same file"
+    );
+    let text = std::fs::read_to_string(&donors).unwrap();
+    assert_eq!(text.lines().count(), 300);
+    assert!(text.lines().all(|l| l.starts_with('D') && l.contains('%')));
+    assert!(
+        std::fs::read_to_string(&tsv)
+            .unwrap()
+            .starts_with("DonorId\tDonorType\tA_1")
+    );
+
+    let out = boai(&[
+        "match",
+        "pairs",
+        "--patients",
+        patients.to_str().unwrap(),
+        "--donors",
+        donors.to_str().unwrap(),
+        "--loci",
+        "A,B,DRB1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("patient_id,donor_id,A,B,DRB1,total"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 5 * 300);
+    for r in &rows {
+        let counts: Vec<u8> = r[2..5].iter().map(|v| v.parse().unwrap()).collect();
+        assert!(counts.iter().all(|&c| c <= 2));
+        assert_eq!(counts.iter().sum::<u8>(), r[5].parse::<u8>().unwrap());
+    }
+
+    // The TSV and the GL file hold the same donors: the same search finds the same ids.
+    let patient_gl = std::fs::read_to_string(&patients)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .split_once('%')
+        .unwrap()
+        .1
+        .to_string();
+    let search = |file: &std::path::Path| {
+        let out = boai(&[
+            "search",
+            "--donors",
+            file.to_str().unwrap(),
+            "--patient",
+            &patient_gl,
+            "--max-mismatches",
+            "3",
+            "--loci",
+            "A,B,DRB1",
+            "--limit",
+            "1000",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.starts_with("rank,donor_id,total,A,B,C,DRB1,DQB1,grade"));
+        let mut ids: Vec<String> = text
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let id = l.split(',').nth(1).unwrap();
+                id.trim_start_matches('D')
+                    .trim_start_matches('0')
+                    .to_string()
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let from_gl = search(&donors);
+    assert!(!from_gl.is_empty());
+    assert_eq!(from_gl, search(&tsv));
+}
+
+#[test]
+fn search_reports_json_and_rejects_bad_requests() {
+    let corpus = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpora/atlas-donors/donors-20k.tsv"
+    );
+    let patient = "A*02:01+A*24:02^B*35:01+B*40:01^C*03:04+C*04:01^DRB1*04:01+DRB1*15:01^DQB1*03:02+DQB1*06:02";
+    let out = boai(&[
+        "search",
+        "--donors",
+        corpus,
+        "--patient",
+        patient,
+        "--max-mismatches",
+        "2",
+        "--format",
+        "json",
+        "--limit",
+        "5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hits = v["hits"].as_array().unwrap();
+    assert!(v["total"].as_u64().unwrap() >= hits.len() as u64 && !hits.is_empty());
+    assert_eq!(hits[0]["rank"], 1);
+    assert!(hits[0]["loci"]["A"]["grades"].is_array());
+    let totals: Vec<u64> = hits.iter().map(|h| h["total"].as_u64().unwrap()).collect();
+    assert!(totals.windows(2).all(|w| w[0] <= w[1]), "{totals:?}");
+
+    let out = boai(&[
+        "search",
+        "--donors",
+        corpus,
+        "--patient",
+        "A*99:99+A*01:01",
+        "--max-mismatches",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("A*99:99"));
+    let out = boai(&[
+        "search",
+        "--donors",
+        corpus,
+        "--patient",
+        patient,
+        "--max-mismatches",
+        "9",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 5"));
+    let out = boai(&[
+        "search",
+        "--donors",
+        corpus,
+        "--patient",
+        patient,
+        "--max-mismatches",
+        "1",
+        "--loci",
+        "A,B",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DRB1"));
+}

@@ -44,12 +44,11 @@ fn score(patient: &str, donor: &str) -> PairScore {
 const TEN: [Locus; 5] = [Locus::A, Locus::B, Locus::C, Locus::Drb1, Locus::Dqb1];
 const PATIENT: &str = "A*01:01+A*02:01^B*08:01+B*44:02^C*07:01+C*05:01^DRB1*03:01+DRB1*04:01^DQB1*02:01+DQB1*03:01^DPB1*04:01+DPB1*04:01";
 
+/// A test donor: key, each locus's two positions as text, attributes.
+type TestDonor = (u32, Vec<(Locus, [String; 2])>, DonorAttributes);
+
 /// Donor cells from a GL string: each locus's two positions as text.
-fn donor_input(
-    key: u32,
-    gl: &str,
-    attributes: DonorAttributes,
-) -> (u32, Vec<(Locus, [String; 2])>, DonorAttributes) {
+fn donor_input(key: u32, gl: &str, attributes: DonorAttributes) -> TestDonor {
     let parsed = hla::GlString::parse(gl).unwrap();
     let loci = hla::locus_typings(&parsed)
         .unwrap()
@@ -64,7 +63,7 @@ fn donor_input(
     (key, loci, attributes)
 }
 
-fn index_of(donors: &[(u32, Vec<(Locus, [String; 2])>, DonorAttributes)]) -> DonorIndex {
+fn index_of(donors: &[TestDonor]) -> DonorIndex {
     let mut index = DonorIndex::new(expander());
     for (key, loci, attributes) in donors {
         let mut input = DonorInput {
