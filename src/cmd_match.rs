@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use hla::Expander;
 use matching::{
-    DonorIndex, DonorInput, DonorType, Locus, SearchRequest, SearchResult, SubjectBuilder,
+    DonorIndex, DonorInput, DonorType, HaplotypeSet, Locus, ProbabilityOptions, SearchRequest,
+    SearchResult, SubjectBuilder,
 };
 use serde_json::json;
 use synth::Synth;
@@ -129,6 +130,46 @@ pub fn synth(args: SynthArgs, expander: &Expander) -> Result<i32> {
     Ok(0)
 }
 
+/// A haplotype frequency set: the NMDP CSV layout, or the JSON layout for `.json` files.
+pub fn load_haplotype_set(
+    freqs: &Option<PathBuf>,
+    population: &str,
+    expander: &Expander,
+) -> Result<HaplotypeSet> {
+    let path = freqs_path(freqs);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let is_json = path.extension().is_some_and(|e| e == "json");
+    let set = if is_json {
+        HaplotypeSet::from_json(&text, expander.release())
+    } else {
+        HaplotypeSet::from_nmdp_csv(&text, population, true, expander.release())
+    }
+    .with_context(|| format!("frequency set {}", path.display()))?;
+    if !set.name.eq_ignore_ascii_case(population) && !is_json {
+        eprintln!(
+            "note: population {population} is not in {}; using the global set",
+            path.display()
+        );
+    }
+    if !set.unmapped.is_empty() {
+        eprintln!(
+            "note: {} names in {} are not in IMGT/HLA {} ({:.4} of the frequency mass left out): {}",
+            set.unmapped.len(),
+            path.display(),
+            expander.release().version,
+            set.unmapped_mass,
+            set.unmapped
+                .iter()
+                .take(8)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(set)
+}
+
 fn parse_loci(text: &str) -> Result<Vec<Locus>> {
     text.split(',')
         .map(|l| l.trim().parse::<Locus>().map_err(anyhow::Error::msg))
@@ -149,15 +190,51 @@ pub enum MatchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Probability that a patient and a donor really have 0, 1, 2 or more mismatches.
+    Probability {
+        #[arg(long)]
+        patient: String,
+        #[arg(long)]
+        donor: String,
+        #[arg(long, default_value = "API")]
+        population: String,
+        /// NMDP five-locus CSV, or the JSON layout (`.json`).
+        #[arg(long, env = "BOAI_FREQ_FILE")]
+        freqs: Option<PathBuf>,
+        #[arg(long, default_value = "A,B,C,DRB1,DQB1")]
+        loci: String,
+    },
 }
 
 pub fn match_cmd(cmd: MatchCommand, expander: Arc<Expander>) -> Result<i32> {
-    let MatchCommand::Pairs {
-        patients,
-        donors,
-        loci,
-        out,
-    } = cmd;
+    let (patients, donors, loci, out) = match cmd {
+        MatchCommand::Pairs {
+            patients,
+            donors,
+            loci,
+            out,
+        } => (patients, donors, loci, out),
+        MatchCommand::Probability {
+            patient,
+            donor,
+            population,
+            freqs,
+            loci,
+        } => {
+            let loci = parse_loci(&loci)?;
+            let set = load_haplotype_set(&freqs, &population, &expander)?;
+            let mut builder = SubjectBuilder::new(expander.clone());
+            let p = builder
+                .from_gl(&patient)
+                .with_context(|| format!("patient typing `{patient}`"))?;
+            let d = builder
+                .from_gl(&donor)
+                .with_context(|| format!("donor typing `{donor}`"))?;
+            let result = set.match_probability(&p, &d, &loci)?;
+            println!("{}", result.to_json());
+            return Ok(0);
+        }
+    };
     let loci = parse_loci(&loci)?;
     let started = Instant::now();
     let (patients, bad_patients) = load_subjects(&patients, expander.clone())?;
@@ -240,6 +317,16 @@ pub struct SearchArgs {
     /// Patient weight in kg (cord unit cell dose).
     #[arg(long)]
     pub weight: Option<f32>,
+    /// Add match probabilities (p0, p1, p2) for the returned donors.
+    #[arg(long)]
+    pub probability: bool,
+    /// With --probability: rank by P(0 mismatches) within each mismatch count.
+    #[arg(long)]
+    pub rank_by_probability: bool,
+    #[arg(long, default_value = "API")]
+    pub population: String,
+    #[arg(long, env = "BOAI_FREQ_FILE")]
+    pub freqs: Option<PathBuf>,
 }
 
 pub fn build_request(args: &SearchArgs, builder: &mut SubjectBuilder) -> Result<SearchRequest> {
@@ -268,6 +355,13 @@ pub fn build_request(args: &SearchArgs, builder: &mut SubjectBuilder) -> Result<
     req.limit = args.limit;
     req.patient_weight_kg = args.weight;
     req.today = today();
+    if args.probability || args.rank_by_probability {
+        let set = load_haplotype_set(&args.freqs, &args.population, builder.expander())?;
+        req.probability = Some(ProbabilityOptions {
+            set: Arc::new(set),
+            rank: args.rank_by_probability,
+        });
+    }
     req.validate().map_err(anyhow::Error::msg)?;
     Ok(req)
 }
@@ -293,9 +387,14 @@ pub fn print_result(
             for l in [Locus::A, Locus::B, Locus::C, Locus::Drb1, Locus::Dqb1] {
                 write!(w, ",{l}")?;
             }
+            let with_p = req.probability.is_some();
+            write!(w, ",grade")?;
+            if with_p {
+                write!(w, ",p0,p1,p2")?;
+            }
             writeln!(
                 w,
-                ",grade,DPB1,dpb1_tce,antigen_mismatches,untyped,donor_type,cord_grade"
+                ",DPB1,dpb1_tce,antigen_mismatches,untyped,donor_type,cord_grade"
             )?;
             for h in &result.hits {
                 write!(w, "{},{},{}", h.rank, id_of(h.key), h.total)?;
@@ -309,10 +408,21 @@ pub fn print_result(
                     .filter(|l| !h.score.locus(**l).typed)
                     .map(|l| l.name())
                     .collect();
+                write!(w, ",{}", h.grade(&req.loci))?;
+                if with_p {
+                    let p = h.probability.as_ref();
+                    let fmt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+                    write!(
+                        w,
+                        ",{},{},{}",
+                        fmt(p.and_then(|p| p.p0)),
+                        fmt(p.and_then(|p| p.p1)),
+                        fmt(p.and_then(|p| p.p2))
+                    )?;
+                }
                 writeln!(
                     w,
-                    ",{},{},{},{},{},{},{}",
-                    h.grade(&req.loci),
+                    ",{},{},{},{},{},{}",
                     dpb1.mismatches,
                     dpb1.tce.map_or("", |t| t.code()),
                     h.score.antigen_mismatches(&req.loci),
@@ -342,6 +452,8 @@ pub fn print_result(
                     json!({
                         "rank": h.rank, "donor_id": id_of(h.key), "total": h.total, "grade": h.grade(&req.loci),
                         "donor_type": h.attributes.donor_type.code(), "age": h.age, "loci": loci,
+                        "p_match": h.probability.as_ref().and_then(|p| p.p0),
+                        "probability": h.probability.as_ref().map(|p| p.to_json()),
                         "cord": h.cord.as_ref().map(|c| json!({"grade": c.grade, "mismatches": c.mismatches,
                             "tnc_e7_per_kg": c.tnc_e7_per_kg, "cd34_e5_per_kg": c.cd34_e5_per_kg, "dose_sufficient": c.dose_sufficient})),
                     })
@@ -395,6 +507,22 @@ pub enum BenchCommand {
         json: bool,
         #[arg(long, env = "BOAI_FREQ_FILE")]
         freqs: Option<PathBuf>,
+        /// Add a row: 10/10 searches tolerating 2 mismatches with match probabilities for the
+        /// top 1,000 results.
+        #[arg(long)]
+        probability: bool,
+    },
+    /// Time genotype imputation of every distinct typing of a donor file.
+    Impute {
+        /// Donor file (default: the Atlas 20k corpus).
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        #[arg(long, default_value = "API")]
+        population: String,
+        #[arg(long, env = "BOAI_FREQ_FILE")]
+        freqs: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -434,15 +562,94 @@ fn progress(len: u64, msg: &str) -> indicatif::ProgressBar {
     pb
 }
 
+fn bench_impute(
+    corpus: Option<PathBuf>,
+    population: &str,
+    freqs: &Option<PathBuf>,
+    json: bool,
+    expander: Arc<Expander>,
+) -> Result<i32> {
+    let corpus =
+        corpus.unwrap_or_else(|| crate::refdata::fallback("corpora/atlas-donors/donors-20k.tsv"));
+    let (subjects, rejected) = load_subjects(&corpus, expander.clone())?;
+    // Distinct typings (the cache key of imputation).
+    let mut seen = rustc_hash::FxHashSet::default();
+    let mut distinct = Vec::new();
+    for (_, s) in subjects {
+        let key: Vec<String> = s
+            .iter()
+            .map(|p| {
+                p.as_ref()
+                    .map_or(String::new(), |[a, b]| format!("{}+{}", a.text, b.text))
+            })
+            .collect();
+        if seen.insert(key) {
+            distinct.push(s);
+        }
+    }
+    let set = load_haplotype_set(freqs, population, &expander)?;
+    let mut times = Vec::with_capacity(distinct.len());
+    let (mut pairs, mut unrepresented) = (0usize, 0usize);
+    let started = Instant::now();
+    for s in &distinct {
+        let t = Instant::now();
+        let n = set.impute(s).len();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        pairs += n;
+        unrepresented += usize::from(n == 0);
+    }
+    let total = started.elapsed().as_secs_f64();
+    times.sort_by(f64::total_cmp);
+    let mean = total * 1e3 / distinct.len().max(1) as f64;
+    if json {
+        println!(
+            "{}",
+            json!({"typings": distinct.len(), "population": set.name, "haplotypes": set.len(), "total_seconds": total,
+            "mean_ms": mean, "p50_ms": percentile(&times, 0.5), "p95_ms": percentile(&times, 0.95), "max_ms": times.last(),
+            "mean_pairs": pairs as f64 / distinct.len().max(1) as f64, "unrepresented": unrepresented, "rejected": rejected})
+        );
+    } else {
+        println!(
+            "typings           {} distinct ({} rejected) from {}",
+            distinct.len(),
+            rejected,
+            corpus.display()
+        );
+        println!("frequency set     {} ({} haplotypes)", set.name, set.len());
+        println!(
+            "imputation        {total:.2} s, mean {mean:.3} ms per typing (p50 {:.3}, p95 {:.3}, max {:.1})",
+            percentile(&times, 0.5),
+            percentile(&times, 0.95),
+            times.last().unwrap_or(&0.0)
+        );
+        println!(
+            "haplotype pairs   {:.1} per typing; {unrepresented} typings unrepresented (no haplotype pair explains them)",
+            pairs as f64 / distinct.len().max(1) as f64
+        );
+    }
+    Ok(0)
+}
+
 pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
-    let BenchCommand::Search {
-        donors,
-        population,
-        seed,
-        patients,
-        json,
-        freqs,
-    } = cmd;
+    let (donors, population, seed, patients, json, freqs, probability) = match cmd {
+        BenchCommand::Search {
+            donors,
+            population,
+            seed,
+            patients,
+            json,
+            freqs,
+            probability,
+        } => (donors, population, seed, patients, json, freqs, probability),
+        BenchCommand::Impute {
+            corpus,
+            population,
+            freqs,
+            json,
+        } => {
+            return bench_impute(corpus, &population, &freqs, json, expander);
+        }
+    };
     let synth = Synth::new(&expander, &freqs_path(&freqs), &population)?;
     let t = Instant::now();
     let people = synth.donors(donors, seed);
@@ -507,6 +714,29 @@ pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
         ));
     }
     pb.finish_and_clear();
+    let mut probability_row = None;
+    if probability {
+        let set = Arc::new(load_haplotype_set(&freqs, &population, &expander)?);
+        let mut lat = Vec::new();
+        for subject in &patient_subjects {
+            let mut req = SearchRequest::new(subject.clone(), 2);
+            req.today = today();
+            req.limit = 1000;
+            req.probability = Some(ProbabilityOptions {
+                set: set.clone(),
+                rank: true,
+            });
+            let t = Instant::now();
+            index.search(&req).map_err(anyhow::Error::msg)?;
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        lat.sort_by(f64::total_cmp);
+        probability_row = Some((
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.95),
+            *lat.last().unwrap_or(&0.0),
+        ));
+    }
     let read_bw = read_bandwidth_gbs();
     let scanned = index.rows() as f64 * index.scan_bytes_per_donor(5) as f64;
     let p50_2 = rows[2].1;
@@ -526,6 +756,7 @@ pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
                 "synth_seconds": synth_seconds, "build_seconds": build_seconds, "bytes_per_donor": bytes_per_donor,
                 "p50_ms": by_mm(|r| r.1), "p95_ms": by_mm(|r| r.2), "max_ms": by_mm(|r| r.3),
                 "mean_results": mean_results, "read_bandwidth_gbs": read_bw, "scan_bandwidth_gbs": scan_bw,
+                "probability_top1000_ms": probability_row.map(|r| json!({"p50": r.0, "p95": r.1, "max": r.2})),
             })
         );
     } else {
@@ -553,6 +784,9 @@ pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
         println!("10/10 search      p50 ms   p95 ms   max ms");
         for (mm, p50, p95, max) in &rows {
             println!("  {mm} mismatches    {p50:>7.2}  {p95:>7.2}  {max:>7.2}");
+        }
+        if let Some((p50, p95, max)) = probability_row {
+            println!("  2 mm + p(top 1000) {p50:>6.2}  {p95:>7.2}  {max:>7.2}");
         }
         println!("mean results      {mean_results:.1} per search");
         println!("read bandwidth    {read_bw:.2} GB/s (sequential, 2 threads)");

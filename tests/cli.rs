@@ -350,3 +350,126 @@ fn search_reports_json_and_rejects_bad_requests() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("DRB1"));
 }
+
+#[test]
+fn match_probability_prints_the_documented_json() {
+    let p = "A*02:01+A*24:02^B*40:01+B*46:01^C*01:02+C*03:04^DRB1*09:01+DRB1*15:01^DQB1*03:03+DQB1*06:02";
+    let out = boai(&["match", "probability", "--patient", p, "--donor", p]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["loci"],
+        serde_json::json!(["A", "B", "C", "DRB1", "DQB1"])
+    );
+    assert!((v["p0"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert_eq!(v["per_locus"]["DRB1"]["p0"].as_f64().unwrap().round(), 1.0);
+    assert_eq!(v["patient_unrepresented"], false);
+    let low = "A*02:XX+A*24:XX^B*40:XX+B*46:XX^DRB1*09:XX+DRB1*15:XX";
+    let out = boai(&[
+        "match",
+        "probability",
+        "--patient",
+        p,
+        "--donor",
+        low,
+        "--loci",
+        "A,B,DRB1",
+        "--population",
+        "API",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sum: f64 = ["p0", "p1", "p2", "p_more"]
+        .iter()
+        .map(|k| v[k].as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-9, "{v}");
+    assert!(v["p0"].as_f64().unwrap() < 1.0);
+    assert!(v["per_locus"].get("C").is_none());
+    // An unrepresented typing says so and gives no probabilities.
+    let out = boai(&[
+        "match",
+        "probability",
+        "--patient",
+        "A*01:01+A*01:01^B*08:01+B*08:01^DRB1*03:01+DRB1*03:01",
+        "--donor",
+        low,
+        "--population",
+        "API",
+        "--loci",
+        "A,B,DRB1",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if v["patient_unrepresented"] == true {
+        assert!(v["p0"].is_null());
+    }
+    let out = boai(&[
+        "match",
+        "probability",
+        "--patient",
+        p,
+        "--donor",
+        p,
+        "--loci",
+        "A,DPB1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn search_with_probability_adds_columns_after_grade() {
+    let dir = tempfile::tempdir().unwrap();
+    let donors = dir.path().join("donors.txt");
+    let o = boai(&[
+        "synth",
+        "donors",
+        "--count",
+        "2000",
+        "--seed",
+        "3",
+        "--out",
+        donors.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let patient = "A*02:01+A*24:02^B*40:01+B*46:01^C*01:02+C*03:04^DRB1*09:01+DRB1*15:01^DQB1*03:03+DQB1*06:02";
+    let out = boai(&[
+        "search",
+        "--donors",
+        donors.to_str().unwrap(),
+        "--patient",
+        patient,
+        "--max-mismatches",
+        "4",
+        "--probability",
+        "--rank-by-probability",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("rank,donor_id,total,A,B,C,DRB1,DQB1,grade,p0,p1,p2,")
+    );
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert!(!rows.is_empty());
+    // Within each mismatch count, P(0) never increases down the list.
+    for w in rows.windows(2) {
+        if w[0][2] == w[1][2] && !w[0][9].is_empty() && !w[1][9].is_empty() {
+            assert!(
+                w[0][9].parse::<f64>().unwrap() >= w[1][9].parse::<f64>().unwrap(),
+                "{w:?}"
+            );
+        }
+    }
+}

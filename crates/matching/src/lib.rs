@@ -5,6 +5,7 @@
 pub mod index;
 pub mod model;
 pub mod position;
+pub mod probability;
 pub mod rank;
 pub mod score;
 pub mod search;
@@ -13,7 +14,8 @@ pub mod subject;
 pub use index::{DonorIndex, DonorInput, IndexError, RankFacts, Row};
 pub use model::{Abo, Cmv, CordCells, DonorAttributes, DonorType, Locus, Sex, Status};
 pub use position::PositionInfo;
+pub use probability::{HaplotypeSet, MatchProbability};
 pub use rank::{DefaultPolicy, RankingPolicy};
 pub use score::{Confidence, Grade, LocusScore, PairScore, Subject, TceMatch};
-pub use search::{CordResult, SearchHit, SearchRequest, SearchResult};
+pub use search::{CordResult, ProbabilityOptions, SearchHit, SearchRequest, SearchResult};
 pub use subject::SubjectBuilder;

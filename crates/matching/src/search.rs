@@ -12,6 +12,7 @@ use crate::model::{
     Abo, Cmv, DonorAttributes, DonorType, Locus, Status, age_in_years, days_from_civil,
 };
 use crate::position::PositionInfo;
+use crate::probability::{HaplotypeSet, MatchProbability};
 use crate::rank::{DefaultPolicy, RankingPolicy};
 use crate::score::{LocusScore, PairScore, Subject, match_count, score_locus};
 
@@ -40,6 +41,17 @@ pub struct SearchRequest {
     pub patient_cmv: Cmv,
     pub patient_abo: Abo,
     pub policy: Arc<dyn RankingPolicy>,
+    /// Compute match probabilities for the returned hits (and optionally rank by them).
+    pub probability: Option<ProbabilityOptions>,
+}
+
+/// Match probability in a search (rules §7).
+#[derive(Clone)]
+pub struct ProbabilityOptions {
+    pub set: Arc<HaplotypeSet>,
+    /// Re-rank the returned hits by P(0 mismatches) within each mismatch count
+    /// (`probability-within-grade-v1`, the request's policy breaking ties).
+    pub rank: bool,
 }
 
 impl SearchRequest {
@@ -60,6 +72,7 @@ impl SearchRequest {
             patient_cmv: Cmv::Unknown,
             patient_abo: Abo::Unknown,
             policy: Arc::new(DefaultPolicy),
+            probability: None,
         }
     }
 
@@ -128,6 +141,8 @@ pub struct SearchHit {
     pub cord: Option<CordResult>,
     /// The donor's attributes (filled for the hits returned).
     pub attributes: DonorAttributes,
+    /// Match probability over the matched loci the frequency set carries, when asked.
+    pub probability: Option<MatchProbability>,
 }
 
 impl SearchHit {
@@ -433,6 +448,27 @@ impl DonorIndex {
             hits.truncate(req.limit);
         }
         hits.sort_unstable_by(order);
+        let mut policy_name = policy.name().to_string();
+        if let Some(options) = &req.probability {
+            let loci: Vec<Locus> = req
+                .loci
+                .iter()
+                .copied()
+                .filter(|l| options.set.loci.contains(l))
+                .collect();
+            hits.par_iter_mut().for_each(|h| {
+                h.probability = options
+                    .set
+                    .match_probability(&req.patient, &self.subject(h.row), &loci)
+                    .ok();
+            });
+            if options.rank {
+                let p0 = |h: &SearchHit| h.probability.as_ref().and_then(|p| p.p0).unwrap_or(-1.0);
+                // Stable: the request's policy order breaks ties.
+                hits.sort_by(|a, b| a.total.cmp(&b.total).then(p0(b).total_cmp(&p0(a))));
+                policy_name = format!("probability-within-grade-v1+{policy_name}");
+            }
+        }
         for (i, h) in hits.iter_mut().enumerate() {
             h.rank = i + 1;
             h.attributes = self.attributes(h.row);
@@ -440,7 +476,7 @@ impl DonorIndex {
         Ok(SearchResult {
             total,
             hits,
-            policy: policy.name().to_string(),
+            policy: policy_name,
             distinct_typings_compared,
         })
     }
@@ -504,6 +540,7 @@ impl DonorIndex {
             facts,
             cord,
             attributes: DonorAttributes::default(),
+            probability: None,
         })
     }
 

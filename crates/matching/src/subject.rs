@@ -22,6 +22,10 @@ impl SubjectBuilder {
         }
     }
 
+    pub fn expander(&self) -> &Arc<Expander> {
+        &self.expander
+    }
+
     pub fn position(
         &mut self,
         locus: Locus,

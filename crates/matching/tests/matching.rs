@@ -631,3 +631,286 @@ fn ids_widen_past_65535_distinct_typings_without_changing_results() {
     );
     assert_eq!(index.len(), 2);
 }
+
+mod probability {
+    use super::*;
+    use hla::PositionKind;
+    use matching::HaplotypeSet;
+    use matching::score::match_count;
+    use proptest::prelude::*;
+
+    const LOCI3: [Locus; 3] = [Locus::A, Locus::B, Locus::Drb1];
+    /// Small sets: haplotypes over A, B, DRB1.
+    const HAPS: &[([&str; 3], f64)] = &[
+        (["A*02:01", "B*40:01", "DRB1*09:01"], 0.20),
+        (["A*24:02", "B*46:01", "DRB1*15:01"], 0.15),
+        (["A*02:07", "B*46:01", "DRB1*09:01"], 0.12),
+        (["A*11:01", "B*40:01", "DRB1*12:01"], 0.10),
+        (["A*02:01", "B*46:01", "DRB1*15:01"], 0.08),
+        (["A*24:02", "B*40:02", "DRB1*09:01"], 0.07),
+        (["A*33:03", "B*58:01", "DRB1*03:01"], 0.06),
+        (["A*11:01", "B*15:01", "DRB1*04:05"], 0.05),
+        (["A*02:06", "B*40:01", "DRB1*15:01"], 0.04),
+    ];
+
+    fn set_json(haps: &[([&str; 3], f64)]) -> String {
+        let h: Vec<serde_json::Value> = haps
+            .iter()
+            .map(|(a, f)| serde_json::json!({"alleles": a, "frequency": f}))
+            .collect();
+        serde_json::json!({"population": "TEST", "loci": ["A", "B", "DRB1"], "haplotypes": h})
+            .to_string()
+    }
+
+    fn set(haps: &[([&str; 3], f64)]) -> HaplotypeSet {
+        HaplotypeSet::from_json(&set_json(haps), expander().release()).unwrap()
+    }
+
+    fn key(name: &str) -> u32 {
+        let e = expander();
+        let s = e.expand_text(name, None).unwrap();
+        let PositionKind::Expressed(set) = &s.kind else {
+            panic!()
+        };
+        let ids: Vec<u32> = set.ids().collect();
+        assert_eq!(ids.len(), 1, "{name}");
+        ids[0]
+    }
+
+    /// Every haplotype pair of the set, by brute force (rules §7 as written).
+    fn brute(
+        haps: &[([&str; 3], f64)],
+        patient: &Subject,
+        donor: &Subject,
+    ) -> Option<([f64; 4], Vec<[f64; 3]>)> {
+        let keys: Vec<[u32; 3]> = haps
+            .iter()
+            .map(|(a, _)| [key(a[0]), key(a[1]), key(a[2])])
+            .collect();
+        let fits = |pos: &Arc<matching::PositionInfo>, k: u32| match &pos.set.kind {
+            PositionKind::Expressed(s) => s.contains(k),
+            _ => true,
+        };
+        let genotypes = |subject: &Subject| {
+            let mut out = Vec::new();
+            for i in 0..haps.len() {
+                for j in i..haps.len() {
+                    let ok = LOCI3
+                        .iter()
+                        .enumerate()
+                        .all(|(s, l)| match &subject[l.index()] {
+                            None => true,
+                            Some([p1, p2]) => {
+                                (fits(p1, keys[i][s]) && fits(p2, keys[j][s]))
+                                    || (fits(p1, keys[j][s]) && fits(p2, keys[i][s]))
+                            }
+                        });
+                    if ok {
+                        let w = haps[i].1 * haps[j].1 * if i == j { 1.0 } else { 2.0 };
+                        out.push((i, j, w));
+                    }
+                }
+            }
+            out
+        };
+        let (pg, dg) = (genotypes(patient), genotypes(donor));
+        if pg.is_empty() || dg.is_empty() {
+            return None;
+        }
+        let (wp, wd): (f64, f64) = (pg.iter().map(|g| g.2).sum(), dg.iter().map(|g| g.2).sum());
+        let mut totals = [0.0; 4];
+        let mut per_locus = vec![[0.0; 3]; 3];
+        for &(a, b, w1) in &pg {
+            for &(c, d, w2) in &dg {
+                let mut total = 0;
+                for s in 0..3 {
+                    let (x, y, u, v) = (keys[a][s], keys[b][s], keys[c][s], keys[d][s]);
+                    let mm = (2 - match_count([[x == u, x == v], [y == u, y == v]])) as usize;
+                    per_locus[s][mm] += w1 * w2 / (wp * wd);
+                    total += mm;
+                }
+                totals[total.min(3)] += w1 * w2 / (wp * wd);
+            }
+        }
+        Some((totals, per_locus))
+    }
+
+    const POOL: [&[&str]; 3] = [
+        &[
+            "A*02:01", "A*24:02", "A*02:XX", "A*11:01", "A*02:AB", "A*24:XX", "A*33:03", "A*NEW",
+            "A2", "A*02:06",
+        ],
+        &[
+            "B*40:01", "B*46:01", "B*40:XX", "B*58:01", "B*15:01", "B*40:02", "B*46:XX",
+        ],
+        &[
+            "DRB1*09:01",
+            "DRB1*15:01",
+            "DRB1*15:XX",
+            "DRB1*12:01",
+            "DRB1*04:XX",
+            "DRB1*03:01",
+            "DR9",
+        ],
+    ];
+
+    fn typing() -> impl Strategy<Value = String> {
+        let locus =
+            |l: usize| proptest::option::weighted(0.8, (0..POOL[l].len(), 0..POOL[l].len()));
+        (locus(0), locus(1), locus(2)).prop_map(|(a, b, c)| {
+            let parts: Vec<String> = [a, b, c]
+                .iter()
+                .enumerate()
+                .filter_map(|(l, p)| p.map(|(x, y)| format!("{}+{}", POOL[l][x], POOL[l][y])))
+                .collect();
+            if parts.is_empty() {
+                "A*02:01+A*24:02".to_string()
+            } else {
+                parts.join("^")
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn agrees_with_brute_force_and_sums_to_one(p in typing(), d in typing()) {
+            let set = set(HAPS);
+            let (patient, donor) = (subject(&p), subject(&d));
+            let got = set.match_probability(&patient, &donor, &LOCI3).unwrap();
+            match brute(HAPS, &patient, &donor) {
+                None => {
+                    prop_assert!(got.patient_unrepresented || got.donor_unrepresented);
+                    prop_assert!(got.p0.is_none());
+                }
+                Some((totals, per_locus)) => {
+                    let ps = [got.p0.unwrap(), got.p1.unwrap(), got.p2.unwrap(), got.p_more.unwrap()];
+                    for k in 0..4 {
+                        prop_assert!((ps[k] - totals[k]).abs() < 1e-9, "P({k}) {} vs {}", ps[k], totals[k]);
+                    }
+                    prop_assert!((ps.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+                    for (s, (_, pl)) in got.per_locus.iter().enumerate() {
+                        let pl = pl.unwrap();
+                        for m in 0..3 {
+                            prop_assert!((pl[m] - per_locus[s][m]).abs() < 1e-9);
+                        }
+                        prop_assert!((pl.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+                    }
+                }
+            }
+            // File order never matters.
+            let mut reversed: Vec<([&str; 3], f64)> = HAPS.to_vec();
+            reversed.reverse();
+            let again = self::set(&reversed).match_probability(&patient, &donor, &LOCI3).unwrap();
+            for (a, b) in [(got.p0, again.p0), (got.p1, again.p1), (got.p2, again.p2), (got.p_more, again.p_more)] {
+                prop_assert!(a.zip(b).is_none_or(|(a, b)| (a - b).abs() < 1e-12) && a.is_some() == b.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn hand_worked_cases() {
+        let set = set(HAPS);
+        let p = subject("A*02:01+A*24:02^B*40:01+B*46:01^DRB1*09:01+DRB1*15:01");
+        let r = set.match_probability(&p, &p, &LOCI3).unwrap();
+        assert!(
+            (r.p0.unwrap() - 1.0).abs() < 1e-12,
+            "identical high resolution: {r:?}"
+        );
+        // Unrepresented: an allele no haplotype carries.
+        let q = subject("A*01:01+A*24:02^B*40:01+B*46:01^DRB1*09:01+DRB1*15:01");
+        let r = set.match_probability(&q, &p, &LOCI3).unwrap();
+        assert!(r.patient_unrepresented && !r.donor_unrepresented && r.p0.is_none());
+        // Untyped DRB1: the population's odds at that locus. In a set where A and B carry no
+        // information, P(DRB1 match) is the frequency of the patient's DRB1 genotype.
+        let flat = [
+            (["A*02:01", "B*40:01", "DRB1*09:01"], 0.5),
+            (["A*02:01", "B*40:01", "DRB1*15:01"], 0.3),
+            (["A*02:01", "B*40:01", "DRB1*12:01"], 0.2),
+        ];
+        let flat_set = self::set(&flat);
+        let patient = subject("A*02:01+A*02:01^B*40:01+B*40:01^DRB1*09:01+DRB1*15:01");
+        let donor = subject("A*02:01+A*02:01^B*40:01+B*40:01");
+        let r = flat_set
+            .match_probability(&patient, &donor, &LOCI3)
+            .unwrap();
+        let drb1 = r.per_locus[2].1.unwrap();
+        assert!((drb1[0] - 2.0 * 0.5 * 0.3).abs() < 1e-12, "{drb1:?}");
+        // P(2 mismatches): donor DRB1 12:01+12:01.
+        assert!((drb1[2] - 0.2 * 0.2).abs() < 1e-12, "{drb1:?}");
+        assert!((r.p0.unwrap() - drb1[0]).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_nmdp_file_loads_with_every_population_and_a_global_fallback() {
+        let text =
+            std::fs::read_to_string(shared("frequencies/NMDP_2007_FiveLocus_Freqs.csv")).unwrap();
+        let release = expander().release_arc().clone();
+        for pop in ["API", "EUR", "AFA", "HIS"] {
+            let s = HaplotypeSet::from_nmdp_csv(&text, pop, false, &release).unwrap();
+            assert!(s.len() > 1000, "{pop}");
+            assert!(s.unmapped_mass < 0.01, "{pop}: {:?}", s.unmapped);
+        }
+        let global = HaplotypeSet::from_nmdp_csv(&text, "XYZ", true, &release).unwrap();
+        assert_eq!(global.name, "GLOBAL");
+        assert!(HaplotypeSet::from_nmdp_csv(&text, "XYZ", false, &release).is_err());
+        // Imputation of a typical low-resolution donor lists consistent pairs only.
+        let set = HaplotypeSet::from_nmdp_csv(&text, "API", false, &release).unwrap();
+        let donor = subject("A*02:XX+A*24:XX^B*40:XX+B*46:XX^DRB1*09:XX+DRB1*15:XX");
+        let pairs = set.impute(&donor);
+        assert!(!pairs.is_empty());
+        let total: f64 = pairs.iter().map(|p| p.2).sum();
+        assert!(total > 0.0 && total < 1.0);
+        for (a, b, w) in pairs.iter().take(50) {
+            assert!(a <= b);
+            let f = set.frequency(*a) * set.frequency(*b) * if a == b { 1.0 } else { 2.0 };
+            assert!((f - w).abs() < 1e-15);
+        }
+        // JSON errors are clear.
+        assert!(HaplotypeSet::from_json("{", &release).is_err());
+        let bad = r#"{"population":"X","loci":["A","DPB1"],"haplotypes":[]}"#;
+        assert!(
+            HaplotypeSet::from_json(bad, &release)
+                .unwrap_err()
+                .to_string()
+                .contains("DPB1")
+        );
+    }
+
+    #[test]
+    fn search_adds_probabilities_and_can_rank_by_them() {
+        let text =
+            std::fs::read_to_string(shared("frequencies/NMDP_2007_FiveLocus_Freqs.csv")).unwrap();
+        let set = Arc::new(
+            HaplotypeSet::from_nmdp_csv(&text, "API", false, expander().release()).unwrap(),
+        );
+        let patient = "A*02:01+A*24:02^B*40:01+B*46:01^C*01:02+C*03:04^DRB1*09:01+DRB1*15:01^DQB1*03:03+DQB1*06:02";
+        let index = index_of(&[
+            donor_input(
+                1,
+                "A*02:XX+A*24:XX^B*40:XX+B*46:XX^DRB1*09:XX+DRB1*15:XX",
+                available(),
+            ),
+            donor_input(2, patient, available()),
+            donor_input(
+                3,
+                "A*02:01+A*24:02^B*40:01+B*46:01^DRB1*09:01+DRB1*15:01",
+                available(),
+            ),
+        ]);
+        let mut req = SearchRequest::new(subject(patient), 0);
+        req.probability = Some(matching::ProbabilityOptions { set, rank: true });
+        let result = index.search(&req).unwrap();
+        assert_eq!(result.total, 3);
+        assert!(result.policy.starts_with("probability-within-grade-v1"));
+        let p0: Vec<f64> = result
+            .hits
+            .iter()
+            .map(|h| h.probability.as_ref().unwrap().p0.unwrap())
+            .collect();
+        assert!(p0.windows(2).all(|w| w[0] >= w[1]), "{p0:?}");
+        assert_eq!(result.hits[0].key, 2);
+        assert!((p0[0] - 1.0).abs() < 1e-12);
+    }
+}
