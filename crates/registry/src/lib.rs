@@ -1,0 +1,234 @@
+//! The registry: the durable store behind Boai (sqlx), on SQLite (embedded default, a file in
+//! WAL mode) and PostgreSQL (production), through one query path (`sqlx::Any`; `$n`
+//! placeholders, portable SQL, ISO-8601 text dates). Rules are enforced here, not only in
+//! callers: enrolment age limits, no listing without recruitment consent, duplicate national
+//! ids refused, withdrawal takes a donor out of search, status transitions, audit of every
+//! change and every identity read.
+
+pub mod grid;
+pub mod import;
+mod store;
+
+use std::sync::Arc;
+
+use hla::{Expander, TypingError};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+pub use grid::{GridError, make_grid, validate_grid};
+pub use store::*;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("invalid HLA typing: {0}")]
+    Typing(#[from] TypingError),
+    #[error(transparent)]
+    Grid(#[from] GridError),
+    #[error("unsupported database URL `{0}` (sqlite://PATH or postgres://…)")]
+    Url(String),
+}
+
+impl RegistryError {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        RegistryError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// Registry rules that differ between registries (registry operations §3, §5, §6).
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Issuing organisation number for GRIDs (CMDP: 2197).
+    pub ion: u16,
+    pub min_enrol_age: u32,
+    pub max_enrol_age: u32,
+    /// Donors leave the searchable pool at this birthday.
+    pub age_out: u32,
+    /// Days a reservation holds.
+    pub reservation_days: u32,
+    /// Minimum days between two donations of a product, and the per-product limit.
+    pub pbsc_interval_days: u32,
+    pub dli_interval_days: u32,
+    pub max_donations_per_product: u32,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            ion: 2197,
+            min_enrol_age: 18,
+            max_enrol_age: 45,
+            age_out: 61,
+            reservation_days: 53,
+            pbsc_interval_days: 90,
+            dli_interval_days: 30,
+            max_donations_per_product: 2,
+        }
+    }
+}
+
+/// Who is acting, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub role: String,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn new(name: &str, role: &str) -> Actor {
+        Actor {
+            name: name.into(),
+            role: role.into(),
+            request_id: None,
+        }
+    }
+    pub fn system() -> Actor {
+        Actor::new("system", "system")
+    }
+}
+
+/// The store.
+pub struct Registry {
+    pub(crate) pool: AnyPool,
+    pub backend: Backend,
+    pub config: RegistryConfig,
+    pub(crate) expander: Arc<Expander>,
+    pub url: String,
+}
+
+impl Registry {
+    /// Connect (creating a SQLite file if missing). Call [`Registry::migrate`] before use.
+    pub async fn connect(
+        url: &str,
+        expander: Arc<Expander>,
+        config: RegistryConfig,
+    ) -> Result<Registry> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(RegistryError::Url(url.to_string()));
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let with_mode = if url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL: readers never block the writer; a crash loses no committed write.
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA foreign_keys = ON",
+                                "PRAGMA busy_timeout = 30000",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect(&with_mode)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .connect(url)
+                    .await?
+            }
+        };
+        Ok(Registry {
+            pool,
+            backend,
+            config,
+            expander,
+            url: url.to_string(),
+        })
+    }
+
+    /// Apply pending migrations (`migrations/sqlite` or `migrations/postgres`).
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Begin a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`), so
+    /// concurrent writers wait their turn (busy timeout) instead of failing on lock upgrade.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    pub fn expander(&self) -> &Arc<Expander> {
+        &self.expander
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Current UTC time as RFC 3339 text.
+pub fn now_text() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (y, m, day) = matching::model::civil_from_days(secs.div_euclid(86_400) + 25_567);
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60,
+        d.subsec_micros()
+    )
+}
+
+/// Today (UTC) as days since 1900-01-01.
+pub fn today() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    secs.div_euclid(86_400) + 25_567
+}

@@ -1,0 +1,542 @@
+//! Registry tests. Every test runs on a real SQLite file and on a real PostgreSQL server
+//! (`BOAI_TEST_PG_URL`, a server URL; each test gets its own database). With `CI=true` a
+//! missing PostgreSQL fails the test instead of skipping that backend.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use hla::{Expander, MacDictionary, Release};
+use matching::model::days_from_civil;
+use matching::{DonorIndex, DonorType, SearchRequest, Status, SubjectBuilder};
+use registry::{
+    Actor, ConsentInput, Identity, NewDonor, Registry, RegistryConfig, RegistryError, StatusChange,
+    TypingInput,
+};
+use sqlx::Connection;
+
+fn shared(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(relative)
+}
+
+fn expander() -> Arc<Expander> {
+    static E: OnceLock<Arc<Expander>> = OnceLock::new();
+    E.get_or_init(|| {
+        let dir =
+            std::env::var_os("BOAI_HLA_DIR").map_or_else(|| shared("imgt-hla"), PathBuf::from);
+        let mac = std::env::var_os("BOAI_MAC_FILE")
+            .map_or_else(|| shared("mac/alpha.v3.subset.txt"), PathBuf::from);
+        Arc::new(Expander::new(
+            Arc::new(Release::load(dir).unwrap()),
+            Arc::new(MacDictionary::load(mac).unwrap()),
+        ))
+    })
+    .clone()
+}
+
+/// A fresh registry per backend: a new SQLite file, and a new PostgreSQL database.
+pub async fn backends(name: &str) -> Vec<(String, Registry, Option<tempfile::TempDir>)> {
+    let mut out = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("boai.db").display());
+    let reg = Registry::connect(&url, expander(), RegistryConfig::default())
+        .await
+        .unwrap();
+    reg.migrate().await.unwrap();
+    out.push(("sqlite".to_string(), reg, Some(dir)));
+    match std::env::var("BOAI_TEST_PG_URL") {
+        Ok(server) => {
+            let db = format!("boai_{}_{}", name, std::process::id());
+            let mut admin = sqlx::PgConnection::connect(&server)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let url = format!("{}/{db}", server.rsplit_once('/').unwrap().0);
+            let reg = Registry::connect(&url, expander(), RegistryConfig::default())
+                .await
+                .unwrap();
+            reg.migrate().await.unwrap();
+            out.push(("postgres".to_string(), reg, None));
+        }
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but BOAI_TEST_PG_URL is not set: PostgreSQL tests must run");
+        }
+        Err(_) => eprintln!(
+            "BOAI_TEST_PG_URL not set: PostgreSQL part of `{name}` skipped (set it, or run .ci/run)"
+        ),
+    }
+    out
+}
+
+fn today() -> i64 {
+    days_from_civil(2026, 11, 22)
+}
+
+fn clerk() -> Actor {
+    Actor::new("clerk-bj01", "station")
+}
+
+const TYPING: &str =
+    "A*02:01+A*24:02^B*40:01+B*46:01^C*01:02+C*03:04^DRB1*09:01+DRB1*15:01^DQB1*03:03+DQB1*06:02";
+
+async fn setup_station(reg: &Registry) {
+    reg.add_branch("BJ", "Beijing", "North", &Actor::new("admin", "admin"))
+        .await
+        .unwrap();
+    reg.add_station(
+        "BJ01",
+        "BJ",
+        "Beijing station 1",
+        "North",
+        3000,
+        &Actor::new("admin", "admin"),
+    )
+    .await
+    .unwrap();
+}
+
+fn donor(external: &str, national_id: &str) -> NewDonor {
+    NewDonor {
+        external_id: external.into(),
+        station: "BJ01".into(),
+        birth_date: Some("1995-04-10".into()),
+        sex: matching::Sex::Female,
+        identity: Some(Identity {
+            family_name: "Li".into(),
+            given_name: "Na".into(),
+            national_id: Some(national_id.into()),
+            phone: Some("+86 10 0000 0000".into()),
+            ..Default::default()
+        }),
+        recruitment_consent: Some(ConsentInput {
+            form_version: "CMDP-2024-1".into(),
+            note: None,
+        }),
+        typing: Some(TypingInput {
+            gl: TYPING.into(),
+            lab: Some("BJ-HLA".into()),
+            method: Some("NGS".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn search_keys(index: &DonorIndex) -> Vec<u32> {
+    let patient = SubjectBuilder::new(expander()).from_gl(TYPING).unwrap();
+    let mut req = SearchRequest::new(patient, 2);
+    req.today = today();
+    let mut keys: Vec<u32> = index
+        .search(&req)
+        .unwrap()
+        .hits
+        .iter()
+        .map(|h| h.key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn enrolment_rules_and_grids() {
+    for (backend, reg, _dir) in backends("enrol").await {
+        setup_station(&reg).await;
+        let d = reg
+            .enrol(&donor("E1", "110101199504100001"), &clerk(), today())
+            .await
+            .unwrap();
+        registry::validate_grid(&d.grid).unwrap();
+        assert!(d.grid.starts_with("2197"), "{backend}");
+        assert!(
+            d.listed && d.status == Status::Available && d.current_typing.is_some(),
+            "{backend}"
+        );
+        // Duplicate national id.
+        let err = reg
+            .enrol(&donor("E2", "110101199504100001"), &clerk(), today())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::Conflict(_)),
+            "{backend}: {err}"
+        );
+        assert!(
+            reg.donor_by_external_id("E2").await.unwrap().is_none(),
+            "{backend}: nothing half-stored"
+        );
+        // Duplicate external id.
+        assert!(matches!(
+            reg.enrol(&donor("E1", "X2"), &clerk(), today()).await,
+            Err(RegistryError::Conflict(_))
+        ));
+        // Age limits.
+        let mut young = donor("E3", "X3");
+        young.birth_date = Some("2010-01-01".into());
+        let err = reg
+            .enrol(&young, &clerk(), today())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("birth_date") && err.contains("18"),
+            "{backend}: {err}"
+        );
+        let mut old = donor("E4", "X4");
+        old.birth_date = Some("1970-01-01".into());
+        assert!(reg.enrol(&old, &clerk(), today()).await.is_err());
+        // Invalid HLA names the token; nothing stored.
+        let mut bad = donor("E5", "X5");
+        bad.typing.as_mut().unwrap().gl = TYPING.replace("A*24:02", "A*24:9999");
+        let err = reg
+            .enrol(&bad, &clerk(), today())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("A*24:9999"), "{backend}: {err}");
+        assert!(reg.donor_by_external_id("E5").await.unwrap().is_none());
+        // No listing without recruitment consent.
+        let mut unconsented = donor("E6", "X6");
+        unconsented.recruitment_consent = None;
+        let d6 = reg.enrol(&unconsented, &clerk(), today()).await.unwrap();
+        assert!(!d6.listed, "{backend}");
+        assert!(!reg.is_indexable(&d6, today()));
+        // Unknown station.
+        let mut nowhere = donor("E7", "X7");
+        nowhere.station = "ZZ99".into();
+        assert!(
+            reg.enrol(&nowhere, &clerk(), today())
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("ZZ99")
+        );
+        // Cord units have no enrolment age.
+        let mut cord = donor("C1", "X8");
+        cord.donor_type = DonorType::Cord;
+        cord.birth_date = Some("2026-01-02".into());
+        cord.identity = None;
+        reg.enrol(&cord, &clerk(), today()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn withdrawn_donors_leave_search_at_once_and_stay_out() {
+    for (backend, reg, _dir) in backends("withdraw").await {
+        setup_station(&reg).await;
+        let a = reg
+            .enrol(&donor("W1", "N1"), &clerk(), today())
+            .await
+            .unwrap();
+        let b = reg
+            .enrol(&donor("W2", "N2"), &clerk(), today())
+            .await
+            .unwrap();
+        let mut index = DonorIndex::new(expander());
+        assert_eq!(reg.load_index(&mut index, today()).await.unwrap(), 2);
+        assert_eq!(
+            search_keys(&index).await,
+            [a.id as u32, b.id as u32],
+            "{backend}"
+        );
+        let warnings = reg
+            .withdraw_consent(a.id, "recruitment", &clerk(), Some("moved away"))
+            .await
+            .unwrap();
+        assert!(warnings.is_empty());
+        reg.refresh_in_index(&mut index, a.id, today())
+            .await
+            .unwrap();
+        assert_eq!(search_keys(&index).await, [b.id as u32], "{backend}");
+        // A fresh load from the database agrees.
+        let mut fresh = DonorIndex::new(expander());
+        reg.load_index(&mut fresh, today()).await.unwrap();
+        assert_eq!(search_keys(&fresh).await, [b.id as u32], "{backend}");
+        // Withdrawing twice is an error, consent can be given again.
+        assert!(matches!(
+            reg.withdraw_consent(a.id, "recruitment", &clerk(), None)
+                .await,
+            Err(RegistryError::NotFound(_))
+        ));
+        reg.give_consent(
+            a.id,
+            "recruitment",
+            &ConsentInput {
+                form_version: "CMDP-2024-1".into(),
+                note: None,
+            },
+            &clerk(),
+        )
+        .await
+        .unwrap();
+        reg.refresh_in_index(&mut index, a.id, today())
+            .await
+            .unwrap();
+        assert_eq!(search_keys(&index).await.len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn status_transitions_expiry_and_age_out() {
+    for (backend, reg, _dir) in backends("status").await {
+        setup_station(&reg).await;
+        let d = reg
+            .enrol(&donor("S1", "M1"), &clerk(), today())
+            .await
+            .unwrap();
+        let cm = Actor::new("cm-1", "case_manager");
+        let tu = StatusChange {
+            status: Status::TemporarilyUnavailable,
+            reason: None,
+            until: Some("2026-12-01".into()),
+            patient_id: None,
+        };
+        assert!(
+            reg.change_status(d.id, &tu, &cm)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("reason"),
+            "{backend}"
+        );
+        let tu = StatusChange {
+            reason: Some("MR".into()),
+            ..tu
+        };
+        reg.change_status(d.id, &tu, &cm).await.unwrap();
+        assert_eq!(
+            reg.donor(d.id).await.unwrap().status,
+            Status::TemporarilyUnavailable
+        );
+        // The daily job: not yet expired, then expired.
+        assert!(
+            reg.run_daily(days_from_civil(2026, 11, 30), &Actor::system())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            reg.run_daily(days_from_civil(2026, 12, 2), &Actor::system())
+                .await
+                .unwrap(),
+            [d.id]
+        );
+        assert_eq!(reg.donor(d.id).await.unwrap().status, Status::Available);
+        // RS needs a patient; DE is final.
+        let rs = StatusChange {
+            status: Status::Reserved,
+            reason: None,
+            until: None,
+            patient_id: None,
+        };
+        assert!(reg.change_status(d.id, &rs, &cm).await.is_err());
+        let de = StatusChange {
+            status: Status::Deferred,
+            reason: Some("PR".into()),
+            until: None,
+            patient_id: None,
+        };
+        reg.change_status(d.id, &de, &cm).await.unwrap();
+        let av = StatusChange {
+            status: Status::Available,
+            reason: None,
+            until: None,
+            patient_id: None,
+        };
+        assert!(
+            matches!(
+                reg.change_status(d.id, &av, &cm).await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}"
+        );
+        // Age-out at the configured birthday (61): born 1995-04-10 → out on 2056-04-10.
+        let e = reg
+            .enrol(&donor("S2", "M2"), &clerk(), today())
+            .await
+            .unwrap();
+        assert!(
+            reg.run_daily(days_from_civil(2056, 4, 9), &Actor::system())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            reg.run_daily(days_from_civil(2056, 4, 10), &Actor::system())
+                .await
+                .unwrap(),
+            [e.id]
+        );
+        let aged = reg.donor(e.id).await.unwrap();
+        assert_eq!(
+            (aged.status, aged.status_reason.as_deref()),
+            (Status::Deferred, Some("DO"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn typings_history_identity_audit() {
+    for (backend, reg, _dir) in backends("typings").await {
+        setup_station(&reg).await;
+        let d = reg
+            .enrol(&donor("T1", "K1"), &clerk(), today())
+            .await
+            .unwrap();
+        let newer = TYPING.replace("A*02:01", "A*02:07");
+        reg.record_typing(
+            d.id,
+            &TypingInput {
+                gl: newer.clone(),
+                ..Default::default()
+            },
+            &clerk(),
+            today(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            reg.donor(d.id).await.unwrap().current_typing.as_deref(),
+            Some(newer.as_str()),
+            "{backend}"
+        );
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM typings WHERE donor_id = $1")
+            .bind(d.id)
+            .fetch_one(reg.pool())
+            .await
+            .unwrap();
+        assert_eq!(count, 2);
+        let err = reg
+            .record_typing(
+                d.id,
+                &TypingInput {
+                    gl: "A*02:01+A*99:01^B*08:01+B*08:01^DRB1*01:01+DRB1*01:01".into(),
+                    ..Default::default()
+                },
+                &clerk(),
+                today(),
+            )
+            .await;
+        assert!(err.unwrap_err().to_string().contains("A*99:01"));
+        assert_eq!(
+            reg.donor(d.id).await.unwrap().current_typing.as_deref(),
+            Some(newer.as_str()),
+            "invalid typing never current"
+        );
+        // Identity reads are audited; the audit log is append-only.
+        let id = reg
+            .read_identity(d.id, &Actor::new("cm-2", "case_manager"), "workup call")
+            .await
+            .unwrap();
+        assert_eq!(id.family_name, "Li");
+        let reads: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'identity.read' AND actor = 'cm-2'",
+        )
+        .fetch_one(reg.pool())
+        .await
+        .unwrap();
+        assert_eq!(reads, 1, "{backend}");
+        assert!(
+            sqlx::query("UPDATE audit_log SET actor = 'x'")
+                .execute(reg.pool())
+                .await
+                .is_err(),
+            "{backend}: audit UPDATE refused"
+        );
+        assert!(
+            sqlx::query("DELETE FROM audit_log")
+                .execute(reg.pool())
+                .await
+                .is_err(),
+            "{backend}: audit DELETE refused"
+        );
+        let stats = reg.stats(today()).await.unwrap();
+        assert_eq!(stats["donors"], 1);
+        assert_eq!(stats["typings"], 2);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writers_lose_no_update() {
+    for (backend, reg, _dir) in backends("concurrent").await {
+        setup_station(&reg).await;
+        let d = reg
+            .enrol(&donor("C1", "Q1"), &clerk(), today())
+            .await
+            .unwrap();
+        let reg = Arc::new(reg);
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let reg = reg.clone();
+            tasks.push(tokio::spawn(async move {
+                let scope = if i % 2 == 0 {
+                    "research"
+                } else {
+                    "follow_up_contact"
+                };
+                reg.give_consent(
+                    d.id,
+                    scope,
+                    &ConsentInput {
+                        form_version: format!("v{i}"),
+                        note: None,
+                    },
+                    &Actor::new(&format!("w{i}"), "station"),
+                )
+                .await
+                .unwrap();
+                let gl = if i % 2 == 0 {
+                    TYPING.to_string()
+                } else {
+                    TYPING.replace("C*01:02", "C*01:03")
+                };
+                reg.record_typing(
+                    d.id,
+                    &TypingInput {
+                        gl,
+                        ..Default::default()
+                    },
+                    &Actor::new(&format!("w{i}"), "station"),
+                    today(),
+                )
+                .await
+                .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let consents: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM consents WHERE donor_id = $1")
+            .bind(d.id)
+            .fetch_one(reg.pool())
+            .await
+            .unwrap();
+        assert_eq!(consents, 17, "{backend}");
+        let typings: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM typings WHERE donor_id = $1")
+            .bind(d.id)
+            .fetch_one(reg.pool())
+            .await
+            .unwrap();
+        assert_eq!(typings, 17, "{backend}");
+        let current: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM typings WHERE donor_id = $1 AND is_current")
+                .bind(d.id)
+                .fetch_one(reg.pool())
+                .await
+                .unwrap();
+        assert_eq!(current, 1, "{backend}");
+        let version: i64 = sqlx::query_scalar("SELECT row_version FROM donors WHERE id = $1")
+            .bind(d.id)
+            .fetch_one(reg.pool())
+            .await
+            .unwrap();
+        assert_eq!(version, 1 + 32, "{backend}: every write counted");
+    }
+}
