@@ -1,5 +1,6 @@
 //! The `boai` command line.
 
+mod cmd_db;
 mod cmd_hla;
 mod cmd_match;
 mod donors;
@@ -33,8 +34,20 @@ enum Command {
     /// Batch scoring of two typing files.
     #[command(subcommand)]
     Match(cmd_match::MatchCommand),
-    /// Search donors for a patient (in memory, from a donor file).
-    Search(cmd_match::SearchArgs),
+    /// Search donors for a patient: from a donor file (--donors) or the registry (--db).
+    Search {
+        #[command(flatten)]
+        args: cmd_match::SearchArgs,
+        /// Search the registry at this URL (sqlite://PATH or postgres://…).
+        #[arg(long, env = "BOAI_DATABASE_URL")]
+        db: Option<String>,
+    },
+    /// The registry database: migrate, stats, stations.
+    #[command(subcommand)]
+    Db(cmd_db::DbCommand),
+    /// Import into the registry.
+    #[command(subcommand)]
+    Import(cmd_db::ImportCommand),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(cmd_match::BenchCommand),
@@ -65,7 +78,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Synth(args) => cmd_match::synth(args, &cli.refdata.expander()?),
         Command::Match(cmd) => cmd_match::match_cmd(cmd, Arc::new(cli.refdata.expander()?)),
-        Command::Search(args) => cmd_match::search_file(args, Arc::new(cli.refdata.expander()?)),
+        Command::Search { args, db } => match db {
+            Some(db) if args.donors.is_none() => {
+                cmd_db::search_db(args, db, Arc::new(cli.refdata.expander()?))
+            }
+            _ => cmd_match::search_file(args, Arc::new(cli.refdata.expander()?)),
+        },
+        Command::Db(cmd) => cmd_db::db(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::Import(cmd) => cmd_db::import(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Bench(cmd) => cmd_match::bench(cmd, Arc::new(cli.refdata.expander()?)),
     }
 }

@@ -473,3 +473,175 @@ fn search_with_probability_adds_columns_after_grade() {
         }
     }
 }
+
+/// Database URLs to test the registry commands on: a SQLite file, and a fresh PostgreSQL
+/// database on the server at BOAI_TEST_PG_URL (required when CI=true).
+fn registry_urls(dir: &std::path::Path, name: &str) -> Vec<String> {
+    let mut urls = vec![format!(
+        "sqlite://{}",
+        dir.join(format!("{name}.db")).display()
+    )];
+    match std::env::var("BOAI_TEST_PG_URL") {
+        Ok(server) => {
+            let db = format!("boai_cli_{name}_{}", std::process::id());
+            for sql in [
+                format!("DROP DATABASE IF EXISTS {db}"),
+                format!("CREATE DATABASE {db}"),
+            ] {
+                let o = Command::new("psql")
+                    .args([server.as_str(), "-q", "-c", &sql])
+                    .output()
+                    .expect("psql");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            }
+            urls.push(format!("{}/{db}", server.rsplit_once('/').unwrap().0));
+        }
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but BOAI_TEST_PG_URL is not set")
+        }
+        Err(_) => eprintln!("BOAI_TEST_PG_URL not set: PostgreSQL part skipped"),
+    }
+    urls
+}
+
+fn stats(url: &str) -> serde_json::Value {
+    let o = boai(&["db", "stats", "--db", url]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn a_killed_import_leaves_whole_batches_and_a_rerun_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let donors = dir.path().join("donors.txt");
+    assert!(
+        boai(&[
+            "synth",
+            "donors",
+            "--count",
+            "60000",
+            "--seed",
+            "9",
+            "--out",
+            donors.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    for url in registry_urls(dir.path(), "crash") {
+        let o = boai(&[
+            "db",
+            "add-station",
+            "--db",
+            &url,
+            "BJ01",
+            "--branch",
+            "BJ",
+            "--name",
+            "Beijing 1",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_boai"))
+            .args([
+                "import",
+                "donors",
+                "--db",
+                &url,
+                donors.to_str().unwrap(),
+                "--station",
+                "BJ01",
+                "--batch",
+                "1000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill it once some batches are in.
+        let started = std::time::Instant::now();
+        loop {
+            let n = stats(&url)["donors"].as_i64().unwrap();
+            if n > 0 || started.elapsed().as_secs() > 120 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let s = stats(&url);
+        let n = s["donors"].as_i64().unwrap();
+        assert!(n > 0 && n < 60_000, "{url}: {n} donors when killed");
+        assert_eq!(n % 1000, 0, "{url}: only whole batches are committed ({n})");
+        assert_eq!(
+            (s["typings"].as_i64(), s["consents"].as_i64()),
+            (Some(n), Some(n)),
+            "{url}: consistent"
+        );
+        // The rerun completes it; a third run changes nothing.
+        let o = boai(&[
+            "import",
+            "donors",
+            "--db",
+            &url,
+            donors.to_str().unwrap(),
+            "--station",
+            "BJ01",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let summary = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(
+            summary.contains(&format!("created {}", 60_000 - n))
+                && summary.contains(&format!("unchanged {n}")),
+            "{url}: {summary}"
+        );
+        let s = stats(&url);
+        assert_eq!(
+            (
+                s["donors"].as_i64(),
+                s["typings"].as_i64(),
+                s["consents"].as_i64()
+            ),
+            (Some(60_000), Some(60_000), Some(60_000)),
+            "{url}"
+        );
+        let o = boai(&[
+            "import",
+            "donors",
+            "--db",
+            &url,
+            donors.to_str().unwrap(),
+            "--station",
+            "BJ01",
+        ]);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("unchanged 60000"));
+        // The registry-backed search runs over the imported donors.
+        let patient = std::fs::read_to_string(&donors)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .split_once('%')
+            .unwrap()
+            .1
+            .to_string();
+        let o = boai(&[
+            "search",
+            "--db",
+            &url,
+            "--patient",
+            &patient,
+            "--max-mismatches",
+            "0",
+            "--loci",
+            "A,B,DRB1",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert!(
+            text.lines()
+                .skip(1)
+                .any(|l| l.split(',').nth(1) == Some("D0000001")),
+            "{url}: {text}"
+        );
+    }
+}

@@ -24,7 +24,7 @@ CREATE TABLE donors (
     external_id TEXT NOT NULL UNIQUE,
     local_id TEXT,
     station_code TEXT NOT NULL REFERENCES stations(code),
-    birth_date TEXT NOT NULL,
+    birth_date TEXT,
     sex TEXT NOT NULL CHECK (sex IN ('M', 'F', 'U')),
     abo TEXT NOT NULL DEFAULT '?' CHECK (abo IN ('O', 'A', 'B', 'AB', '?')),
     rh TEXT NOT NULL DEFAULT '?' CHECK (rh IN ('+', '-', '?')),

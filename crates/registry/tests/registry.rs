@@ -540,3 +540,230 @@ async fn concurrent_writers_lose_no_update() {
         assert_eq!(version, 1 + 32, "{backend}: every write counted");
     }
 }
+
+mod import {
+    use super::*;
+    use registry::import::ImportOptions;
+
+    fn corpus() -> PathBuf {
+        shared("corpora/atlas-donors/donors-20k.tsv")
+    }
+
+    fn opts(all_or_nothing: bool) -> ImportOptions {
+        ImportOptions {
+            station: Some("BJ01".into()),
+            all_or_nothing,
+            batch_size: 3000,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_20k_corpus_imports_idempotently_and_searches_like_the_file() {
+        for (backend, reg, _dir) in backends("import20k").await {
+            setup_station(&reg).await;
+            let s = reg
+                .import_donors(&corpus(), &opts(false), &clerk(), today(), &|_| {})
+                .await
+                .unwrap();
+            assert_eq!(
+                (s.read, s.created, s.rejected),
+                (20_000, 20_000, 0),
+                "{backend}: {:?}",
+                s.errors.first()
+            );
+            let again = reg
+                .import_donors(&corpus(), &opts(false), &clerk(), today(), &|_| {})
+                .await
+                .unwrap();
+            assert_eq!(
+                (again.created, again.updated, again.unchanged),
+                (0, 0, 20_000),
+                "{backend}"
+            );
+            let stats = reg.stats(today()).await.unwrap();
+            assert_eq!(
+                (
+                    stats["donors"].as_i64(),
+                    stats["typings"].as_i64(),
+                    stats["consents"].as_i64()
+                ),
+                (Some(20_000), Some(20_000), Some(20_000))
+            );
+            // Every imported donor: a valid GRID, one current typing, a legacy recruitment consent.
+            let bad: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM donors d WHERE (SELECT COUNT(*) FROM typings t WHERE t.donor_id = d.id AND t.is_current) <> 1 OR NOT EXISTS (SELECT 1 FROM consents c WHERE c.donor_id = d.id AND c.scope = 'recruitment' AND c.note LIKE 'legacy import of donors-20k.tsv')")
+                .fetch_one(reg.pool())
+                .await
+                .unwrap();
+            assert_eq!(bad, 0, "{backend}");
+            let grid: String =
+                sqlx::query_scalar("SELECT grid FROM donors ORDER BY id DESC LIMIT 1")
+                    .fetch_one(reg.pool())
+                    .await
+                    .unwrap();
+            registry::validate_grid(&grid).unwrap();
+
+            // The registry-backed search returns what a search over the file returns.
+            let mut from_db = DonorIndex::new(expander());
+            assert_eq!(reg.load_index(&mut from_db, today()).await.unwrap(), 20_000);
+            let mut from_file = DonorIndex::new(expander());
+            let mut file_ids = std::collections::HashMap::new();
+            for (i, record) in hla::input::SubjectReader::open(corpus())
+                .unwrap()
+                .enumerate()
+            {
+                let record = record.unwrap();
+                let key = i as u32 + 1;
+                file_ids.insert(key, record.id.clone());
+                let typings = record.locus_typings().unwrap();
+                let texts: Vec<(matching::Locus, [String; 2])> = typings
+                    .iter()
+                    .filter_map(|t| {
+                        matching::Locus::from_name(&t.locus)
+                            .map(|l| (l, [t.positions[0].to_string(), t.positions[1].to_string()]))
+                    })
+                    .collect();
+                let mut input = matching::DonorInput {
+                    key,
+                    attributes: matching::DonorAttributes {
+                        donor_type: if record.donor_type.as_deref() == Some("2") {
+                            DonorType::Cord
+                        } else {
+                            DonorType::Adult
+                        },
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                for (l, pair) in &texts {
+                    input.hla[l.index()] = [Some(pair[0].as_str()), Some(pair[1].as_str())];
+                }
+                from_file.upsert(&input).unwrap();
+            }
+            let mut ext = std::collections::HashMap::new();
+            for row in sqlx::query("SELECT id, external_id FROM donors")
+                .fetch_all(reg.pool())
+                .await
+                .unwrap()
+            {
+                use sqlx::Row;
+                ext.insert(
+                    row.get::<i64, _>("id") as u32,
+                    row.get::<String, _>("external_id"),
+                );
+            }
+            for patient in [
+                TYPING,
+                "A*01:01+A*02:01^B*08:01+B*44:02^DRB1*03:01+DRB1*04:01",
+                "A*24:02+A*11:01^B*35:01+B*51:01^DRB1*14:01+DRB1*11:01",
+            ] {
+                let subject = SubjectBuilder::new(expander()).from_gl(patient).unwrap();
+                let mut req = SearchRequest::new(subject, 3);
+                req.limit = usize::MAX;
+                let mut a: Vec<String> = from_db
+                    .search(&req)
+                    .unwrap()
+                    .hits
+                    .iter()
+                    .map(|h| ext[&h.key].clone())
+                    .collect();
+                let mut b: Vec<String> = from_file
+                    .search(&req)
+                    .unwrap()
+                    .hits
+                    .iter()
+                    .map(|h| file_ids[&h.key].clone())
+                    .collect();
+                a.sort();
+                b.sort();
+                assert!(!a.is_empty(), "{backend}: {patient}");
+                assert_eq!(a, b, "{backend}: {patient}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_rows_name_line_and_field_and_all_or_nothing_loads_none() {
+        for (backend, reg, dir) in backends("importbad").await {
+            setup_station(&reg).await;
+            let tmp = dir.as_ref().map_or_else(
+                || std::env::temp_dir().join(format!("boai-bad-{}", std::process::id())),
+                |d| d.path().to_path_buf(),
+            );
+            std::fs::create_dir_all(&tmp).unwrap();
+            let file = tmp.join("mixed.txt");
+            std::fs::write(&file, format!("D1%{TYPING}\nD2%A*02:01+A*99:99^B*08:01+B*08:01^DRB1*01:01+DRB1*01:01\nno separator\nD4%{TYPING}\nD1%{TYPING}\nD6%A*02:01+A*02:01^B*08:01+B*08:01\n")).unwrap();
+            let s = reg
+                .import_donors(&file, &opts(true), &clerk(), today(), &|_| {})
+                .await
+                .unwrap();
+            assert_eq!(
+                (s.read, s.created, s.rejected),
+                (6, 0, 4),
+                "{backend}: {:?}",
+                s.errors
+            );
+            let lines: Vec<usize> = s.errors.iter().map(|e| e.line).collect();
+            assert_eq!(lines, [2, 3, 5, 6], "{backend}");
+            assert!(s.errors[0].to_string().contains("A*99:99"));
+            assert_eq!(s.errors[2].field, "external_id");
+            assert!(
+                s.errors[3].reason.contains("DRB1") || s.errors[3].reason.contains("A, B and DRB1"),
+                "{}",
+                s.errors[3]
+            );
+            assert_eq!(
+                reg.stats(today()).await.unwrap()["donors"],
+                0,
+                "{backend}: all-or-nothing loaded nothing"
+            );
+            let s = reg
+                .import_donors(&file, &opts(false), &clerk(), today(), &|_| {})
+                .await
+                .unwrap();
+            assert_eq!((s.created, s.rejected), (2, 4), "{backend}");
+            // The enrolment CSV: age, consent and duplicate national ids are checked per row.
+            let csv = tmp.join("enrol.csv");
+            std::fs::write(
+                &csv,
+                format!(
+                    "external_id,station,birth_date,sex,abo,rh,cmv,family_name,given_name,national_id,consent_form_version,gl\n\
+                     E1,BJ01,1990-01-01,F,A,+,neg,Wang,Fang,ID1,CMDP-2024,{TYPING}\n\
+                     E2,BJ01,2012-01-01,M,O,+,neg,Zhao,Lei,ID2,CMDP-2024,{TYPING}\n\
+                     E3,BJ01,1991-01-01,M,O,+,neg,Sun,Wei,ID1,CMDP-2024,{TYPING}\n\
+                     E4,BJ01,1992-01-01,M,O,+,neg,Zhou,Jie,ID4,,{TYPING}\n\
+                     E5,BJ01,1993-13-01,M,O,+,neg,Wu,Min,ID5,CMDP-2024,{TYPING}\n\
+                     E6,BJ01,1993-02-01,X,O,+,neg,Wu,Min,ID6,CMDP-2024,{TYPING}\n"
+                ),
+            )
+            .unwrap();
+            let s = reg
+                .import_donors(&csv, &ImportOptions::default(), &clerk(), today(), &|_| {})
+                .await
+                .unwrap();
+            let fields: Vec<(usize, String)> =
+                s.errors.iter().map(|e| (e.line, e.field.clone())).collect();
+            assert_eq!(
+                fields,
+                [
+                    (3, "birth_date".into()),
+                    (4, "national_id".into()),
+                    (5, "consent_form_version".into()),
+                    (6, "birth_date".into()),
+                    (7, "sex".into())
+                ],
+                "{backend}"
+            );
+            assert_eq!(s.created, 1);
+            let d = reg.donor_by_external_id("E1").await.unwrap().unwrap();
+            assert!(d.listed && d.birth_date.as_deref() == Some("1990-01-01"));
+            assert_eq!(
+                reg.read_identity(d.id, &clerk(), "test")
+                    .await
+                    .unwrap()
+                    .national_id
+                    .as_deref(),
+                Some("ID1")
+            );
+        }
+    }
+}
