@@ -127,53 +127,45 @@ impl Registry {
             };
             let reader = SubjectReader::open(path)
                 .map_err(|e| RegistryError::invalid("file", e.to_string()))?;
+            let mut records = Vec::new();
             for record in reader {
                 summary.read += 1;
-                let record = match record {
-                    Ok(r) => r,
+                match record {
+                    Ok(r) => records.push(r),
                     Err(e) => {
                         let line = match &e {
                             hla::LoadError::Format { line, .. } => *line,
                             _ => 0,
                         };
                         summary.errors.push(err(line, "line", e.to_string()));
-                        continue;
                     }
-                };
-                // Name the failing column: parse and expand cell by cell first.
-                if let Err(e) = record
-                    .locus_typings()
-                    .map_err(|e| err(record.line, &e.field, e.error.to_string()))
-                    .and_then(|typings| {
-                        for t in &typings {
-                            for (i, p) in t.positions.iter().enumerate() {
-                                self.expander.expand_list(p).map_err(|e| {
-                                    let field = match record.typing {
-                                        SubjectTyping::Cells(_) => format!("{}_{}", t.locus, i + 1),
-                                        SubjectTyping::Gl(_) => "GLSTRING".into(),
-                                    };
-                                    err(record.line, &field, e.to_string())
-                                })?;
-                            }
-                        }
-                        Ok(())
-                    })
-                {
-                    summary.errors.push(e);
-                    continue;
                 }
-                let gl = match record
-                    .gl_text()
-                    .map_err(|e| err(record.line, &e.field, e.error.to_string()))
-                {
-                    Ok(gl) => gl,
-                    Err(e) => {
-                        summary.errors.push(e);
-                        continue;
+            }
+            // Validate in parallel: one parse per record, each position expanded (memoised),
+            // errors naming the column.
+            use rayon::prelude::*;
+            let checked: Vec<std::result::Result<Row_, RowError>> = records
+                .par_iter()
+                .map(|record| {
+                    let typings = record.locus_typings().map_err(|e| err(record.line, &e.field, e.error.to_string()))?;
+                    for t in &typings {
+                        for (i, p) in t.positions.iter().enumerate() {
+                            self.expander.expand_list(p).map_err(|e| {
+                                let field = match record.typing {
+                                    SubjectTyping::Cells(_) => format!("{}_{}", t.locus, i + 1),
+                                    SubjectTyping::Gl(_) => "GLSTRING".into(),
+                                };
+                                err(record.line, &field, e.to_string())
+                            })?;
+                        }
                     }
-                };
-                match validate_gl(self, &gl) {
-                    Ok(gl) => rows.push(Row_ {
+                    for required in ["A", "B", "DRB1"] {
+                        if !typings.iter().any(|t| t.locus == required) {
+                            return Err(err(record.line, required, format!("a listed donor needs at least A, B and DRB1; {required} is missing")));
+                        }
+                    }
+                    let gl = typings.iter().map(|t| format!("{}+{}", t.positions[0], t.positions[1])).collect::<Vec<_>>().join("^");
+                    Ok(Row_ {
                         line: record.line,
                         external_id: record.id.clone(),
                         station: station.clone(),
@@ -183,11 +175,7 @@ impl Registry {
                         rh: None,
                         cmv: Cmv::Unknown,
                         population: String::new(),
-                        donor_type: if record.donor_type.as_deref() == Some("2") {
-                            DonorType::Cord
-                        } else {
-                            DonorType::Adult
-                        },
+                        donor_type: if record.donor_type.as_deref() == Some("2") { DonorType::Cord } else { DonorType::Adult },
                         gl,
                         lab: None,
                         method: None,
@@ -195,16 +183,13 @@ impl Registry {
                         identity: None,
                         consent_form: "legacy".into(),
                         consent_note: Some(format!("legacy import of {file_name}")),
-                    }),
-                    Err(e) => summary.errors.push(err(
-                        record.line,
-                        if matches!(record.typing, SubjectTyping::Gl(_)) {
-                            "GLSTRING"
-                        } else {
-                            "typing"
-                        },
-                        e.to_string(),
-                    )),
+                    })
+                })
+                .collect();
+            for c in checked {
+                match c {
+                    Ok(r) => rows.push(r),
+                    Err(e) => summary.errors.push(e),
                 }
             }
         }
@@ -559,44 +544,66 @@ impl Registry {
             }
         };
         let t2 = t0.elapsed();
+        let release = self.expander.release().version.clone();
         for (part_rows, part_ids) in new_rows.chunks(400).zip(ids.chunks(400)) {
+            let (lo, hi) = (part_ids[0], *part_ids.last().expect("non-empty"));
             insert_donors(self, &mut tx, part_rows, part_ids, &now).await?;
-            insert_many(
+            // Per-row values only where rows differ; the rest bound once.
+            insert_select(
                 self.backend,
                 &mut tx,
                 "typings (donor_id, gl, release, lab, method, typed_on, is_current, recorded_at)",
-                8,
-                part_rows.iter().zip(part_ids).map(|(r, id)| {
-                    vec![
-                        V::I(*id),
-                        V::S(r.gl.clone()),
-                        V::S(self.expander.release().version.clone()),
-                        V::O(r.lab.clone()),
-                        V::O(r.method.clone()),
-                        V::S(r.typed_on.clone().unwrap_or_else(|| today_text.clone())),
-                        V::B(true),
-                        V::S(now.clone()),
-                    ]
-                }),
+                "v.column1, v.column2, {0}, v.column3, v.column4, v.column5, TRUE, {1}",
+                vec![V::S(release.clone()), V::S(now.clone())],
+                part_rows
+                    .iter()
+                    .zip(part_ids)
+                    .map(|(r, id)| {
+                        vec![
+                            V::I(*id),
+                            V::S(r.gl.clone()),
+                            V::O(r.lab.clone()),
+                            V::O(r.method.clone()),
+                            V::S(r.typed_on.clone().unwrap_or_else(|| today_text.clone())),
+                        ]
+                    })
+                    .collect(),
             )
             .await?;
-            insert_many(
-                self.backend,
-                &mut tx,
-                "consents (donor_id, scope, form_version, given_at, recorded_by, note)",
-                6,
-                part_rows.iter().zip(part_ids).map(|(r, id)| {
-                    vec![
-                        V::I(*id),
-                        V::S("recruitment".into()),
-                        V::S(r.consent_form.clone()),
-                        V::S(now.clone()),
-                        V::S(actor.name.clone()),
-                        V::O(r.consent_note.clone()),
-                    ]
-                }),
-            )
-            .await?;
+            let first = &part_rows[0];
+            if part_rows.iter().all(|r| {
+                r.consent_form == first.consent_form && r.consent_note == first.consent_note
+            }) {
+                insert_select(
+                    self.backend,
+                    &mut tx,
+                    "consents (donor_id, scope, form_version, given_at, recorded_by, note)",
+                    "d.id, 'recruitment', {0}, {1}, {2}, {3} FROM donors d WHERE d.id BETWEEN {4} AND {5}",
+                    vec![V::S(first.consent_form.clone()), V::S(now.clone()), V::S(actor.name.clone()), V::O(first.consent_note.clone()), V::I(lo), V::I(hi)],
+                    Vec::new(),
+                )
+                .await?;
+            } else {
+                insert_select(
+                    self.backend,
+                    &mut tx,
+                    "consents (donor_id, scope, form_version, given_at, recorded_by, note)",
+                    "v.column1, 'recruitment', v.column2, {0}, {1}, v.column3",
+                    vec![V::S(now.clone()), V::S(actor.name.clone())],
+                    part_rows
+                        .iter()
+                        .zip(part_ids)
+                        .map(|(r, id)| {
+                            vec![
+                                V::I(*id),
+                                V::S(r.consent_form.clone()),
+                                V::O(r.consent_note.clone()),
+                            ]
+                        })
+                        .collect(),
+                )
+                .await?;
+            }
             let with_identity: Vec<(&Row_, &i64)> = part_rows
                 .iter()
                 .copied()
@@ -621,23 +628,13 @@ impl Registry {
                 }),
             )
             .await?;
-            insert_many(
+            insert_select(
                 self.backend,
                 &mut tx,
                 "audit_log (at, actor, role, action, entity, entity_id, reason, request_id)",
-                8,
-                part_ids.iter().map(|id| {
-                    vec![
-                        V::S(now.clone()),
-                        V::S(actor.name.clone()),
-                        V::S(actor.role.clone()),
-                        V::S("import.create".into()),
-                        V::S("donor".into()),
-                        V::S(id.to_string()),
-                        V::O(None),
-                        V::O(actor.request_id.clone()),
-                    ]
-                }),
+                "{0}, {1}, {2}, 'import.create', 'donor', CAST(d.id AS TEXT), NULL, {3} FROM donors d WHERE d.id BETWEEN {4} AND {5}",
+                vec![V::S(now.clone()), V::S(actor.name.clone()), V::S(actor.role.clone()), V::O(actor.request_id.clone()), V::I(lo), V::I(hi)],
+                Vec::new(),
             )
             .await?;
         }
@@ -661,8 +658,6 @@ enum V {
     I(i64),
     S(String),
     O(Option<String>),
-    B(bool),
-    F(Option<f64>),
 }
 
 async fn insert_many(
@@ -704,9 +699,81 @@ async fn insert_many(
                 V::I(i) => q.bind(i),
                 V::S(s) => q.bind(s),
                 V::O(o) => q.bind(o),
-                V::B(b) => q.bind(b),
-                V::F(f) => q.bind(f),
             };
+        }
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// `INSERT INTO target SELECT select [FROM (VALUES …) AS v]`: `select` names constants as
+/// `{0}`, `{1}`… (bound once) and per-row values as `v.column1`…; with no rows, `select`
+/// carries its own FROM.
+async fn insert_select(
+    backend: Backend,
+    tx: &mut Transaction<'_, Any>,
+    target: &str,
+    select: &str,
+    consts: Vec<V>,
+    rows: Vec<Vec<V>>,
+) -> Result<()> {
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        match backend {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${n}"),
+        }
+    };
+    // Constants in the order they appear in `select` (positional `?` binds in text order).
+    let mut order = Vec::new();
+    let mut sql_select = String::new();
+    let mut rest = select;
+    while let Some(i) = rest.find('{') {
+        let j = rest[i..].find('}').expect("closing brace") + i;
+        let k: usize = rest[i + 1..j].parse().expect("constant index");
+        sql_select.push_str(&rest[..i]);
+        sql_select.push_str(&next());
+        order.push(k);
+        rest = &rest[j + 1..];
+    }
+    sql_select.push_str(rest);
+    let mut sql = format!("INSERT INTO {target} SELECT {sql_select}");
+    if !rows.is_empty() {
+        sql.push_str(" FROM (VALUES ");
+        for (r, row) in rows.iter().enumerate() {
+            if r > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for c in 0..row.len() {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&next());
+            }
+            sql.push(')');
+        }
+        sql.push_str(") AS v");
+    }
+    let mut consts: Vec<Option<V>> = consts.into_iter().map(Some).collect();
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let bind = |q: sqlx::query::Query<'static, Any, sqlx::any::AnyArguments>, v: V| match v {
+        V::I(i) => q.bind(i),
+        V::S(s) => q.bind(s),
+        V::O(o) => q.bind(o),
+    };
+    for k in order {
+        // A constant used twice is bound twice.
+        let v = match consts[k].take() {
+            Some(v) => v,
+            None => panic!("constant {{{k}}} used twice"),
+        };
+        q = bind(q, v);
+    }
+    for row in rows {
+        for v in row {
+            q = bind(q, v);
         }
     }
     q.execute(&mut **tx).await?;
@@ -721,13 +788,14 @@ async fn insert_donors(
     now: &str,
 ) -> Result<()> {
     let mut values = Vec::with_capacity(rows.len());
+    let station = rows[0].station.clone();
+    let same_station = rows.iter().all(|r| r.station == station);
     for (r, id) in rows.iter().zip(ids) {
         let grid = make_grid(registry.config.ion, &id.to_string())?;
         values.push(vec![
             V::I(*id),
             V::S(grid),
             V::S(r.external_id.clone()),
-            V::S(r.station.clone()),
             V::O(r.birth_date.clone()),
             V::S(r.sex.code().into()),
             V::S(r.abo.code().into()),
@@ -735,18 +803,24 @@ async fn insert_donors(
             V::S(r.cmv.code().into()),
             V::S(r.population.clone()),
             V::S(r.donor_type.code().into()),
-            V::B(true),
-            V::S(now.to_string()),
-            V::S(now.to_string()),
-            V::F(None),
+            V::S(if same_station {
+                String::new()
+            } else {
+                r.station.clone()
+            }),
         ]);
     }
-    insert_many(
+    let station_expr = if same_station { "{0}" } else { "v.column11" };
+    let select = format!(
+        "v.column1, v.column2, v.column3, {station_expr}, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9, v.column10, TRUE, {{1}}, {{2}}"
+    );
+    insert_select(
         registry.backend,
         tx,
-        "donors (id, grid, external_id, station_code, birth_date, sex, abo, rh, cmv, population, donor_type, listed, created_at, updated_at, cord_tnc_e7)",
-        15,
-        values.into_iter(),
+        "donors (id, grid, external_id, station_code, birth_date, sex, abo, rh, cmv, population, donor_type, listed, created_at, updated_at)",
+        &select,
+        vec![V::S(station), V::S(now.to_string()), V::S(now.to_string())],
+        values,
     )
     .await
 }

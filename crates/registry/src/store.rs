@@ -187,6 +187,18 @@ macro_rules! donor_select {
     };
 }
 
+/// The same columns with the current typing joined (for scans over many donors).
+macro_rules! donor_scan {
+    ($rest:literal) => {
+        concat!(
+            "SELECT d.id, d.grid, d.external_id, d.station_code, d.birth_date, d.sex, d.abo, d.rh, d.cmv, d.population, d.donor_type, \
+             d.cord_tnc_e7, d.cord_cd34_e5, d.status, d.status_reason, d.status_until, d.reserved_for, CAST(CASE WHEN d.listed THEN 1 ELSE 0 END AS BIGINT) AS listed, \
+             t.gl AS current_typing FROM donors d JOIN typings t ON t.donor_id = d.id AND t.is_current ",
+            $rest
+        )
+    };
+}
+
 fn donor_from_row(row: &AnyRow) -> Result<Donor> {
     let code = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
     let tnc: Option<f64> = row.try_get("cord_tnc_e7")?;
@@ -817,7 +829,7 @@ impl Registry {
     /// Load every indexable donor into `index` (key = donor id). Returns how many.
     pub async fn load_index(&self, index: &mut DonorIndex, today: i64) -> Result<usize> {
         use futures_lite::StreamExt;
-        let mut rows = sqlx::query(donor_select!(
+        let mut rows = sqlx::query(donor_scan!(
             "WHERE d.listed AND d.status <> 'DE' ORDER BY d.id"
         ))
         .fetch(&self.pool);
