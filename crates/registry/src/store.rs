@@ -734,6 +734,7 @@ impl Registry {
             )
             .await?;
         }
+        let released = self.expire_reservations(today, actor).await?;
         for &id in &aged {
             self.change_status(
                 id,
@@ -747,7 +748,7 @@ impl Registry {
             )
             .await?;
         }
-        Ok(expired.into_iter().chain(aged).collect())
+        Ok(expired.into_iter().chain(released).chain(aged).collect())
     }
 
     pub async fn donor(&self, id: i64) -> Result<Donor> {

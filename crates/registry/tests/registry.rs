@@ -767,3 +767,376 @@ mod import {
         }
     }
 }
+
+#[tokio::test]
+async fn patient_to_donation_to_follow_up_and_organ_registrations() {
+    for (backend, reg, _dir) in backends("cases").await {
+        setup_station(&reg).await;
+        let d = reg
+            .enrol(&donor("P1", "Z1"), &clerk(), today())
+            .await
+            .unwrap();
+        let coord = Actor::new("coord-1", "coordinator");
+        let cm = Actor::new("cm-1", "case_manager");
+        let mut p = registry::cases::NewPatient {
+            external_id: "PAT-1".into(),
+            gl: TYPING.into(),
+            weight_kg: Some(60.0),
+            ..Default::default()
+        };
+        let patient = reg.register_patient(&p, &coord).await.unwrap();
+        p.external_id = "PAT-2".into();
+        p.gl = TYPING.replace("B*40:01", "B*40:9999");
+        assert!(
+            reg.register_patient(&p, &coord)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("B*40:9999"),
+            "{backend}"
+        );
+        p.gl = TYPING.into();
+        let other = reg.register_patient(&p, &coord).await.unwrap();
+        assert!(matches!(
+            reg.register_patient(&p, &coord).await,
+            Err(RegistryError::Conflict(_))
+        ));
+        // Search lifecycle.
+        let s = reg
+            .open_search(
+                patient,
+                r#"{"loci":["A","B","C","DRB1","DQB1"],"max_mismatches":1}"#,
+                &coord,
+            )
+            .await
+            .unwrap();
+        reg.set_search_state(s, "ACT", None, &coord).await.unwrap();
+        assert!(
+            matches!(
+                reg.set_search_state(s, "NEW", None, &coord).await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}"
+        );
+        reg.set_search_state(s, "SUS", None, &coord).await.unwrap();
+        assert!(
+            reg.set_search_state(s, "STP", None, &coord).await.is_err(),
+            "STP needs a reason"
+        );
+        reg.set_search_state(s, "STP", Some("transplanted"), &coord)
+            .await
+            .unwrap();
+        assert!(reg.open_search(999_999, "{}", &coord).await.is_err());
+        // One open request of a kind per pair.
+        let ct = reg
+            .open_request(patient, d.id, "confirmatory_typing", &coord, today())
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                reg.open_request(patient, d.id, "confirmatory_typing", &coord, today())
+                    .await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}"
+        );
+        reg.close_request(ct, "done", &coord).await.unwrap();
+        assert!(reg.close_request(ct, "done", &coord).await.is_err());
+        // Reservation: RS for this patient only; expires.
+        let res = reg
+            .open_request(patient, d.id, "reservation", &coord, today())
+            .await
+            .unwrap();
+        let reserved = reg.donor(d.id).await.unwrap();
+        assert_eq!(
+            (reserved.status, reserved.reserved_for),
+            (Status::Reserved, Some(patient)),
+            "{backend}"
+        );
+        assert!(matches!(
+            reg.open_request(other, d.id, "extended_typing", &coord, today())
+                .await,
+            Err(RegistryError::Conflict(_))
+        ));
+        // Workup with milestones.
+        let w = reg
+            .open_request(patient, d.id, "workup", &cm, today())
+            .await
+            .unwrap();
+        reg.record_milestone(w, "medical_exam", "2026-12-01", Some(true), &cm)
+            .await
+            .unwrap();
+        assert!(matches!(
+            reg.record_milestone(w, "medical_exam", "2026-12-02", Some(true), &cm)
+                .await,
+            Err(RegistryError::Conflict(_))
+        ));
+        assert!(
+            reg.record_milestone(res, "clearance", "2026-12-02", None, &cm)
+                .await
+                .is_err(),
+            "milestones belong to workups"
+        );
+        // Withdrawal during a workup warns loudly, never blocks.
+        let warnings = reg.withdraw_consent(d.id, "research", &clerk(), None).await;
+        assert!(warnings.is_err(), "no research consent was given");
+        // Donation: follow-up schedule, TU/TX, interval and limit.
+        let donation = reg
+            .record_donation(d.id, Some(patient), "PBSC", "2026-12-10", Some("BJ01"), &cm)
+            .await
+            .unwrap();
+        let after = reg.donor(d.id).await.unwrap();
+        assert_eq!(
+            (after.status, after.status_reason.as_deref()),
+            (Status::TemporarilyUnavailable, Some("TX")),
+            "{backend}"
+        );
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM followups WHERE donation_id = $1")
+            .bind(donation)
+            .fetch_one(reg.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 14);
+        let ten: String = sqlx::query_scalar(
+            "SELECT due_on FROM followups WHERE donation_id = $1 AND label = '10 years'",
+        )
+        .bind(donation)
+        .fetch_one(reg.pool())
+        .await
+        .unwrap();
+        assert_eq!(ten, "2036-12-10");
+        assert!(
+            matches!(
+                reg.record_donation(d.id, Some(patient), "PBSC", "2027-01-10", None, &cm)
+                    .await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}: 3-month interval"
+        );
+        reg.record_donation(d.id, Some(patient), "PBSC", "2027-03-20", None, &cm)
+            .await
+            .unwrap();
+        assert!(
+            reg.record_donation(d.id, Some(patient), "PBSC", "2027-09-20", None, &cm)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("limit")
+        );
+        assert!(
+            reg.record_donation(d.id, None, "XYZ", "2027-09-20", None, &cm)
+                .await
+                .is_err()
+        );
+        // Follow-ups: due and overdue lists; done needs an outcome.
+        let due = reg
+            .followups_due(days_from_civil(2026, 12, 13), true)
+            .await
+            .unwrap();
+        assert_eq!(
+            due.iter().map(|f| f.2.as_str()).collect::<Vec<_>>(),
+            ["2 days"],
+            "{backend}"
+        );
+        assert!(
+            reg.record_followup(due[0].0, "done", "2026-12-13", None, None, &cm)
+                .await
+                .is_err()
+        );
+        reg.record_followup(due[0].0, "done", "2026-12-13", Some("well"), None, &cm)
+            .await
+            .unwrap();
+        assert!(
+            reg.followups_due(days_from_civil(2026, 12, 13), true)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            reg.followups_due(days_from_civil(2026, 12, 17), false)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // A donor who withdrew follow-up contact is not listed.
+        reg.give_consent(
+            d.id,
+            "follow_up_contact",
+            &ConsentInput {
+                form_version: "F1".into(),
+                note: None,
+            },
+            &cm,
+        )
+        .await
+        .unwrap();
+        reg.withdraw_consent(d.id, "follow_up_contact", &cm, None)
+            .await
+            .unwrap();
+        assert!(
+            reg.followups_due(days_from_civil(2027, 12, 31), false)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend}"
+        );
+        // Reservation expiry through the daily job (a second donor).
+        let e = reg
+            .enrol(&donor("P2", "Z2"), &clerk(), today())
+            .await
+            .unwrap();
+        reg.open_request(other, e.id, "reservation", &coord, today())
+            .await
+            .unwrap();
+        let released = reg.run_daily(today() + 54, &Actor::system()).await.unwrap();
+        assert!(released.contains(&e.id), "{backend}: {released:?}");
+        assert_eq!(reg.donor(e.id).await.unwrap().status, Status::Available);
+        // Withdrawal with an open workup warns.
+        let w2 = reg
+            .open_request(other, e.id, "workup", &cm, today())
+            .await
+            .unwrap();
+        let warnings = reg
+            .withdraw_consent(e.id, "recruitment", &clerk(), None)
+            .await
+            .unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("conditioning")),
+            "{backend}: {warnings:?}"
+        );
+        reg.close_request(w2, "cancelled", &cm).await.unwrap();
+
+        // Organ, tissue and body donation registrations.
+        let staff = Actor::new("rc-1", "station");
+        assert!(
+            reg.register_organ_donation(
+                "Chen",
+                "Yu",
+                "ORG1",
+                "2010-01-01",
+                &["kidney"],
+                &[],
+                false,
+                &staff,
+                today()
+            )
+            .await
+            .is_err(),
+            "adults only"
+        );
+        assert!(
+            reg.register_organ_donation(
+                "Chen",
+                "Yu",
+                "ORG1",
+                "1980-01-01",
+                &["brain"],
+                &[],
+                false,
+                &staff,
+                today()
+            )
+            .await
+            .is_err()
+        );
+        assert!(
+            reg.register_organ_donation(
+                "Chen",
+                "Yu",
+                "ORG1",
+                "1980-01-01",
+                &[],
+                &[],
+                false,
+                &staff,
+                today()
+            )
+            .await
+            .is_err()
+        );
+        let r = reg
+            .register_organ_donation(
+                "Chen",
+                "Yu",
+                "ORG1",
+                "1980-01-01",
+                &["kidney", "liver"],
+                &["cornea"],
+                false,
+                &staff,
+                today(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            reg.register_organ_donation(
+                "Chen",
+                "Yu",
+                "ORG1",
+                "1980-01-01",
+                &["heart"],
+                &[],
+                false,
+                &staff,
+                today()
+            )
+            .await,
+            Err(RegistryError::Conflict(_))
+        ));
+        reg.change_organ_donation(r, &["kidney"], &[], true, &staff)
+            .await
+            .unwrap();
+        reg.revoke_organ_donation(r, &staff).await.unwrap();
+        assert!(
+            reg.revoke_organ_donation(r, &staff).await.is_err(),
+            "revocation is final"
+        );
+        assert!(
+            reg.change_organ_donation(r, &["heart"], &[], false, &staff)
+                .await
+                .is_err()
+        );
+        let r2 = reg
+            .register_organ_donation(
+                "Chen",
+                "Yu",
+                "ORG1",
+                "1980-01-01",
+                &["heart"],
+                &[],
+                false,
+                &staff,
+                today(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            reg.record_organ_case(
+                Some(r2),
+                "2030-01-01",
+                "spouse and parents, in writing",
+                "",
+                None,
+                &staff
+            )
+            .await
+            .is_err()
+        );
+        reg.record_organ_case(
+            Some(r2),
+            "2030-01-01",
+            "spouse and parents, in writing",
+            "Red Cross officer Liu",
+            Some("kidneys donated"),
+            &staff,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            reg.stats(today()).await.unwrap()["organ_registrations"],
+            1,
+            "{backend}"
+        );
+    }
+}

@@ -1,0 +1,782 @@
+//! Patients, searches, requests per patient–donor pair (with workup milestones and
+//! reservation), donations (intervals, per-product limits, follow-up schedule), follow-ups,
+//! and organ/tissue/body donation registrations (registry operations §6–9).
+
+use matching::Status;
+use matching::model::{civil_from_days, days_from_civil, format_day, parse_birth_date};
+use sqlx::Row;
+
+use crate::store::{StatusChange, audit, validate_gl};
+use crate::{Actor, Registry, RegistryError, Result, now_text};
+
+pub const REQUEST_KINDS: [&str; 4] = [
+    "extended_typing",
+    "confirmatory_typing",
+    "reservation",
+    "workup",
+];
+pub const MILESTONES: [&str; 6] = [
+    "information_session",
+    "medical_exam",
+    "infectious_markers",
+    "clearance",
+    "gcsf_start",
+    "collection",
+];
+pub const PRODUCTS: [&str; 3] = ["PBSC", "BM", "DLI"];
+pub const ORGANS: [&str; 6] = [
+    "kidney",
+    "liver",
+    "heart",
+    "lung",
+    "pancreas",
+    "small_bowel",
+];
+pub const TISSUES: [&str; 1] = ["cornea"];
+/// Search states (WMDA): NEW → PRE → ACT ⇄ SUS → STP.
+pub const SEARCH_STATES: [&str; 5] = ["NEW", "PRE", "ACT", "SUS", "STP"];
+
+#[derive(Debug, Clone, Default)]
+pub struct NewPatient {
+    pub external_id: String,
+    pub gl: String,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+    pub abo: Option<String>,
+    pub cmv: Option<String>,
+    pub weight_kg: Option<f64>,
+    pub diagnosis: Option<String>,
+    pub transplant_centre: Option<String>,
+}
+
+/// The follow-up schedule after a donation: (label, days after).
+pub fn follow_up_schedule() -> Vec<(String, i64)> {
+    let mut v = vec![
+        ("2 days".to_string(), 2),
+        ("1 week".to_string(), 7),
+        ("1 month".to_string(), 30),
+        ("6 months".to_string(), 182),
+    ];
+    for y in 1..=10 {
+        v.push((format!("{y} year{}", if y > 1 { "s" } else { "" }), 365 * y));
+    }
+    v
+}
+
+fn add_years(day: i64, years: i32) -> i64 {
+    let (y, m, d) = civil_from_days(day);
+    let mut dd = d;
+    while civil_from_days(days_from_civil(y + years, m, dd)) != (y + years, m, dd) {
+        dd -= 1;
+    }
+    days_from_civil(y + years, m, dd)
+}
+
+fn date(field: &str, text: &str) -> Result<i64> {
+    parse_birth_date(text)
+        .map(i64::from)
+        .map_err(|r| RegistryError::invalid(field, r))
+}
+
+fn is_unique(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation() || d.message().contains("UNIQUE constraint failed") || d.code().as_deref() == Some("23505"))
+}
+
+impl Registry {
+    pub async fn register_patient(&self, p: &NewPatient, actor: &Actor) -> Result<i64> {
+        if p.external_id.trim().is_empty() {
+            return Err(RegistryError::invalid("external_id", "must not be empty"));
+        }
+        let gl = validate_gl(self, &p.gl)?;
+        if let Some(b) = &p.birth_date {
+            date("birth_date", b)?;
+        }
+        if p.weight_kg.is_some_and(|w| !(w > 0.0 && w < 500.0)) {
+            return Err(RegistryError::invalid(
+                "weight_kg",
+                "must be between 0 and 500",
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO patients (external_id, gl, release, birth_date, sex, abo, cmv, weight_kg, diagnosis, transplant_centre, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .bind(&p.external_id)
+        .bind(&gl)
+        .bind(&self.expander.release().version)
+        .bind(p.birth_date.as_deref())
+        .bind(p.sex.as_deref().unwrap_or("U"))
+        .bind(p.abo.as_deref().unwrap_or("?"))
+        .bind(p.cmv.as_deref().unwrap_or("?"))
+        .bind(p.weight_kg)
+        .bind(p.diagnosis.as_deref())
+        .bind(p.transplant_centre.as_deref())
+        .bind(now_text())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| if is_unique(&e) { RegistryError::Conflict(format!("patient `{}` exists", p.external_id)) } else { e.into() })?;
+        audit(
+            &mut tx,
+            actor,
+            "patient.register",
+            "patient",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Open a search for a patient (state NEW) with its criteria as JSON text.
+    pub async fn open_search(&self, patient_id: i64, criteria: &str, actor: &Actor) -> Result<i64> {
+        serde_json::from_str::<serde_json::Value>(criteria)
+            .map_err(|e| RegistryError::invalid("criteria", e.to_string()))?;
+        let mut tx = self.begin().await?;
+        let now = now_text();
+        let id: i64 = sqlx::query_scalar("INSERT INTO searches (patient_id, criteria, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id")
+            .bind(patient_id)
+            .bind(criteria)
+            .bind(&now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.message().to_lowercase().contains("foreign key") => RegistryError::NotFound(format!("patient {patient_id}")),
+                _ => e.into(),
+            })?;
+        audit(
+            &mut tx,
+            actor,
+            "search.open",
+            "search",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Move a search through NEW → PRE → ACT ⇄ SUS → STP; STP needs a reason and is final.
+    pub async fn set_search_state(
+        &self,
+        search_id: i64,
+        state: &str,
+        reason: Option<&str>,
+        actor: &Actor,
+    ) -> Result<()> {
+        if !SEARCH_STATES.contains(&state) {
+            return Err(RegistryError::invalid(
+                "state",
+                format!(
+                    "unknown search state `{state}` ({})",
+                    SEARCH_STATES.join(", ")
+                ),
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let current: String = sqlx::query_scalar("SELECT state FROM searches WHERE id = $1")
+            .bind(search_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("search {search_id}")))?;
+        let allowed = matches!(
+            (current.as_str(), state),
+            ("NEW", "PRE" | "ACT" | "STP")
+                | ("PRE", "ACT" | "SUS" | "STP")
+                | ("ACT", "SUS" | "STP")
+                | ("SUS", "ACT" | "STP")
+        );
+        if !allowed {
+            return Err(RegistryError::Conflict(format!(
+                "search {search_id} cannot go from {current} to {state}"
+            )));
+        }
+        if state == "STP" && reason.is_none_or(|r| r.trim().is_empty()) {
+            return Err(RegistryError::invalid(
+                "reason",
+                "stopping a search needs a reason",
+            ));
+        }
+        sqlx::query(
+            "UPDATE searches SET state = $1, state_reason = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(state)
+        .bind(reason)
+        .bind(now_text())
+        .bind(search_id)
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            actor,
+            "search.state",
+            "search",
+            &search_id.to_string(),
+            Some(&format!("{current} → {state}")),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Open a request for a patient–donor pair; one open request of a kind per pair. A
+    /// reservation sets the donor RS for the patient until `reservation_days` from `today`.
+    pub async fn open_request(
+        &self,
+        patient_id: i64,
+        donor_id: i64,
+        kind: &str,
+        actor: &Actor,
+        today: i64,
+    ) -> Result<i64> {
+        if !REQUEST_KINDS.contains(&kind) {
+            return Err(RegistryError::invalid(
+                "kind",
+                format!(
+                    "unknown request kind `{kind}` ({})",
+                    REQUEST_KINDS.join(", ")
+                ),
+            ));
+        }
+        let donor = self.donor(donor_id).await?;
+        if !donor.listed || donor.status == Status::Deferred {
+            return Err(RegistryError::Conflict(format!(
+                "donor {donor_id} is not available for requests"
+            )));
+        }
+        if donor.status == Status::Reserved && donor.reserved_for != Some(patient_id) {
+            return Err(RegistryError::Conflict(format!(
+                "donor {donor_id} is reserved for another patient"
+            )));
+        }
+        let expires = (kind == "reservation")
+            .then(|| format_day((today + self.config.reservation_days as i64) as u16));
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO requests (patient_id, donor_id, kind, opened_at, expires_on) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+            .bind(patient_id)
+            .bind(donor_id)
+            .bind(kind)
+            .bind(now_text())
+            .bind(expires.as_deref())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| if is_unique(&e) { RegistryError::Conflict(format!("an open {kind} request exists for patient {patient_id} and donor {donor_id}")) } else { e.into() })?;
+        audit(
+            &mut tx,
+            actor,
+            "request.open",
+            "request",
+            &id.to_string(),
+            Some(kind),
+        )
+        .await?;
+        tx.commit().await?;
+        if kind == "reservation" {
+            self.change_status(
+                donor_id,
+                &StatusChange {
+                    status: Status::Reserved,
+                    reason: None,
+                    until: expires,
+                    patient_id: Some(patient_id),
+                },
+                actor,
+            )
+            .await?;
+        }
+        Ok(id)
+    }
+
+    /// Close a request (done, cancelled, refused). Closing a reservation other than done
+    /// releases the donor (AV).
+    pub async fn close_request(&self, request_id: i64, state: &str, actor: &Actor) -> Result<()> {
+        if !["done", "cancelled", "refused"].contains(&state) {
+            return Err(RegistryError::invalid(
+                "state",
+                "done, cancelled or refused",
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT donor_id, kind, state FROM requests WHERE id = $1")
+            .bind(request_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("request {request_id}")))?;
+        let (donor_id, kind, current): (i64, String, String) = (
+            row.try_get("donor_id")?,
+            row.try_get("kind")?,
+            row.try_get("state")?,
+        );
+        if current != "open" {
+            return Err(RegistryError::Conflict(format!(
+                "request {request_id} is already {current}"
+            )));
+        }
+        sqlx::query("UPDATE requests SET state = $1, closed_at = $2 WHERE id = $3")
+            .bind(state)
+            .bind(now_text())
+            .bind(request_id)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            "request.close",
+            "request",
+            &request_id.to_string(),
+            Some(state),
+        )
+        .await?;
+        tx.commit().await?;
+        if kind == "reservation"
+            && state != "done"
+            && self.donor(donor_id).await?.status == Status::Reserved
+        {
+            self.change_status(
+                donor_id,
+                &StatusChange {
+                    status: Status::Available,
+                    reason: None,
+                    until: None,
+                    patient_id: None,
+                },
+                actor,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Record a workup milestone (once each) on an open workup request.
+    pub async fn record_milestone(
+        &self,
+        request_id: i64,
+        milestone: &str,
+        on_date: &str,
+        ok: Option<bool>,
+        actor: &Actor,
+    ) -> Result<()> {
+        if !MILESTONES.contains(&milestone) {
+            return Err(RegistryError::invalid(
+                "milestone",
+                format!(
+                    "unknown milestone `{milestone}` ({})",
+                    MILESTONES.join(", ")
+                ),
+            ));
+        }
+        date("on_date", on_date)?;
+        let mut tx = self.begin().await?;
+        let kind: Option<String> =
+            sqlx::query_scalar("SELECT kind FROM requests WHERE id = $1 AND state = 'open'")
+                .bind(request_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if kind.as_deref() != Some("workup") {
+            return Err(RegistryError::Conflict(format!(
+                "request {request_id} is not an open workup"
+            )));
+        }
+        sqlx::query("INSERT INTO workup_milestones (request_id, milestone, on_date, ok) VALUES ($1, $2, $3, $4)")
+            .bind(request_id)
+            .bind(milestone)
+            .bind(on_date)
+            .bind(ok)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| if is_unique(&e) { RegistryError::Conflict(format!("{milestone} is already recorded")) } else { e.into() })?;
+        audit(
+            &mut tx,
+            actor,
+            "workup.milestone",
+            "request",
+            &request_id.to_string(),
+            Some(milestone),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Record a donation, enforcing the interval since the donor's last donation of the
+    /// product and the per-product limit; creates the follow-up schedule; the donor goes TU
+    /// (reason TX). Returns the donation id.
+    pub async fn record_donation(
+        &self,
+        donor_id: i64,
+        patient_id: Option<i64>,
+        product: &str,
+        donated_on: &str,
+        station: Option<&str>,
+        actor: &Actor,
+    ) -> Result<i64> {
+        if !PRODUCTS.contains(&product) {
+            return Err(RegistryError::invalid(
+                "product",
+                format!("unknown product `{product}` ({})", PRODUCTS.join(", ")),
+            ));
+        }
+        let day = date("donated_on", donated_on)?;
+        let mut tx = self.begin().await?;
+        self.lock_donor(&mut tx, donor_id).await?;
+        let previous: Vec<String> = sqlx::query_scalar("SELECT donated_on FROM donations WHERE donor_id = $1 AND product = $2 ORDER BY donated_on")
+            .bind(donor_id)
+            .bind(product)
+            .fetch_all(&mut *tx)
+            .await?;
+        if previous.len() as u32 >= self.config.max_donations_per_product {
+            return Err(RegistryError::Conflict(format!(
+                "donor {donor_id} has reached the limit of {} {product} donations",
+                self.config.max_donations_per_product
+            )));
+        }
+        let interval = if product == "DLI" {
+            self.config.dli_interval_days
+        } else {
+            self.config.pbsc_interval_days
+        } as i64;
+        if let Some(last) = previous.last() {
+            let since = day - date("donated_on", last)?;
+            if since < interval {
+                return Err(RegistryError::Conflict(format!(
+                    "only {since} days since the last {product} donation; at least {interval} are needed"
+                )));
+            }
+        }
+        let id: i64 = sqlx::query_scalar("INSERT INTO donations (donor_id, patient_id, product, donated_on, station_code, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
+            .bind(donor_id)
+            .bind(patient_id)
+            .bind(product)
+            .bind(donated_on)
+            .bind(station)
+            .bind(now_text())
+            .fetch_one(&mut *tx)
+            .await?;
+        for (label, days) in follow_up_schedule() {
+            let due = if days >= 365 {
+                add_years(day, (days / 365) as i32)
+            } else {
+                day + days
+            };
+            sqlx::query("INSERT INTO followups (donation_id, donor_id, label, due_on) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(donor_id)
+                .bind(&label)
+                .bind(format_day(due as u16))
+                .execute(&mut *tx)
+                .await?;
+        }
+        audit(
+            &mut tx,
+            actor,
+            "donation.record",
+            "donor",
+            &donor_id.to_string(),
+            Some(product),
+        )
+        .await?;
+        tx.commit().await?;
+        let until = format_day((day + interval) as u16);
+        self.change_status(
+            donor_id,
+            &StatusChange {
+                status: Status::TemporarilyUnavailable,
+                reason: Some("TX".into()),
+                until: Some(until),
+                patient_id: None,
+            },
+            actor,
+        )
+        .await?;
+        Ok(id)
+    }
+
+    /// Follow-ups due on or before `until` (`overdue_only`: before `today`), for donors who
+    /// have not withdrawn follow-up contact consent: (id, donor id, label, due date).
+    pub async fn followups_due(
+        &self,
+        today: i64,
+        overdue_only: bool,
+    ) -> Result<Vec<(i64, i64, String, String)>> {
+        let today_text = format_day(today as u16);
+        let sql = if overdue_only {
+            "SELECT f.id, f.donor_id, f.label, f.due_on FROM followups f WHERE f.state = 'due' AND f.due_on < $1 \
+             AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.donor_id = f.donor_id AND c.scope = 'follow_up_contact' AND c.withdrawn_at IS NOT NULL) ORDER BY f.due_on, f.id"
+        } else {
+            "SELECT f.id, f.donor_id, f.label, f.due_on FROM followups f WHERE f.state = 'due' AND f.due_on <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.donor_id = f.donor_id AND c.scope = 'follow_up_contact' AND c.withdrawn_at IS NOT NULL) ORDER BY f.due_on, f.id"
+        };
+        let rows = sqlx::query(sql)
+            .bind(&today_text)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("donor_id")?,
+                    r.try_get("label")?,
+                    r.try_get("due_on")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Record a follow-up as done (with outcome and any adverse event) or missed.
+    pub async fn record_followup(
+        &self,
+        followup_id: i64,
+        state: &str,
+        on: &str,
+        outcome: Option<&str>,
+        adverse_event: Option<&str>,
+        actor: &Actor,
+    ) -> Result<()> {
+        if !["done", "missed"].contains(&state) {
+            return Err(RegistryError::invalid("state", "done or missed"));
+        }
+        date("on", on)?;
+        if state == "done" && outcome.is_none_or(|o| o.trim().is_empty()) {
+            return Err(RegistryError::invalid(
+                "outcome",
+                "a done follow-up records its outcome",
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("UPDATE followups SET state = $1, done_on = $2, outcome = $3, adverse_event = $4 WHERE id = $5 AND state = 'due'")
+            .bind(state)
+            .bind(on)
+            .bind(outcome)
+            .bind(adverse_event)
+            .bind(followup_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::Conflict(format!(
+                "follow-up {followup_id} is not due (unknown or already recorded)"
+            )));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "followup.record",
+            "followup",
+            &followup_id.to_string(),
+            Some(state),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Register an intent to donate organs, tissues or the whole body after death (18+).
+    /// One active registration per national id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn register_organ_donation(
+        &self,
+        family_name: &str,
+        given_name: &str,
+        national_id: &str,
+        birth_date: &str,
+        organs: &[&str],
+        tissues: &[&str],
+        whole_body: bool,
+        actor: &Actor,
+        today: i64,
+    ) -> Result<i64> {
+        let birth = date("birth_date", birth_date)?;
+        if matching::model::age_in_years(birth as u16, today) < 18 {
+            return Err(RegistryError::invalid(
+                "birth_date",
+                "registration is for adults (18+)",
+            ));
+        }
+        check_choice(organs, &ORGANS, "organs")?;
+        check_choice(tissues, &TISSUES, "tissues")?;
+        if organs.is_empty() && tissues.is_empty() && !whole_body {
+            return Err(RegistryError::invalid(
+                "organs",
+                "choose organs, tissues or whole-body donation",
+            ));
+        }
+        if national_id.trim().is_empty()
+            || family_name.trim().is_empty()
+            || given_name.trim().is_empty()
+        {
+            return Err(RegistryError::invalid(
+                "identity",
+                "name and national id are required",
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO organ_registrations (family_name, given_name, national_id, birth_date, organs, tissues, whole_body, registered_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(family_name)
+        .bind(given_name)
+        .bind(national_id)
+        .bind(birth_date)
+        .bind(organs.join(","))
+        .bind(tissues.join(","))
+        .bind(whole_body)
+        .bind(now_text())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| if is_unique(&e) { RegistryError::Conflict("an active registration exists for this national id".into()) } else { e.into() })?;
+        audit(
+            &mut tx,
+            actor,
+            "organ.register",
+            "organ_registration",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn change_organ_donation(
+        &self,
+        id: i64,
+        organs: &[&str],
+        tissues: &[&str],
+        whole_body: bool,
+        actor: &Actor,
+    ) -> Result<()> {
+        check_choice(organs, &ORGANS, "organs")?;
+        check_choice(tissues, &TISSUES, "tissues")?;
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("UPDATE organ_registrations SET organs = $1, tissues = $2, whole_body = $3, changed_at = $4 WHERE id = $5 AND state = 'active'")
+            .bind(organs.join(","))
+            .bind(tissues.join(","))
+            .bind(whole_body)
+            .bind(now_text())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::Conflict(format!(
+                "registration {id} is not active"
+            )));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "organ.change",
+            "organ_registration",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Revoke a registration: final for that registration.
+    pub async fn revoke_organ_donation(&self, id: i64, actor: &Actor) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("UPDATE organ_registrations SET state = 'revoked', revoked_at = $1 WHERE id = $2 AND state = 'active'")
+            .bind(now_text())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::Conflict(format!(
+                "registration {id} is not active"
+            )));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "organ.revoke",
+            "organ_registration",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A donation case after death: family consent (who, jointly, in writing) and the Red
+    /// Cross witness are required.
+    pub async fn record_organ_case(
+        &self,
+        registration_id: Option<i64>,
+        died_on: &str,
+        family_consent: &str,
+        witness: &str,
+        outcome: Option<&str>,
+        actor: &Actor,
+    ) -> Result<i64> {
+        date("died_on", died_on)?;
+        if family_consent.trim().is_empty() {
+            return Err(RegistryError::invalid(
+                "family_consent",
+                "donation needs the family's written consent",
+            ));
+        }
+        if witness.trim().is_empty() {
+            return Err(RegistryError::invalid(
+                "witness",
+                "every donation case has a Red Cross witness",
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO organ_cases (registration_id, died_on, family_consent, witness, outcome, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
+            .bind(registration_id)
+            .bind(died_on)
+            .bind(family_consent)
+            .bind(witness)
+            .bind(outcome)
+            .bind(now_text())
+            .fetch_one(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            "organ.case",
+            "organ_case",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Reservations past their expiry: the request is cancelled and the donor released.
+    /// Returns the donors released.
+    pub async fn expire_reservations(&self, today: i64, actor: &Actor) -> Result<Vec<i64>> {
+        let rows = sqlx::query("SELECT id, donor_id FROM requests WHERE kind = 'reservation' AND state = 'open' AND expires_on < $1")
+            .bind(format_day(today as u16))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut donors = Vec::new();
+        for row in rows {
+            self.close_request(row.try_get("id")?, "cancelled", actor)
+                .await?;
+            donors.push(row.try_get("donor_id")?);
+        }
+        Ok(donors)
+    }
+}
+
+fn check_choice(chosen: &[&str], allowed: &[&str], field: &str) -> Result<()> {
+    for c in chosen {
+        if !allowed.contains(c) {
+            return Err(RegistryError::invalid(
+                field,
+                format!("unknown choice `{c}` ({})", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
