@@ -199,42 +199,51 @@ macro_rules! donor_scan {
     };
 }
 
-fn donor_from_row(row: &AnyRow) -> Result<Donor> {
-    let code = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
-    let tnc: Option<f64> = row.try_get("cord_tnc_e7")?;
-    let cd34: Option<f64> = row.try_get("cord_cd34_e5")?;
-    let donor_type = DonorType::from_code(&code("donor_type")?).unwrap_or_default();
-    Ok(Donor {
-        id: row.try_get("id")?,
-        grid: code("grid")?,
-        external_id: code("external_id")?,
-        station: code("station_code")?,
-        birth_date: row.try_get("birth_date")?,
-        sex: Sex::from_code(&code("sex")?).unwrap_or_default(),
-        abo: match code("abo")?.as_str() {
-            "AB" => Abo::Ab,
-            other => Abo::from_code(other).unwrap_or_default(),
-        },
-        rh_positive: match code("rh")?.as_str() {
-            "+" => Some(true),
-            "-" => Some(false),
-            _ => None,
-        },
-        cmv: Cmv::from_code(&code("cmv")?).unwrap_or_default(),
-        population: code("population")?,
-        donor_type,
-        cord: (donor_type == DonorType::Cord).then(|| CordCells {
-            tnc_e7: tnc.unwrap_or(0.0) as f32,
-            cd34_e5: cd34.unwrap_or(0.0) as f32,
-        }),
-        status: Status::from_code(&code("status")?).unwrap_or_default(),
-        status_reason: row.try_get("status_reason")?,
-        status_until: row.try_get("status_until")?,
-        reserved_for: row.try_get("reserved_for")?,
-        listed: row.try_get::<i64, _>("listed")? != 0,
-        current_typing: row.try_get("current_typing")?,
-    })
+/// Decode a donor row; generated for the `Any`, SQLite and PostgreSQL row types (the bulk
+/// index load reads through the native drivers: the `Any` row conversion dominated it).
+macro_rules! donor_decoder {
+    ($name:ident, $row:ty) => {
+        fn $name(row: &$row) -> Result<Donor> {
+            let code = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
+            let tnc: Option<f64> = row.try_get("cord_tnc_e7")?;
+            let cd34: Option<f64> = row.try_get("cord_cd34_e5")?;
+            let donor_type = DonorType::from_code(&code("donor_type")?).unwrap_or_default();
+            Ok(Donor {
+                id: row.try_get("id")?,
+                grid: code("grid")?,
+                external_id: code("external_id")?,
+                station: code("station_code")?,
+                birth_date: row.try_get("birth_date")?,
+                sex: Sex::from_code(&code("sex")?).unwrap_or_default(),
+                abo: match code("abo")?.as_str() {
+                    "AB" => Abo::Ab,
+                    other => Abo::from_code(other).unwrap_or_default(),
+                },
+                rh_positive: match code("rh")?.as_str() {
+                    "+" => Some(true),
+                    "-" => Some(false),
+                    _ => None,
+                },
+                cmv: Cmv::from_code(&code("cmv")?).unwrap_or_default(),
+                population: code("population")?,
+                donor_type,
+                cord: (donor_type == DonorType::Cord).then(|| CordCells {
+                    tnc_e7: tnc.unwrap_or(0.0) as f32,
+                    cd34_e5: cd34.unwrap_or(0.0) as f32,
+                }),
+                status: Status::from_code(&code("status")?).unwrap_or_default(),
+                status_reason: row.try_get("status_reason")?,
+                status_until: row.try_get("status_until")?,
+                reserved_for: row.try_get("reserved_for")?,
+                listed: row.try_get::<i64, _>("listed")? != 0,
+                current_typing: row.try_get("current_typing")?,
+            })
+        }
+    };
 }
+donor_decoder!(donor_from_row, AnyRow);
+donor_decoder!(donor_from_sqlite_row, sqlx::sqlite::SqliteRow);
+donor_decoder!(donor_from_pg_row, sqlx::postgres::PgRow);
 
 impl Donor {
     /// The attributes the matching index keeps for this donor.
@@ -827,21 +836,99 @@ impl Registry {
                 })
     }
 
-    /// Load every indexable donor into `index` (key = donor id). Returns how many.
+    /// Load every indexable donor into `index` (key = donor id). Returns how many. Reads
+    /// through the native driver in chunks; GL strings are parsed in parallel.
     pub async fn load_index(&self, index: &mut DonorIndex, today: i64) -> Result<usize> {
         use futures_lite::StreamExt;
-        let mut rows = sqlx::query(donor_scan!(
-            "WHERE d.listed AND d.status <> 'DE' ORDER BY d.id"
-        ))
-        .fetch(&self.pool);
+        const SQL: &str = donor_scan!("WHERE d.listed AND d.status <> 'DE' ORDER BY d.id");
+        const CHUNK: usize = 50_000;
         let mut loaded = 0;
-        while let Some(row) = rows.next().await {
-            let donor = donor_from_row(&row?)?;
-            if self.apply_to_index(index, &donor, today)? {
+        let mut chunk: Vec<Donor> = Vec::with_capacity(CHUNK);
+        match self.backend {
+            crate::Backend::Sqlite => {
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(self.url.parse::<sqlx::sqlite::SqliteConnectOptions>()?)
+                    .await?;
+                let mut rows = sqlx::query(SQL).fetch(&pool);
+                while let Some(row) = rows.next().await {
+                    chunk.push(donor_from_sqlite_row(&row?)?);
+                    if chunk.len() == CHUNK {
+                        loaded += self.apply_chunk(index, &mut chunk, today)?;
+                    }
+                }
+                drop(rows);
+                pool.close().await;
+            }
+            crate::Backend::Postgres => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&self.url)
+                    .await?;
+                let mut rows = sqlx::query(SQL).fetch(&pool);
+                while let Some(row) = rows.next().await {
+                    chunk.push(donor_from_pg_row(&row?)?);
+                    if chunk.len() == CHUNK {
+                        loaded += self.apply_chunk(index, &mut chunk, today)?;
+                    }
+                }
+                drop(rows);
+                pool.close().await;
+            }
+        }
+        loaded += self.apply_chunk(index, &mut chunk, today)?;
+        Ok(loaded)
+    }
+
+    fn apply_chunk(
+        &self,
+        index: &mut DonorIndex,
+        chunk: &mut Vec<Donor>,
+        today: i64,
+    ) -> Result<usize> {
+        use rayon::prelude::*;
+        let parsed: Vec<Option<PositionTexts>> = chunk
+            .par_iter()
+            .map(|d| {
+                if !self.is_indexable(d, today) {
+                    return Ok(None);
+                }
+                Ok(Some(position_texts(
+                    d.current_typing.as_deref().unwrap_or_default(),
+                )?))
+            })
+            .collect::<Result<_>>()?;
+        let mut loaded = 0;
+        for (donor, texts) in chunk.iter().zip(parsed) {
+            if let Some(texts) = texts {
+                self.upsert_texts(index, donor, &texts)?;
                 loaded += 1;
             }
         }
+        chunk.clear();
         Ok(loaded)
+    }
+
+    fn upsert_texts(
+        &self,
+        index: &mut DonorIndex,
+        donor: &Donor,
+        texts: &[(Locus, [String; 2])],
+    ) -> Result<()> {
+        let key = u32::try_from(donor.id)
+            .map_err(|_| RegistryError::invalid("id", "donor id beyond the index key range"))?;
+        let mut input = DonorInput {
+            key,
+            attributes: donor.attributes(),
+            ..Default::default()
+        };
+        for (l, pair) in texts {
+            input.hla[l.index()] = [Some(pair[0].as_str()), Some(pair[1].as_str())];
+        }
+        index
+            .upsert(&input)
+            .map_err(|e| RegistryError::invalid("typing", e.to_string()))?;
+        Ok(())
     }
 
     /// Put one donor into the index, or take it out when it no longer belongs there.
@@ -859,26 +946,8 @@ impl Registry {
             }
             return Ok(false);
         }
-        let gl = GlString::parse(donor.current_typing.as_deref().unwrap_or_default())?;
-        let typings = hla::locus_typings(&gl)?;
-        let texts: Vec<(Locus, [String; 2])> = typings
-            .iter()
-            .filter_map(|t| {
-                Locus::from_name(&t.locus)
-                    .map(|l| (l, [t.positions[0].to_string(), t.positions[1].to_string()]))
-            })
-            .collect();
-        let mut input = DonorInput {
-            key,
-            attributes: donor.attributes(),
-            ..Default::default()
-        };
-        for (l, pair) in &texts {
-            input.hla[l.index()] = [Some(pair[0].as_str()), Some(pair[1].as_str())];
-        }
-        index
-            .upsert(&input)
-            .map_err(|e| RegistryError::invalid("typing", e.to_string()))?;
+        let texts = position_texts(donor.current_typing.as_deref().unwrap_or_default())?;
+        self.upsert_texts(index, donor, &texts)?;
         Ok(true)
     }
 
@@ -949,6 +1018,21 @@ impl Registry {
             "audit_entries": count("SELECT COUNT(*) FROM audit_log").await?,
         }))
     }
+}
+
+/// Each matched locus's two positions as text.
+type PositionTexts = Vec<(Locus, [String; 2])>;
+
+/// Each matched locus's two positions as text, from a stored GL string.
+fn position_texts(gl: &str) -> Result<PositionTexts> {
+    let gl = GlString::parse(gl)?;
+    Ok(hla::locus_typings(&gl)?
+        .iter()
+        .filter_map(|t| {
+            Locus::from_name(&t.locus)
+                .map(|l| (l, [t.positions[0].to_string(), t.positions[1].to_string()]))
+        })
+        .collect())
 }
 
 pub(crate) async fn insert_identity(
