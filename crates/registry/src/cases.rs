@@ -6,7 +6,7 @@ use matching::Status;
 use matching::model::{civil_from_days, days_from_civil, format_day, parse_birth_date};
 use sqlx::Row;
 
-use crate::store::{StatusChange, audit, validate_gl};
+use crate::store::{StatusChange, audit, is_unique_violation, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const REQUEST_KINDS: [&str; 4] = [
@@ -78,10 +78,6 @@ fn date(field: &str, text: &str) -> Result<i64> {
         .map_err(|r| RegistryError::invalid(field, r))
 }
 
-fn is_unique(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation() || d.message().contains("UNIQUE constraint failed") || d.code().as_deref() == Some("23505"))
-}
-
 impl Registry {
     pub async fn register_patient(&self, p: &NewPatient, actor: &Actor) -> Result<i64> {
         if p.external_id.trim().is_empty() {
@@ -115,7 +111,7 @@ impl Registry {
         .bind(now_text())
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| if is_unique(&e) { RegistryError::Conflict(format!("patient `{}` exists", p.external_id)) } else { e.into() })?;
+        .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict(format!("patient `{}` exists", p.external_id)) } else { e.into() })?;
         audit(
             &mut tx,
             actor,
@@ -262,7 +258,7 @@ impl Registry {
             .bind(expires.as_deref())
             .fetch_one(&mut *tx)
             .await
-            .map_err(|e| if is_unique(&e) { RegistryError::Conflict(format!("an open {kind} request exists for patient {patient_id} and donor {donor_id}")) } else { e.into() })?;
+            .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict(format!("an open {kind} request exists for patient {patient_id} and donor {donor_id}")) } else { e.into() })?;
         audit(
             &mut tx,
             actor,
@@ -386,7 +382,7 @@ impl Registry {
             .bind(ok)
             .execute(&mut *tx)
             .await
-            .map_err(|e| if is_unique(&e) { RegistryError::Conflict(format!("{milestone} is already recorded")) } else { e.into() })?;
+            .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict(format!("{milestone} is already recorded")) } else { e.into() })?;
         audit(
             &mut tx,
             actor,
@@ -626,7 +622,7 @@ impl Registry {
         .bind(now_text())
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| if is_unique(&e) { RegistryError::Conflict("an active registration exists for this national id".into()) } else { e.into() })?;
+        .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict("an active registration exists for this national id".into()) } else { e.into() })?;
         audit(
             &mut tx,
             actor,
