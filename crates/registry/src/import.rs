@@ -418,6 +418,15 @@ impl Registry {
             sqlx::query("LOCK TABLE donors IN SHARE ROW EXCLUSIVE MODE")
                 .execute(&mut *tx)
                 .await?;
+            // The donors table grows during the import and its statistics go stale: the
+            // cached generic plan of the external-id lookup then scans every donor. Plan
+            // each execution, and never by sequential scan.
+            sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("SET LOCAL enable_seqscan = off")
+                .execute(&mut *tx)
+                .await?;
         }
         // Existing donors of this batch, with their current typing.
         let mut existing: std::collections::HashMap<String, (i64, Option<String>)> =
