@@ -389,12 +389,13 @@ fn match_probability_prints_the_documented_json() {
     assert!((sum - 1.0).abs() < 1e-9, "{v}");
     assert!(v["p0"].as_f64().unwrap() < 1.0);
     assert!(v["per_locus"].get("C").is_none());
-    // An unrepresented typing says so and gives no probabilities.
+    // An unrepresented typing (A*01:06 is carried by no API haplotype) says so and gives no
+    // probabilities.
     let out = boai(&[
         "match",
         "probability",
         "--patient",
-        "A*01:01+A*01:01^B*08:01+B*08:01^DRB1*03:01+DRB1*03:01",
+        "A*01:06+A*01:06^B*08:01+B*08:01^DRB1*03:01+DRB1*03:01",
         "--donor",
         low,
         "--population",
@@ -402,10 +403,11 @@ fn match_probability_prints_the_documented_json() {
         "--loci",
         "A,B,DRB1",
     ]);
+    assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    if v["patient_unrepresented"] == true {
-        assert!(v["p0"].is_null());
-    }
+    assert_eq!(v["patient_unrepresented"], true, "{v}");
+    assert_eq!(v["donor_unrepresented"], false, "{v}");
+    assert!(v["p0"].is_null() && v["per_locus"]["A"].is_null(), "{v}");
     let out = boai(&[
         "match",
         "probability",

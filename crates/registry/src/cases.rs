@@ -268,9 +268,9 @@ impl Registry {
             Some(kind),
         )
         .await?;
-        tx.commit().await?;
         if kind == "reservation" {
-            self.change_status(
+            self.change_status_in(
+                &mut tx,
                 donor_id,
                 &StatusChange {
                     status: Status::Reserved,
@@ -282,6 +282,7 @@ impl Registry {
             )
             .await?;
         }
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -325,12 +326,13 @@ impl Registry {
             Some(state),
         )
         .await?;
-        tx.commit().await?;
-        if kind == "reservation"
-            && state != "done"
-            && self.donor(donor_id).await?.status == Status::Reserved
-        {
-            self.change_status(
+        let status: String = sqlx::query_scalar("SELECT status FROM donors WHERE id = $1")
+            .bind(donor_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if kind == "reservation" && state != "done" && status == Status::Reserved.code() {
+            self.change_status_in(
+                &mut tx,
                 donor_id,
                 &StatusChange {
                     status: Status::Available,
@@ -342,6 +344,7 @@ impl Registry {
             )
             .await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -473,9 +476,9 @@ impl Registry {
             Some(product),
         )
         .await?;
-        tx.commit().await?;
         let until = format_day((day + interval) as u16);
-        self.change_status(
+        self.change_status_in(
+            &mut tx,
             donor_id,
             &StatusChange {
                 status: Status::TemporarilyUnavailable,
@@ -486,6 +489,7 @@ impl Registry {
             actor,
         )
         .await?;
+        tx.commit().await?;
         Ok(id)
     }
 

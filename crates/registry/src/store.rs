@@ -418,7 +418,7 @@ impl Registry {
             None => None,
         };
         let mut tx = self.begin().await?;
-        let donor_id = self.insert_donor(&mut tx, new, actor).await?;
+        let donor_id = self.insert_donor(&mut tx, new).await?;
         if let Some(identity) = &new.identity {
             insert_identity(&mut tx, donor_id, identity).await?;
         }
@@ -449,7 +449,6 @@ impl Registry {
         &self,
         tx: &mut Transaction<'_, Any>,
         new: &NewDonor,
-        actor: &Actor,
     ) -> Result<i64> {
         let station: Option<String> =
             sqlx::query_scalar("SELECT code FROM stations WHERE code = $1")
@@ -496,7 +495,6 @@ impl Registry {
             .bind(id)
             .execute(&mut **tx)
             .await?;
-        let _ = actor;
         Ok(id)
     }
 
@@ -696,10 +694,25 @@ impl Registry {
         actor: &Actor,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        self.lock_donor(&mut tx, donor_id).await?;
+        self.change_status_in(&mut tx, donor_id, change, actor)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The status change inside a caller's transaction, so a request or donation and the
+    /// status it implies commit together or not at all.
+    pub(crate) async fn change_status_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        donor_id: i64,
+        change: &StatusChange,
+        actor: &Actor,
+    ) -> Result<()> {
+        self.lock_donor(tx, donor_id).await?;
         let current: String = sqlx::query_scalar("SELECT status FROM donors WHERE id = $1")
             .bind(donor_id)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
         let from = Status::from_code(&current).unwrap_or_default();
         let to = change.status;
@@ -740,7 +753,7 @@ impl Registry {
             .bind(change.until.as_deref())
             .bind(if to == Status::Reserved { change.patient_id } else { None })
             .bind(donor_id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         sqlx::query("INSERT INTO status_history (donor_id, status, reason, until, patient_id, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(donor_id)
@@ -750,10 +763,10 @@ impl Registry {
             .bind(change.patient_id)
             .bind(&actor.name)
             .bind(now_text())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         audit(
-            &mut tx,
+            tx,
             actor,
             "status.change",
             "donor",
@@ -761,7 +774,6 @@ impl Registry {
             Some(&format!("{} → {}", from.code(), to.code())),
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
