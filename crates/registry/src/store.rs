@@ -129,8 +129,13 @@ fn check_date(field: &str, text: &str) -> Result<u16> {
 
 /// Validate a GL string against the release: every position must expand.
 pub(crate) fn validate_gl(registry: &Registry, gl: &str) -> Result<String> {
+    validate_gl_with(&registry.expander, gl)
+}
+
+/// [`validate_gl`] without a registry at hand (the import's validation threads).
+pub(crate) fn validate_gl_with(expander: &hla::Expander, gl: &str) -> Result<String> {
     let parsed = GlString::parse(gl)?;
-    registry.expander.expand_gl(&parsed)?;
+    expander.expand_gl(&parsed)?;
     let loci = hla::locus_typings(&parsed)?;
     for required in ["A", "B", "DRB1"] {
         if !loci.iter().any(|t| t.locus == required) {

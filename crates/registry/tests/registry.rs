@@ -457,6 +457,39 @@ async fn typings_history_identity_audit() {
                 .is_err(),
             "{backend}: audit DELETE refused"
         );
+        // References hold on both backends (PostgreSQL checks them per statement): no
+        // typing or consent for a donor that does not exist, and donors are never deleted.
+        assert!(
+            sqlx::query("INSERT INTO typings (donor_id, gl, release, typed_on, is_current, recorded_at) VALUES (987654, 'A*01:01', '3.58.0', '2026-11-22', FALSE, 'now')")
+                .execute(reg.pool())
+                .await
+                .is_err(),
+            "{backend}: typing of a missing donor refused"
+        );
+        assert!(
+            sqlx::query("INSERT INTO consents (donor_id, scope, form_version, given_at, recorded_by) VALUES (987654, 'research', 'v1', 'now', 'x')")
+                .execute(reg.pool())
+                .await
+                .is_err(),
+            "{backend}: consent of a missing donor refused"
+        );
+        assert!(
+            sqlx::query("UPDATE donors SET station_code = 'NOPE' WHERE id = $1")
+                .bind(d.id)
+                .execute(reg.pool())
+                .await
+                .is_err(),
+            "{backend}: donor at a missing station refused"
+        );
+        let err = sqlx::query("DELETE FROM donors WHERE id = $1")
+            .bind(d.id)
+            .execute(reg.pool())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("never deleted"),
+            "{backend}: {err}"
+        );
         let stats = reg.stats(today()).await.unwrap();
         assert_eq!(stats["donors"], 1);
         assert_eq!(stats["typings"], 2);
@@ -595,6 +628,26 @@ mod import {
                 .await
                 .unwrap();
             assert_eq!(bad, 0, "{backend}");
+            // One audit entry per stored batch (3,000 rows each), named by every donor it
+            // created, with the file and the lines.
+            let entries: Vec<String> = sqlx::query_scalar(
+                "SELECT reason FROM audit_log WHERE action = 'import.create' ORDER BY id",
+            )
+            .fetch_all(reg.pool())
+            .await
+            .unwrap();
+            assert_eq!(entries.len(), 7, "{backend}");
+            assert!(
+                entries[0]
+                    .starts_with("3000 donors created by importing donors-20k.tsv (lines 2–3001"),
+                "{backend}: {}",
+                entries[0]
+            );
+            let unattributed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM donors d WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.id = d.created_by_audit AND a.action = 'import.create')")
+                .fetch_one(reg.pool())
+                .await
+                .unwrap();
+            assert_eq!(unattributed, 0, "{backend}");
             let grid: String =
                 sqlx::query_scalar("SELECT grid FROM donors ORDER BY id DESC LIMIT 1")
                     .fetch_one(reg.pool())
@@ -1139,4 +1192,68 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             "{backend}"
         );
     }
+}
+
+/// The import's cached canonicalisation of GL typings gives exactly what parsing the whole
+/// record gives, or stands aside.
+#[test]
+fn gl_canonicaliser_agrees_with_the_full_parser() {
+    use std::io::BufRead;
+    let expander = expander();
+    let canonicaliser = registry::import::GlCanonicaliser::new(expander.clone());
+    let full = |text: &str| -> Option<String> {
+        let gl = hla::gl::GlString::parse(text).ok()?;
+        let loci = hla::locus_typings(&gl).ok()?;
+        for t in &loci {
+            for p in &t.positions {
+                expander.expand_list(p).ok()?;
+            }
+        }
+        for required in ["A", "B", "DRB1"] {
+            if !loci.iter().any(|t| t.locus == required) {
+                return None;
+            }
+        }
+        Some(
+            loci.iter()
+                .map(|t| format!("{}+{}", t.positions[0], t.positions[1]))
+                .collect::<Vec<_>>()
+                .join("^"),
+        )
+    };
+    let file = std::fs::File::open(shared("corpora/wmda-mvt3/don.gl.txt.gz")).unwrap();
+    let mut texts: Vec<String> = std::io::BufReader::new(flate2::read::GzDecoder::new(file))
+        .lines()
+        .map(|l| l.unwrap().split_once('%').unwrap().1.to_string())
+        .collect();
+    texts.extend(
+        [
+            "A*01:01^B*08:01+B*07:02^DRB1*03:01+DRB1*15:01",
+            "HLA-A*01:01+HLA-A*02:01^B*08:01+B*07:02^DRB1*03:01+DRB1*15:01",
+            "A*01:01/A*01:02+A*02:AB^B8+B*07:XX^DRB1*03:01+DRB1*15:01",
+            "A*01:01+B*08:01^B*07:02+B*08:01^DRB1*03:01+DRB1*15:01",
+            "A*01:01+A*02:01^A*03:01+A*03:01^B*08:01+B*07:02^DRB1*03:01+DRB1*15:01",
+            "A*01:01+A*02:01+A*03:01^B*08:01+B*07:02^DRB1*03:01+DRB1*15:01",
+            "A*01:01+A*99:99^B*08:01+B*07:02^DRB1*03:01+DRB1*15:01",
+            "A*01:01+A*02:01^B*08:01+B*07:02",
+            "A*01:01+^B*08:01+B*07:02^DRB1*03:01+DRB1*15:01",
+            "A*01:01+A*02:01^^B*08:01+B*07:02^DRB1*03:01+DRB1*15:01",
+            "hla#3.58.0#A*01:01+A*02:01^B*08:01+B*07:02^DRB1*03:01+DRB1*15:01",
+            "A*01:01+A*02:01|A*01:02+A*02:02^B*08:01+B*07:02^DRB1*03:01+DRB1*15:01",
+            "A*01:01~B*08:01+A*02:01~B*07:02^DRB1*03:01+DRB1*15:01",
+        ]
+        .map(String::from),
+    );
+    let mut fast = 0;
+    for text in &texts {
+        if let Some(got) = canonicaliser.canonical(text) {
+            fast += 1;
+            assert_eq!(Some(got), full(text), "{text}");
+        }
+    }
+    // MVT3 donors of the common shape with A, B and DRB1 (1,005 have no DRB1).
+    assert!(
+        fast >= 8_990,
+        "the common shape takes the cached path ({fast})"
+    );
 }
