@@ -651,8 +651,9 @@ impl Registry {
         Ok(summary)
     }
 
-    /// Each batch in its own transaction. PostgreSQL stores two batches at once (its server
-    /// runs each transaction in its own process); SQLite has one writer.
+    /// Each batch in its own transaction. PostgreSQL stores three batches at once (its server
+    /// runs each transaction in its own process, and one waits on the network while others
+    /// work); SQLite has one writer.
     async fn store_batches(
         &self,
         ctx: &BatchContext<'_>,

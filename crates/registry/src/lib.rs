@@ -8,6 +8,7 @@
 pub mod cases;
 pub mod grid;
 pub mod import;
+mod load;
 mod store;
 
 use std::sync::Arc;

@@ -236,69 +236,6 @@ macro_rules! donor_decoder {
 }
 donor_decoder!(donor_from_row, AnyRow);
 
-/// The bulk index load reads only what the index needs, with the short codes packed into
-/// one column: the SQLite driver copies every column value of every row, so fewer columns
-/// is most of its cost.
-const INDEX_SCAN: &str = "SELECT d.id, d.birth_date, d.sex || '|' || d.abo || '|' || d.rh || '|' || d.cmv || '|' || d.donor_type || '|' || d.status || '|' || d.station_code || '|' || d.population AS packed, \
-     d.cord_tnc_e7, d.cord_cd34_e5, t.gl FROM donors d JOIN typings t ON t.donor_id = d.id AND t.is_current \
-     WHERE d.listed AND d.status <> 'DE' ORDER BY d.id";
-
-macro_rules! index_row_decoder {
-    ($name:ident, $row:ty) => {
-        fn $name(row: &$row) -> Result<Donor> {
-            let packed: String = row.try_get("packed")?;
-            let mut f = packed.splitn(8, '|');
-            let mut next = || f.next().unwrap_or("").to_string();
-            let (sex, abo, rh, cmv, donor_type, status, station, population) = (
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-            );
-            let donor_type = DonorType::from_code(&donor_type).unwrap_or_default();
-            let tnc: Option<f64> = row.try_get("cord_tnc_e7")?;
-            let cd34: Option<f64> = row.try_get("cord_cd34_e5")?;
-            Ok(Donor {
-                id: row.try_get("id")?,
-                grid: String::new(),
-                external_id: String::new(),
-                station,
-                birth_date: row.try_get("birth_date")?,
-                sex: Sex::from_code(&sex).unwrap_or_default(),
-                abo: if abo == "AB" {
-                    Abo::Ab
-                } else {
-                    Abo::from_code(&abo).unwrap_or_default()
-                },
-                rh_positive: match rh.as_str() {
-                    "+" => Some(true),
-                    "-" => Some(false),
-                    _ => None,
-                },
-                cmv: Cmv::from_code(&cmv).unwrap_or_default(),
-                population,
-                donor_type,
-                cord: (donor_type == DonorType::Cord).then(|| CordCells {
-                    tnc_e7: tnc.unwrap_or(0.0) as f32,
-                    cd34_e5: cd34.unwrap_or(0.0) as f32,
-                }),
-                status: Status::from_code(&status).unwrap_or_default(),
-                status_reason: None,
-                status_until: None,
-                reserved_for: None,
-                listed: true,
-                current_typing: row.try_get("gl")?,
-            })
-        }
-    };
-}
-index_row_decoder!(donor_from_sqlite_row, sqlx::sqlite::SqliteRow);
-index_row_decoder!(donor_from_pg_row, sqlx::postgres::PgRow);
-
 impl Donor {
     /// The attributes the matching index keeps for this donor.
     pub fn attributes(&self) -> DonorAttributes {
@@ -902,80 +839,77 @@ impl Registry {
                 })
     }
 
-    /// Load every indexable donor into `index` (key = donor id). Returns how many. Reads
-    /// through the native driver in chunks; GL strings are parsed in parallel.
+    /// Load every indexable donor into `index` (key = donor id). Returns how many. See
+    /// [`crate::load`]. Runs on the calling thread (with reader threads on SQLite): call it
+    /// before serving.
     pub async fn load_index(&self, index: &mut DonorIndex, today: i64) -> Result<usize> {
-        use futures_lite::StreamExt;
-        const SQL: &str = INDEX_SCAN;
-        const CHUNK: usize = 50_000;
-        let mut loaded = 0;
-        let mut chunk: Vec<Donor> = Vec::with_capacity(CHUNK);
         match self.backend {
-            crate::Backend::Sqlite => {
-                let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(self.url.parse::<sqlx::sqlite::SqliteConnectOptions>()?)
-                    .await?;
-                let mut rows = sqlx::query(SQL).fetch(&pool);
-                while let Some(row) = rows.next().await {
-                    chunk.push(donor_from_sqlite_row(&row?)?);
-                    if chunk.len() == CHUNK {
-                        loaded += self.apply_chunk(index, &mut chunk, today)?;
-                    }
-                }
-                drop(rows);
-                pool.close().await;
-            }
-            crate::Backend::Postgres => {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect(&self.url)
-                    .await?;
-                let mut rows = sqlx::query(SQL).fetch(&pool);
-                while let Some(row) = rows.next().await {
-                    chunk.push(donor_from_pg_row(&row?)?);
-                    if chunk.len() == CHUNK {
-                        loaded += self.apply_chunk(index, &mut chunk, today)?;
-                    }
-                }
-                drop(rows);
-                pool.close().await;
-            }
+            crate::Backend::Sqlite => self.load_index_sqlite(index, today),
+            crate::Backend::Postgres => self.load_index_pg(index, today).await,
         }
-        loaded += self.apply_chunk(index, &mut chunk, today)?;
-        Ok(loaded)
     }
 
-    fn apply_chunk(
-        &self,
-        index: &mut DonorIndex,
-        chunk: &mut Vec<Donor>,
-        today: i64,
-    ) -> Result<usize> {
+    async fn load_index_pg(&self, index: &mut DonorIndex, today: i64) -> Result<usize> {
+        use futures_lite::StreamExt;
         use rayon::prelude::*;
-        let parsed: Vec<Option<PositionTexts>> = chunk
-            .par_iter()
-            .map(|d| {
-                if !self.is_indexable(d, today) {
-                    return Ok(None);
-                }
-                Ok(Some(position_texts(
-                    d.current_typing.as_deref().unwrap_or_default(),
-                )?))
-            })
-            .collect::<Result<_>>()?;
+        const CHUNK: usize = 50_000;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await?;
+        let sql = format!("{} ORDER BY d.id", crate::load::INDEX_COLUMNS);
+        let splitter = crate::load::PositionSplitter::new();
         let mut loaded = 0;
-        for (donor, texts) in chunk.iter().zip(parsed) {
-            if let Some(texts) = texts {
-                self.upsert_texts(index, donor, &texts)?;
-                loaded += 1;
+        let mut chunk: Vec<(Donor, String)> = Vec::with_capacity(CHUNK);
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&pool);
+        loop {
+            let row = rows.next().await.transpose()?;
+            let end = row.is_none();
+            if let Some(row) = row {
+                let text = |i: usize| -> Result<String> { Ok(row.try_get::<String, _>(i)?) };
+                let gl = text(12)?;
+                let donor = crate::load::index_donor(
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    [
+                        &text(2)?,
+                        &text(3)?,
+                        &text(4)?,
+                        &text(5)?,
+                        &text(6)?,
+                        &text(7)?,
+                    ],
+                    text(8)?,
+                    text(9)?,
+                    row.try_get(10)?,
+                    row.try_get(11)?,
+                    Some(String::new()),
+                );
+                if self.is_indexable(&donor, today) {
+                    chunk.push((donor, gl));
+                }
+            }
+            if chunk.len() == CHUNK || (end && !chunk.is_empty()) {
+                let positions: Vec<crate::load::PositionTexts> = chunk
+                    .par_iter()
+                    .map(|(_, gl)| splitter.positions(gl))
+                    .collect::<Result<_>>()?;
+                for ((donor, _), texts) in chunk.iter().zip(&positions) {
+                    self.upsert_texts(index, donor, texts)?;
+                    loaded += 1;
+                }
+                chunk.clear();
+            }
+            if end {
+                break;
             }
         }
-        chunk.clear();
+        drop(rows);
+        pool.close().await;
         Ok(loaded)
     }
 
-    fn upsert_texts(
+    pub(crate) fn upsert_texts(
         &self,
         index: &mut DonorIndex,
         donor: &Donor,
@@ -1012,7 +946,8 @@ impl Registry {
             }
             return Ok(false);
         }
-        let texts = position_texts(donor.current_typing.as_deref().unwrap_or_default())?;
+        let texts =
+            crate::load::full_positions(donor.current_typing.as_deref().unwrap_or_default())?;
         self.upsert_texts(index, donor, &texts)?;
         Ok(true)
     }
@@ -1087,20 +1022,6 @@ impl Registry {
 }
 
 /// Each matched locus's two positions as text.
-type PositionTexts = Vec<(Locus, [String; 2])>;
-
-/// Each matched locus's two positions as text, from a stored GL string.
-fn position_texts(gl: &str) -> Result<PositionTexts> {
-    let gl = GlString::parse(gl)?;
-    Ok(hla::locus_typings(&gl)?
-        .iter()
-        .filter_map(|t| {
-            Locus::from_name(&t.locus)
-                .map(|l| (l, [t.positions[0].to_string(), t.positions[1].to_string()]))
-        })
-        .collect())
-}
-
 pub(crate) async fn insert_identity(
     tx: &mut Transaction<'_, Any>,
     donor_id: i64,
