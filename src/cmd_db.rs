@@ -165,7 +165,15 @@ pub fn search_db(args: SearchArgs, db: String, expander: Arc<Expander>) -> Resul
     runtime()?.block_on(async move {
         let reg = open(&DbArgs { db }, expander.clone()).await?;
         let mut builder = SubjectBuilder::new(expander.clone());
-        let req = build_request(&args, &mut builder)?;
+        let mut req = build_request(&args, &mut builder)?;
+        if let Some(patient) = args.patient_id {
+            req.also_offered = reg
+                .donors_reserved_for(patient)
+                .await?
+                .into_iter()
+                .map(|id| id as u32)
+                .collect();
+        }
         let mut index = DonorIndex::new(expander);
         let t = Instant::now();
         let loaded = reg.load_index(&mut index, crate::cmd_match::today()).await?;

@@ -327,6 +327,10 @@ pub struct SearchArgs {
     pub population: String,
     #[arg(long, env = "BOAI_FREQ_FILE")]
     pub freqs: Option<PathBuf>,
+    /// With --db: the registry patient searched for, whose reserved (RS) donors are offered
+    /// too (other patients' never are).
+    #[arg(long)]
+    pub patient_id: Option<i64>,
 }
 
 pub fn build_request(args: &SearchArgs, builder: &mut SubjectBuilder) -> Result<SearchRequest> {
@@ -474,6 +478,9 @@ pub fn search_file(args: SearchArgs, expander: Arc<Expander>) -> Result<i32> {
     let Some(donors) = &args.donors else {
         bail!("--donors FILE is required (the registry-backed search needs --db)");
     };
+    if args.patient_id.is_some() {
+        bail!("--patient-id names a registry patient: it needs --db");
+    }
     let mut builder = SubjectBuilder::new(expander.clone());
     let req = build_request(&args, &mut builder)?;
     let loaded = load_donor_file(donors, expander)?;

@@ -30,6 +30,9 @@ pub struct SearchRequest {
     pub donor_type: Option<DonorType>,
     /// Statuses offered (default: AV only).
     pub statuses: Vec<Status>,
+    /// Donors offered whatever their status, the other filters still applying: the RS donors
+    /// reserved for this search's patient (registry operations §5).
+    pub also_offered: Vec<u32>,
     /// Registry or branch codes (empty: all).
     pub registries: Vec<String>,
     /// Inclusive donor age range in whole years.
@@ -64,6 +67,7 @@ impl SearchRequest {
             locus_max: [2; 6],
             donor_type: None,
             statuses: vec![Status::Available],
+            also_offered: Vec::new(),
             registries: Vec::new(),
             age_range: None,
             today: days_from_civil(2026, 1, 1),
@@ -399,6 +403,35 @@ impl DonorIndex {
             birth: birth_bounds.map(|b| (b, self.birth.as_slice())),
             max_total: req.max_mismatches,
         };
+        // Donors offered whatever their status: the same scan over their rows alone, with
+        // every status allowed (those whose status is offered anyway are found above).
+        let mut also: Vec<(Row, u8)> = Vec::new();
+        if !req.also_offered.is_empty() {
+            let mut any_status = vec![0u64; 1 << 10];
+            for f in 0..=u16::MAX {
+                if flag_live(f) && want_cord.is_none_or(|c| flag_cord(f) == c) {
+                    any_status[(f >> 6) as usize] |= 1 << (f & 63);
+                }
+            }
+            let filters = RowFilters {
+                flag_ok: &any_status,
+                ..filters
+            };
+            let mut keys = req.also_offered.clone();
+            keys.sort_unstable();
+            keys.dedup();
+            for key in keys {
+                let Some(row) = self.row(key) else { continue };
+                let r = row as usize;
+                if status_mask & (1 << (flag_status(self.flags[r]) as u8)) != 0 {
+                    continue;
+                }
+                also.extend(match &self.columns {
+                    Columns::Narrow(c) => scan_rows(c, plans, &filters, r..r + 1),
+                    Columns::Wide(c) => scan_rows(c, plans, &filters, r..r + 1),
+                });
+            }
+        }
         let rows = self.keys.len();
         const CHUNK: usize = 1 << 13;
         let chunks: Vec<Vec<(Row, u8)>> = (0..rows.div_ceil(CHUNK))
@@ -411,7 +444,9 @@ impl DonorIndex {
                 }
             })
             .collect();
-        chunks.concat()
+        let mut rows = chunks.concat();
+        rows.extend(also);
+        rows
     }
 
     /// Run a search. Results are ranked by the request's policy, ties broken on donor key.

@@ -418,6 +418,19 @@ fn filters_limits_and_index_updates() {
     // Status change, removal and re-typing take effect at once.
     index.set_status(1, Status::TemporarilyUnavailable).unwrap();
     assert_eq!(keys(&index, &req), [2, 3]);
+    // A donor offered whatever its status (RS for this patient), other filters still on.
+    index.set_status(2, Status::Reserved).unwrap();
+    assert_eq!(keys(&index, &req), [3]);
+    req.also_offered = vec![2, 2, 999];
+    assert_eq!(keys(&index, &req), [2, 3]);
+    req.registries = vec!["CMDP-01".into()];
+    assert_eq!(keys(&index, &req), [3], "the registry filter still applies");
+    req.registries.clear();
+    req.also_offered = vec![3];
+    assert_eq!(keys(&index, &req), [3], "an AV donor is not found twice");
+    req.also_offered.clear();
+    index.set_status(2, Status::Available).unwrap();
+    assert_eq!(keys(&index, &req), [2, 3]);
     index.remove(2).unwrap();
     assert_eq!(keys(&index, &req), [3]);
     assert!(!index.contains(2) && index.remove(2).is_err());

@@ -752,6 +752,17 @@ impl Registry {
         Ok(id)
     }
 
+    /// Donors reserved (RS) for a patient: that patient's searches offer them
+    /// (`SearchRequest::also_offered`), no one else's do.
+    pub async fn donors_reserved_for(&self, patient_id: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM donors WHERE status = 'RS' AND reserved_for = $1 ORDER BY id",
+        )
+        .bind(patient_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Reservations past their expiry: the request is cancelled and the donor released.
     /// Returns the donors released.
     pub async fn expire_reservations(&self, today: i64, actor: &Actor) -> Result<Vec<i64>> {

@@ -9,6 +9,7 @@ pub mod cases;
 pub mod grid;
 pub mod import;
 mod load;
+pub mod samples;
 mod store;
 
 use std::sync::Arc;

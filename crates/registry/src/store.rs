@@ -487,6 +487,19 @@ impl Registry {
         let gl = validate_gl(self, &typing.gl)?;
         let mut tx = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
+        if let Some(sample) = typing.sample_id {
+            let owner: Option<i64> =
+                sqlx::query_scalar("SELECT donor_id FROM samples WHERE id = $1")
+                    .bind(sample)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if owner != Some(donor_id) {
+                return Err(RegistryError::invalid(
+                    "sample_id",
+                    format!("sample {sample} is not one of this donor's samples"),
+                ));
+            }
+        }
         let id = self
             .insert_typing(&mut tx, donor_id, typing, &gl, today)
             .await?;

@@ -911,6 +911,33 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
                 .await,
             Err(RegistryError::Conflict(_))
         ));
+        // Only AV donors are search results, and RS donors for their own patient.
+        let mut index = DonorIndex::new(expander());
+        reg.load_index(&mut index, today()).await.unwrap();
+        let keys_for = |also: Vec<i64>| {
+            let patient = SubjectBuilder::new(expander()).from_gl(TYPING).unwrap();
+            let mut req = SearchRequest::new(patient, 2);
+            req.today = today();
+            req.also_offered = also.into_iter().map(|k| k as u32).collect();
+            index
+                .search(&req)
+                .unwrap()
+                .hits
+                .iter()
+                .map(|h| h.key)
+                .collect::<Vec<u32>>()
+        };
+        let own = reg.donors_reserved_for(patient).await.unwrap();
+        assert_eq!(own, [d.id], "{backend}");
+        assert!(
+            keys_for(own).contains(&(d.id as u32)),
+            "{backend}: own patient sees RS donor"
+        );
+        let theirs = reg.donors_reserved_for(other).await.unwrap();
+        assert!(
+            !keys_for(theirs).contains(&(d.id as u32)),
+            "{backend}: other patient does not"
+        );
         // Workup with milestones.
         let w = reg
             .open_request(patient, d.id, "workup", &cm, today())
@@ -1256,4 +1283,132 @@ fn gl_canonicaliser_agrees_with_the_full_parser() {
         fast >= 8_990,
         "the common shape takes the cached path ({fast})"
     );
+}
+
+#[tokio::test]
+async fn samples_move_forward_and_typings_name_their_own_donors_sample() {
+    use registry::samples::NewSample;
+    for (backend, reg, _dir) in backends("samples").await {
+        setup_station(&reg).await;
+        let d = reg
+            .enrol(&donor("S1", "SN1"), &clerk(), today())
+            .await
+            .unwrap();
+        let e = reg
+            .enrol(&donor("S2", "SN2"), &clerk(), today())
+            .await
+            .unwrap();
+        let new = NewSample {
+            station: "BJ01".into(),
+            collected_on: "2026-11-20".into(),
+            volume_ml: Some(4.5),
+            barcode: "BC-0001".into(),
+            lab: Some("BJ-HLA".into()),
+        };
+        let s = reg.record_sample(d.id, &new, &clerk()).await.unwrap();
+        assert_eq!(
+            (s.state.as_str(), s.volume_ml),
+            ("collected", Some(4.5)),
+            "{backend}"
+        );
+        assert!(
+            matches!(
+                reg.record_sample(e.id, &new, &clerk()).await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}: barcodes are unique"
+        );
+        for (field, bad) in [
+            (
+                "barcode",
+                NewSample {
+                    barcode: " ".into(),
+                    ..new.clone()
+                },
+            ),
+            (
+                "collected_on",
+                NewSample {
+                    barcode: "BC-2".into(),
+                    collected_on: "2026-13-01".into(),
+                    ..new.clone()
+                },
+            ),
+            (
+                "volume_ml",
+                NewSample {
+                    barcode: "BC-3".into(),
+                    volume_ml: Some(-1.0),
+                    ..new.clone()
+                },
+            ),
+            (
+                "station",
+                NewSample {
+                    barcode: "BC-4".into(),
+                    station: "XX99".into(),
+                    ..new.clone()
+                },
+            ),
+        ] {
+            match reg.record_sample(d.id, &bad, &clerk()).await {
+                Err(RegistryError::Invalid { field: f, .. }) => assert_eq!(f, field, "{backend}"),
+                other => panic!("{backend}: {field}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            reg.record_sample(
+                987_654,
+                &NewSample {
+                    barcode: "BC-5".into(),
+                    ..new.clone()
+                },
+                &clerk()
+            )
+            .await,
+            Err(RegistryError::NotFound(_))
+        ));
+        // Forward only; a typed sample cannot go back to the lab.
+        for state in ["shipped", "received", "typed"] {
+            assert_eq!(
+                reg.set_sample_state(s.id, state, &clerk())
+                    .await
+                    .unwrap()
+                    .state,
+                state
+            );
+        }
+        assert!(matches!(
+            reg.set_sample_state(s.id, "shipped", &clerk()).await,
+            Err(RegistryError::Conflict(_))
+        ));
+        assert!(reg.set_sample_state(s.id, "lost", &clerk()).await.is_err());
+        // A typing names the sample it came from, which must be this donor's.
+        let typing = |sample_id| TypingInput {
+            gl: TYPING.into(),
+            sample_id: Some(sample_id),
+            ..Default::default()
+        };
+        reg.record_typing(d.id, &typing(s.id), &clerk(), today())
+            .await
+            .unwrap();
+        match reg
+            .record_typing(e.id, &typing(s.id), &clerk(), today())
+            .await
+        {
+            Err(RegistryError::Invalid { field, .. }) => assert_eq!(field, "sample_id"),
+            other => panic!("{backend}: {other:?}"),
+        }
+        assert_eq!(
+            reg.samples(d.id).await.unwrap(),
+            [reg.sample(s.id).await.unwrap()]
+        );
+        assert!(reg.samples(e.id).await.unwrap().is_empty());
+        let audited: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE entity = 'sample'")
+                .fetch_one(reg.pool())
+                .await
+                .unwrap();
+        assert_eq!(audited, 4, "{backend}: recorded and three state changes");
+    }
 }

@@ -1,0 +1,201 @@
+//! Samples a collection station takes from a donor (registry operations §2): where and when,
+//! volume, barcode, the lab it goes to, and its state as it travels.
+
+use matching::model::parse_birth_date;
+use sqlx::Row;
+
+use crate::store::{audit, is_unique_violation};
+use crate::{Actor, Registry, RegistryError, Result};
+
+/// Sample states, in the order a sample moves through them.
+pub const SAMPLE_STATES: [&str; 6] = [
+    "collected",
+    "shipped",
+    "received",
+    "typed",
+    "failed",
+    "destroyed",
+];
+
+/// Which state may follow which: forward along collection → shipping → lab → typing; any
+/// sample not yet destroyed may fail or be destroyed, a failed one only destroyed.
+fn may_follow(from: &str, to: &str) -> bool {
+    matches!(
+        (from, to),
+        ("collected", "shipped")
+            | ("shipped", "received")
+            | ("received", "typed")
+            | ("collected" | "shipped" | "received", "failed")
+            | (
+                "collected" | "shipped" | "received" | "typed" | "failed",
+                "destroyed"
+            )
+    )
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewSample {
+    pub station: String,
+    /// `YYYY-MM-DD`.
+    pub collected_on: String,
+    pub volume_ml: Option<f64>,
+    pub barcode: String,
+    pub lab: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub id: i64,
+    pub donor_id: i64,
+    pub station: String,
+    pub collected_on: String,
+    pub volume_ml: Option<f64>,
+    pub barcode: String,
+    pub lab: Option<String>,
+    pub state: String,
+}
+
+const SAMPLE_COLUMNS: &str =
+    "id, donor_id, station_code, collected_at, volume_ml, barcode, lab, state";
+
+fn sample_from_row(row: &sqlx::any::AnyRow) -> Result<Sample> {
+    Ok(Sample {
+        id: row.try_get("id")?,
+        donor_id: row.try_get("donor_id")?,
+        station: row.try_get("station_code")?,
+        collected_on: row.try_get("collected_at")?,
+        volume_ml: row.try_get("volume_ml")?,
+        barcode: row.try_get("barcode")?,
+        lab: row.try_get("lab")?,
+        state: row.try_get("state")?,
+    })
+}
+
+impl Registry {
+    /// Record a sample taken from a donor; it starts `collected`. Barcodes are unique.
+    pub async fn record_sample(
+        &self,
+        donor_id: i64,
+        sample: &NewSample,
+        actor: &Actor,
+    ) -> Result<Sample> {
+        let barcode = sample.barcode.trim();
+        if barcode.is_empty() {
+            return Err(RegistryError::invalid("barcode", "required"));
+        }
+        parse_birth_date(&sample.collected_on)
+            .map_err(|reason| RegistryError::invalid("collected_on", reason))?;
+        if let Some(v) = sample.volume_ml
+            && !(v.is_finite() && v > 0.0)
+        {
+            return Err(RegistryError::invalid(
+                "volume_ml",
+                format!("{v} is not a positive volume"),
+            ));
+        }
+        if !self.station_exists(&sample.station).await? {
+            return Err(RegistryError::invalid(
+                "station",
+                format!("unknown station `{}`", sample.station),
+            ));
+        }
+        let mut tx = self.begin().await?;
+        self.lock_donor(&mut tx, donor_id).await?;
+        let id: i64 = match sqlx::query_scalar("INSERT INTO samples (donor_id, station_code, collected_at, volume_ml, barcode, lab, state) VALUES ($1, $2, $3, $4, $5, $6, 'collected') RETURNING id")
+            .bind(donor_id)
+            .bind(&sample.station)
+            .bind(&sample.collected_on)
+            .bind(sample.volume_ml)
+            .bind(barcode)
+            .bind(sample.lab.as_deref())
+            .fetch_one(&mut *tx)
+            .await
+        {
+            Ok(id) => id,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(RegistryError::Conflict(format!(
+                    "a sample with barcode `{barcode}` is already recorded"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        audit(
+            &mut tx,
+            actor,
+            "sample.record",
+            "sample",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        self.sample(id).await
+    }
+
+    /// Move a sample to its next state (see [`SAMPLE_STATES`]).
+    pub async fn set_sample_state(
+        &self,
+        sample_id: i64,
+        state: &str,
+        actor: &Actor,
+    ) -> Result<Sample> {
+        if !SAMPLE_STATES.contains(&state) {
+            return Err(RegistryError::invalid(
+                "state",
+                format!("`{state}` is not one of {}", SAMPLE_STATES.join(", ")),
+            ));
+        }
+        let mut tx = self.begin().await?;
+        let current: Option<String> = sqlx::query_scalar("SELECT state FROM samples WHERE id = $1")
+            .bind(sample_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let current =
+            current.ok_or_else(|| RegistryError::NotFound(format!("sample {sample_id}")))?;
+        if !may_follow(&current, state) {
+            return Err(RegistryError::Conflict(format!(
+                "a {current} sample cannot become {state}"
+            )));
+        }
+        sqlx::query("UPDATE samples SET state = $1 WHERE id = $2")
+            .bind(state)
+            .bind(sample_id)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            "sample.state",
+            "sample",
+            &sample_id.to_string(),
+            Some(&format!("{current} → {state}")),
+        )
+        .await?;
+        tx.commit().await?;
+        self.sample(sample_id).await
+    }
+
+    pub async fn sample(&self, sample_id: i64) -> Result<Sample> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SAMPLE_COLUMNS} FROM samples WHERE id = $1"
+        )))
+        .bind(sample_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(format!("sample {sample_id}")))?;
+        sample_from_row(&row)
+    }
+
+    /// A donor's samples, oldest first.
+    pub async fn samples(&self, donor_id: i64) -> Result<Vec<Sample>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SAMPLE_COLUMNS} FROM samples WHERE donor_id = $1 ORDER BY id"
+        )))
+        .bind(donor_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(sample_from_row)
+        .collect()
+    }
+}
