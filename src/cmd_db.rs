@@ -62,13 +62,13 @@ pub enum ImportCommand {
     },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
 }
 
-async fn open(db: &DbArgs, expander: Arc<Expander>) -> Result<Registry> {
+pub async fn open(db: &DbArgs, expander: Arc<Expander>) -> Result<Registry> {
     let reg = Registry::connect(&db.db, expander, RegistryConfig::default())
         .await
         .with_context(|| format!("opening {}", db.db))?;
@@ -76,7 +76,7 @@ async fn open(db: &DbArgs, expander: Arc<Expander>) -> Result<Registry> {
     Ok(reg)
 }
 
-fn cli_actor() -> Actor {
+pub fn cli_actor() -> Actor {
     let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     Actor::new(&format!("cli:{user}"), "admin")
 }

@@ -3,6 +3,7 @@
 mod cmd_db;
 mod cmd_hla;
 mod cmd_match;
+mod cmd_serve;
 mod donors;
 mod refdata;
 
@@ -56,6 +57,14 @@ enum Command {
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(cmd_match::BenchCommand),
+    /// Serve the HTTP API over the registry (loads the matching index first).
+    Serve(cmd_serve::ServeArgs),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(cmd_serve::TokenCommand),
+    /// A fresh SQLite registry with a synthetic population, a coordinator token and ready
+    /// `curl` commands; then serves.
+    Demo(cmd_serve::DemoArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -92,5 +101,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Db(cmd) => cmd_db::db(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Import(cmd) => cmd_db::import(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Bench(cmd) => cmd_match::bench(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::Serve(args) => cmd_serve::serve(args, Arc::new(cli.refdata.expander()?)),
+        Command::Token(cmd) => cmd_serve::token(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::Demo(args) => cmd_serve::demo(args, Arc::new(cli.refdata.expander()?)),
     }
 }

@@ -791,3 +791,184 @@ fn check_choice(chosen: &[&str], allowed: &[&str], field: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A patient as the registry holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patient {
+    pub id: i64,
+    pub external_id: String,
+    pub gl: String,
+    pub birth_date: Option<String>,
+    pub sex: String,
+    pub abo: String,
+    pub cmv: String,
+    pub weight_kg: Option<f64>,
+    pub diagnosis: Option<String>,
+    pub transplant_centre: Option<String>,
+}
+
+/// A search: its patient, lifecycle state, criteria (JSON) and its last run's result (JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRecord {
+    pub id: i64,
+    pub patient_id: i64,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub criteria: String,
+    pub last_run_at: Option<String>,
+    pub last_result: Option<String>,
+}
+
+impl Registry {
+    pub async fn patient(&self, patient_id: i64) -> Result<Patient> {
+        let r = sqlx::query("SELECT id, external_id, gl, birth_date, sex, abo, cmv, weight_kg, diagnosis, transplant_centre FROM patients WHERE id = $1")
+            .bind(patient_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("patient {patient_id}")))?;
+        Ok(Patient {
+            id: r.try_get("id")?,
+            external_id: r.try_get("external_id")?,
+            gl: r.try_get("gl")?,
+            birth_date: r.try_get("birth_date")?,
+            sex: r.try_get("sex")?,
+            abo: r.try_get("abo")?,
+            cmv: r.try_get("cmv")?,
+            weight_kg: r.try_get("weight_kg")?,
+            diagnosis: r.try_get("diagnosis")?,
+            transplant_centre: r.try_get("transplant_centre")?,
+        })
+    }
+
+    pub async fn search_record(&self, search_id: i64) -> Result<SearchRecord> {
+        let r = sqlx::query("SELECT id, patient_id, state, state_reason, criteria, last_run_at, last_result FROM searches WHERE id = $1")
+            .bind(search_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("search {search_id}")))?;
+        Ok(SearchRecord {
+            id: r.try_get("id")?,
+            patient_id: r.try_get("patient_id")?,
+            state: r.try_get("state")?,
+            state_reason: r.try_get("state_reason")?,
+            criteria: r.try_get("criteria")?,
+            last_run_at: r.try_get("last_run_at")?,
+            last_result: r.try_get("last_result")?,
+        })
+    }
+
+    /// Keep a run's result (JSON) as the search's last, audited.
+    pub async fn record_search_run(
+        &self,
+        search_id: i64,
+        result: &str,
+        actor: &Actor,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE searches SET last_run_at = $1, last_result = $2, updated_at = $1 WHERE id = $3",
+        )
+        .bind(now_text())
+        .bind(result)
+        .bind(search_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::NotFound(format!("search {search_id}")));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "search.run",
+            "search",
+            &search_id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether the donor is in an open case (an open request of any kind): case managers may
+    /// then read the donor's identity.
+    pub async fn donor_in_open_case(&self, donor_id: i64) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM requests WHERE donor_id = $1 AND state = 'open'",
+        )
+        .bind(donor_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub entity: String,
+    pub entity_id: Option<String>,
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Registry {
+    /// Audit entries, newest first, optionally of one entity (and id), entries before
+    /// `before_id` for paging.
+    pub async fn audit_entries(
+        &self,
+        entity: Option<&str>,
+        entity_id: Option<&str>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT id, at, actor, role, action, entity, entity_id, reason, request_id FROM audit_log \
+             WHERE ($1 IS NULL OR entity = $1) AND ($2 IS NULL OR entity_id = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4")
+            .bind(entity)
+            .bind(entity_id)
+            .bind(before_id)
+            .bind(limit.clamp(1, 1000))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    role: r.try_get("role")?,
+                    action: r.try_get("action")?,
+                    entity: r.try_get("entity")?,
+                    entity_id: r.try_get("entity_id")?,
+                    reason: r.try_get("reason")?,
+                    request_id: r.try_get("request_id")?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Registry {
+    /// Station codes, sorted.
+    pub async fn station_codes(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT code FROM stations ORDER BY code")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The donor a request is about.
+    pub async fn request_donor(&self, request_id: i64) -> Result<i64> {
+        sqlx::query_scalar("SELECT donor_id FROM requests WHERE id = $1")
+            .bind(request_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("request {request_id}")))
+    }
+}

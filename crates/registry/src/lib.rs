@@ -11,6 +11,7 @@ pub mod import;
 mod load;
 pub mod samples;
 mod store;
+pub mod tokens;
 
 use std::sync::Arc;
 

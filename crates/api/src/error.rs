@@ -1,0 +1,147 @@
+//! Errors as `application/problem+json` (RFC 9457), with field-level details.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use registry::RegistryError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One field's problem.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem (`about:blank` plus the title when generic).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn field(status: StatusCode, field: &str, reason: impl Into<String>) -> ApiError {
+        let reason = reason.into();
+        ApiError {
+            status,
+            detail: format!("{field}: {reason}"),
+            errors: vec![FieldError {
+                field: field.to_string(),
+                reason,
+            }],
+        }
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "a valid `Authorization: Bearer <token>` header is required",
+        )
+    }
+
+    /// The same words whether the resource exists or not: nothing leaks.
+    pub fn forbidden() -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "this token may not do that")
+    }
+
+    pub fn not_found(what: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, format!("{} not found", what.into()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let title = self
+            .status
+            .canonical_reason()
+            .unwrap_or("Error")
+            .to_string();
+        let problem = Problem {
+            kind: format!(
+                "https://boai.invalid/problems/{}",
+                title.to_lowercase().replace(' ', "-")
+            ),
+            title,
+            status: self.status.as_u16(),
+            detail: self.detail,
+            errors: self.errors,
+        };
+        let mut response = (self.status, Json(problem)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> ApiError {
+        match e {
+            RegistryError::Invalid { field, reason } => {
+                ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, &field, reason)
+            }
+            RegistryError::NotFound(what) => ApiError::not_found(what),
+            RegistryError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, what),
+            RegistryError::Typing(t) => {
+                ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "typing", t.to_string())
+            }
+            other => {
+                // Database trouble: logged with the request id, not shown.
+                tracing::error!(error = %other, "registry error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the registry could not complete the request",
+                )
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        let status = match &r {
+            JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::field(status, "body", r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> ApiError {
+        ApiError::field(StatusCode::BAD_REQUEST, "path", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> ApiError {
+        ApiError::field(StatusCode::BAD_REQUEST, "query", r.body_text())
+    }
+}

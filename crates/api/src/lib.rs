@@ -1,0 +1,168 @@
+//! The internal HTTP API: versioned JSON resources under `/v1`, bearer tokens with roles,
+//! `application/problem+json` errors, OpenAPI at `/openapi.json` and Swagger UI at `/docs`.
+//!
+//! The server owns the matching index: it is loaded from the registry at start, and every
+//! write that changes a donor re-reads that donor and applies it to the index before the
+//! response goes out, so a new donor is searchable, and a withdrawn one gone, as soon as the
+//! write returns.
+
+pub mod auth;
+pub mod error;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use matching::DonorIndex;
+use registry::Registry;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::error::ApiError;
+
+/// Largest request body accepted (413 beyond).
+pub const BODY_LIMIT: usize = 256 * 1024;
+/// Requests served at once; more are refused with 503 instead of queueing without bound.
+pub const CONCURRENCY_LIMIT: usize = 512;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub index: Arc<RwLock<DonorIndex>>,
+    pub ready: Arc<AtomicBool>,
+    /// Today as days since 1900-01-01 (the registry's date arithmetic).
+    pub today: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl AppState {
+    /// Load the index from the registry; `/readyz` answers 200 afterwards.
+    pub async fn load_index(&self) -> Result<usize, registry::RegistryError> {
+        let mut fresh = DonorIndex::new(self.registry.expander().clone());
+        let n = self.registry.load_index(&mut fresh, (self.today)()).await?;
+        *self.index.write().expect("index lock") = fresh;
+        self.ready.store(true, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    /// Re-read one donor after a committed write and put it in (or take it out of) the index.
+    pub async fn refresh_donor(&self, donor_id: i64) -> Result<(), ApiError> {
+        let today = (self.today)();
+        let donor = match self.registry.donor(donor_id).await {
+            Ok(d) => Some(d),
+            Err(registry::RegistryError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut index = self.index.write().expect("index lock");
+        match donor {
+            Some(d) => {
+                self.registry.apply_to_index(&mut index, &d, today)?;
+            }
+            None => {
+                index.remove(donor_id as u32).ok();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Boai internal API", description = "Donor registry and HLA matching. Every /v1 route needs `Authorization: Bearer <token>`; errors are application/problem+json."),
+    paths(
+        routes::healthz, routes::readyz,
+        routes::create_station, routes::list_stations,
+        routes::enrol_donor, routes::get_donor, routes::get_identity, routes::record_typing,
+        routes::record_sample, routes::set_sample_state, routes::give_consent, routes::withdraw_consent,
+        routes::change_status,
+        routes::register_patient, routes::get_patient,
+        routes::create_search, routes::get_search, routes::search_results, routes::rerun_search,
+        routes::set_search_state,
+        routes::open_request, routes::close_request, routes::record_milestone,
+        routes::record_donation, routes::followups_due, routes::record_followup,
+        routes::register_organ_donation, routes::revoke_organ_donation,
+        routes::read_audit, routes::hla_expand,
+    ),
+    components(schemas(error::Problem, error::FieldError)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The whole application: routes, docs, limits, request ids and tracing.
+pub fn app(state: AppState) -> Router {
+    let overload = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
+            if e.is::<tower::load_shed::error::Overloaded>() {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server is at capacity; retry shortly",
+                )
+            } else if e.is::<tower::timeout::error::Elapsed>() {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the request took too long")
+            } else {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+            .into_response()
+        }))
+        .load_shed()
+        .concurrency_limit(CONCURRENCY_LIMIT)
+        .timeout(Duration::from_secs(30));
+    Router::new()
+        .merge(routes::router())
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()),
+        )
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(overload)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                // Method and path only: paths carry ids, never identity data.
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serve until `shutdown` resolves, then drain the requests in flight.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    tracing::info!(%addr, "serving");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

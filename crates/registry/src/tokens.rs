@@ -1,0 +1,129 @@
+//! Bearer tokens of the HTTP API: a role, for station tokens a station, and only the SHA-256
+//! of the secret stored. Creating and revoking are audited.
+
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::store::audit;
+use crate::{Actor, Registry, RegistryError, Result, now_text};
+
+pub const ROLES: [&str; 5] = ["station", "coordinator", "case_manager", "admin", "auditor"];
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHolder {
+    pub token_id: i64,
+    pub role: String,
+    /// Station tokens only.
+    pub station: Option<String>,
+    pub label: String,
+}
+
+fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+impl Registry {
+    /// Create a token; returns its id and the secret, which is not stored and cannot be
+    /// shown again.
+    pub async fn create_token(
+        &self,
+        role: &str,
+        station: Option<&str>,
+        label: &str,
+        actor: &Actor,
+    ) -> Result<(i64, String)> {
+        if !ROLES.contains(&role) {
+            return Err(RegistryError::invalid(
+                "role",
+                format!("`{role}` is not one of {}", ROLES.join(", ")),
+            ));
+        }
+        match (role, station) {
+            ("station", None) => {
+                return Err(RegistryError::invalid(
+                    "station",
+                    "a station token needs its station",
+                ));
+            }
+            ("station", Some(code)) if !self.station_exists(code).await? => {
+                return Err(RegistryError::invalid(
+                    "station",
+                    format!("unknown station `{code}`"),
+                ));
+            }
+            (r, Some(_)) if r != "station" => {
+                return Err(RegistryError::invalid(
+                    "station",
+                    "only station tokens belong to a station",
+                ));
+            }
+            _ => {}
+        }
+        let bytes: [u8; 32] = rand::random();
+        let secret = format!("boai_{}", hex::encode(bytes));
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO api_tokens (token_hash, role, station_code, label, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+            .bind(digest(&secret))
+            .bind(role)
+            .bind(station)
+            .bind(label)
+            .bind(now_text())
+            .fetch_one(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            "token.create",
+            "token",
+            &id.to_string(),
+            Some(role),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((id, secret))
+    }
+
+    pub async fn revoke_token(&self, token_id: i64, actor: &Actor) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_text())
+        .bind(token_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::NotFound(format!("active token {token_id}")));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "token.revoke",
+            "token",
+            &token_id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The holder of a secret, if it names a token that is not revoked.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenHolder>> {
+        let row = sqlx::query("SELECT id, role, station_code, label FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(digest(secret))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(TokenHolder {
+                token_id: r.try_get("id")?,
+                role: r.try_get("role")?,
+                station: r.try_get("station_code")?,
+                label: r.try_get("label")?,
+            })
+        })
+        .transpose()
+    }
+}

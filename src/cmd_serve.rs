@@ -1,0 +1,214 @@
+//! `boai serve`, `boai token create|revoke`, `boai demo`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use hla::Expander;
+use matching::DonorIndex;
+use registry::Registry;
+use registry::import::ImportOptions;
+
+use crate::cmd_db::{DbArgs, cli_actor, open, runtime};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token; the secret is printed once and stored only hashed.
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        /// station, coordinator, case_manager, admin or auditor.
+        #[arg(long)]
+        role: String,
+        /// The station of a station token.
+        #[arg(long)]
+        station: Option<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        #[command(flatten)]
+        db: DbArgs,
+        id: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// A fresh SQLite file (replaced if it exists).
+    #[arg(long, default_value = "boai-demo.db")]
+    pub file: PathBuf,
+    #[arg(long, default_value_t = 100_000)]
+    pub donors: usize,
+    #[arg(long, default_value_t = 5)]
+    pub patients: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    #[arg(long, env = "BOAI_FREQ_FILE")]
+    pub freqs: Option<PathBuf>,
+}
+
+async fn state_for(reg: Registry) -> Result<api::AppState> {
+    let reg = Arc::new(reg);
+    let state = api::AppState {
+        index: Arc::new(RwLock::new(DonorIndex::new(reg.expander().clone()))),
+        registry: reg,
+        ready: Arc::new(AtomicBool::new(false)),
+        today: Arc::new(crate::cmd_match::today),
+    };
+    Ok(state)
+}
+
+/// Bind, load the index, serve until Ctrl-C or SIGTERM, drain.
+async fn serve_state(state: api::AppState, addr: SocketAddr) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    // /healthz answers while the index loads; /readyz once it is in.
+    let loading = state.clone();
+    let started = Instant::now();
+    let load = tokio::spawn(async move { loading.load_index().await });
+    let server = tokio::spawn(api::serve(state, listener, shutdown_signal()));
+    let n = load.await?.context("loading the matching index")?;
+    eprintln!(
+        "index loaded: {n} searchable donors in {:.1} s; serving on http://{addr} (docs at /docs)",
+        started.elapsed().as_secs_f64()
+    );
+    server.await??;
+    eprintln!("stopped after draining requests in flight");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+pub fn serve(args: ServeArgs, expander: Arc<Expander>) -> Result<i32> {
+    runtime()?.block_on(async move {
+        let reg = open(&args.db, expander).await?;
+        serve_state(state_for(reg).await?, args.addr).await?;
+        Ok(0)
+    })
+}
+
+pub fn token(cmd: TokenCommand, expander: Arc<Expander>) -> Result<i32> {
+    runtime()?.block_on(async move {
+        match cmd {
+            TokenCommand::Create {
+                db,
+                role,
+                station,
+                label,
+            } => {
+                let reg = open(&db, expander).await?;
+                let (id, secret) = reg
+                    .create_token(&role, station.as_deref(), &label, &cli_actor())
+                    .await?;
+                eprintln!("token {id} ({role}) created; the secret is shown only now:");
+                println!("{secret}");
+            }
+            TokenCommand::Revoke { db, id } => {
+                let reg = open(&db, expander).await?;
+                reg.revoke_token(id, &cli_actor()).await?;
+                eprintln!("token {id} revoked");
+            }
+        }
+        Ok(0)
+    })
+}
+
+pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = args.file.clone().into_os_string();
+        p.push(suffix);
+        std::fs::remove_file(&p).ok();
+    }
+    let url = format!("sqlite://{}", args.file.display());
+    let synth = synth::Synth::new(&expander, &crate::cmd_match::freqs_path(&args.freqs), "API")?;
+    runtime()?.block_on(async move {
+        let reg = open(&DbArgs { db: url.clone() }, expander.clone()).await?;
+        let actor = cli_actor();
+        reg.add_branch("BJ", "Beijing branch", "North", &actor).await?;
+        reg.add_station("BJ01", "BJ", "Beijing collection station 1", "North", 20_000, &actor).await?;
+        reg.add_station("BJ02", "BJ", "Beijing collection station 2", "North", 10_000, &actor).await?;
+        // Donors: a synthetic population imported as a legacy listing (consent recorded).
+        let started = Instant::now();
+        let file = tempfile_path("boai-demo-donors.txt");
+        {
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+            for p in synth.donors(args.donors, args.seed) {
+                writeln!(out, "D{:07}%{}", p.key, synth.gl_string(&p))?;
+            }
+        }
+        let options = ImportOptions { station: Some("BJ01".into()), all_or_nothing: false, batch_size: 0 };
+        let summary = reg
+            .import_donors(&file, &options, &actor, crate::cmd_match::today(), &|_| {})
+            .await?;
+        std::fs::remove_file(&file).ok();
+        eprintln!(
+            "seeded {} donors in {:.1} s",
+            summary.created,
+            started.elapsed().as_secs_f64()
+        );
+        let mut patients = Vec::new();
+        for p in synth.patients(args.patients, args.seed + 1) {
+            let new = registry::cases::NewPatient {
+                external_id: format!("PAT-{:04}", p.key),
+                gl: synth.gl_string(&p),
+                weight_kg: Some(65.0),
+                ..Default::default()
+            };
+            patients.push(reg.register_patient(&new, &actor).await?);
+        }
+        let (_, coordinator) = reg.create_token("coordinator", None, "demo coordinator", &actor).await?;
+        let (_, station) = reg.create_token("station", Some("BJ01"), "demo station BJ01", &actor).await?;
+        let base = format!("http://{}", args.addr);
+        println!("Boai demo: {url}, {} donors, patients {patients:?}", summary.created);
+        println!("coordinator token: {coordinator}");
+        println!("station token (BJ01): {station}");
+        println!();
+        println!("# search for patient {} (10/10, up to 2 mismatches):", patients[0]);
+        println!(
+            "curl -s -X POST {base}/v1/searches -H 'Authorization: Bearer {coordinator}' -H 'Content-Type: application/json' -d '{{\"patient_id\": {}, \"max_mismatches\": 2}}'",
+            patients[0]
+        );
+        println!("# the next page of its results (search id 1):");
+        println!("curl -s '{base}/v1/searches/1/results?offset=20&limit=20' -H 'Authorization: Bearer {coordinator}'");
+        println!("# API description: {base}/docs (Swagger UI), {base}/openapi.json");
+        println!();
+        serve_state(state_for(reg).await?, args.addr).await?;
+        Ok(0)
+    })
+}
+
+fn tempfile_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{}-{name}", std::process::id()))
+}
