@@ -22,18 +22,24 @@ mod axum_extra_json {
 
     use crate::error::ApiError;
 
-    pub struct ApiJson<T>(pub T);
+    /// The body as parsed, or the problem with it: handlers check the caller's role first,
+    /// so a wrong role is 403 whatever the body.
+    pub struct ApiJson<T>(pub Result<T, ApiError>);
 
     impl<S, T> FromRequest<S> for ApiJson<T>
     where
         T: serde::de::DeserializeOwned,
         S: Send + Sync,
     {
-        type Rejection = ApiError;
+        type Rejection = std::convert::Infallible;
 
-        async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-            let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-            Ok(ApiJson(value))
+        async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+            Ok(ApiJson(
+                axum::Json::<T>::from_request(req, state)
+                    .await
+                    .map(|axum::Json(v)| v)
+                    .map_err(ApiError::from),
+            ))
         }
     }
 }
@@ -148,6 +154,7 @@ pub async fn create_station(
     ApiJson(s): ApiJson<StationIn>,
 ) -> ApiResult<(StatusCode, Json<StationIn>)> {
     caller.require(&[Role::Admin])?;
+    let s = s?;
     let actor = caller.actor();
     match state
         .registry
@@ -296,6 +303,7 @@ pub async fn enrol_donor(
     ApiJson(d): ApiJson<DonorIn>,
 ) -> ApiResult<(StatusCode, Json<DonorOut>)> {
     caller.require(&[Role::Station])?;
+    let d = d?;
     caller.own_station(&d.station)?;
     let mut emergency: [(Option<String>, Option<String>); 2] = Default::default();
     if d.identity.emergency_contacts.len() > 2 {
@@ -467,6 +475,7 @@ pub async fn record_typing(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = path_id(id);
     own_donor(&state, &caller, id).await?;
+    let t = t?;
     let typing = TypingInput {
         gl: t.gl,
         lab: t.lab,
@@ -501,6 +510,7 @@ pub async fn record_sample(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = path_id(id);
     let donor = own_donor(&state, &caller, id).await?;
+    let s = s?;
     let sample = registry::samples::NewSample {
         station: donor.station,
         collected_on: s.collected_on,
@@ -534,6 +544,7 @@ pub async fn set_sample_state(
     ApiJson(s): ApiJson<StateIn>,
 ) -> ApiResult<Json<Value>> {
     caller.require(&[Role::Station])?;
+    let s = s?;
     let sample = match state.registry.sample(path_id(id)).await {
         Ok(s) => s,
         Err(registry::RegistryError::NotFound(_)) => return Err(ApiError::forbidden()),
@@ -566,6 +577,7 @@ pub async fn give_consent(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = path_id(id);
     own_donor(&state, &caller, id).await?;
+    let c = c?;
     let consent_id = state
         .registry
         .give_consent(
@@ -598,6 +610,7 @@ pub async fn withdraw_consent(
     ApiJson(w): ApiJson<WithdrawalIn>,
 ) -> ApiResult<Json<Value>> {
     own_donor(&state, &caller, id).await?;
+    let w = w?;
     let warnings = state
         .registry
         .withdraw_consent(id, &scope, &caller.actor(), w.reason.as_deref())
@@ -628,6 +641,7 @@ pub async fn change_status(
 ) -> ApiResult<Json<DonorOut>> {
     let id = path_id(id);
     caller.require(&[Role::Station, Role::CaseManager])?;
+    let s = s?;
     visible_donor(&state, &caller, id).await?;
     let status = code(
         "status",
@@ -673,6 +687,7 @@ pub async fn register_patient(
     ApiJson(p): ApiJson<PatientIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(&[Role::Coordinator])?;
+    let p = p?;
     let new = registry::cases::NewPatient {
         external_id: p.external_id,
         gl: p.gl,
@@ -826,6 +841,7 @@ pub async fn create_search(
     ApiJson(criteria): ApiJson<SearchIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(&[Role::Coordinator])?;
+    let criteria = criteria?;
     if criteria.max_mismatches > 5 {
         return Err(ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -957,6 +973,7 @@ pub async fn set_search_state(
     ApiJson(s): ApiJson<StateIn>,
 ) -> ApiResult<Json<Value>> {
     caller.require(&[Role::Coordinator])?;
+    let s = s?;
     let id = path_id(id);
     state
         .registry
@@ -983,6 +1000,7 @@ pub async fn open_request(
     ApiJson(r): ApiJson<RequestIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(&[Role::Coordinator, Role::CaseManager])?;
+    let r = r?;
     if caller.role == Role::CaseManager && r.kind != "workup" {
         return Err(ApiError::forbidden());
     }
@@ -1009,6 +1027,7 @@ pub async fn close_request(
     ApiJson(s): ApiJson<StateIn>,
 ) -> ApiResult<Json<Value>> {
     caller.require(&[Role::Coordinator, Role::CaseManager])?;
+    let s = s?;
     let id = path_id(id);
     let donor_id = state.registry.request_donor(id).await?;
     state
@@ -1036,6 +1055,7 @@ pub async fn record_milestone(
     ApiJson(m): ApiJson<MilestoneIn>,
 ) -> ApiResult<StatusCode> {
     caller.require(&[Role::CaseManager])?;
+    let m = m?;
     state
         .registry
         .record_milestone(path_id(id), &m.milestone, &m.on, m.ok, &caller.actor())
@@ -1061,6 +1081,7 @@ pub async fn record_donation(
     ApiJson(d): ApiJson<DonationIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(&[Role::CaseManager])?;
+    let d = d?;
     let id = state
         .registry
         .record_donation(
@@ -1122,6 +1143,7 @@ pub async fn record_followup(
     ApiJson(f): ApiJson<FollowupIn>,
 ) -> ApiResult<Json<Value>> {
     caller.require(&[Role::CaseManager])?;
+    let f = f?;
     let id = path_id(id);
     state
         .registry
@@ -1161,6 +1183,7 @@ pub async fn register_organ_donation(
     ApiJson(o): ApiJson<OrganIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(&[Role::Station])?;
+    let o = o?;
     let organs: Vec<&str> = o.organs.iter().map(String::as_str).collect();
     let tissues: Vec<&str> = o.tissues.iter().map(String::as_str).collect();
     let id = state
@@ -1240,6 +1263,7 @@ pub async fn hla_expand(
     _caller: Caller,
     ApiJson(e): ApiJson<ExpandIn>,
 ) -> ApiResult<Json<Value>> {
+    let e = e?;
     if e.typings.len() > 1000 {
         return Err(ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,

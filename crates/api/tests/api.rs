@@ -1,0 +1,870 @@
+//! End to end: the real server on a loopback port, over HTTP, on a SQLite file and on a
+//! PostgreSQL database.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use hla::{Expander, MacDictionary, Release};
+use matching::DonorIndex;
+use matching::model::days_from_civil;
+use registry::{Actor, Registry, RegistryConfig};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TYPING: &str =
+    "A*02:01+A*24:02^B*40:01+B*46:01^C*01:02+C*03:04^DRB1*09:01+DRB1*15:01^DQB1*03:03+DQB1*06:02";
+
+fn shared(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared")
+        .join(relative)
+}
+
+fn expander() -> Arc<Expander> {
+    static E: OnceLock<Arc<Expander>> = OnceLock::new();
+    E.get_or_init(|| {
+        let dir =
+            std::env::var_os("BOAI_HLA_DIR").map_or_else(|| shared("imgt-hla"), PathBuf::from);
+        let mac = std::env::var_os("BOAI_MAC_FILE")
+            .map_or_else(|| shared("mac/alpha.v3.subset.txt"), PathBuf::from);
+        Arc::new(Expander::new(
+            Arc::new(Release::load(dir).unwrap()),
+            Arc::new(MacDictionary::load(mac).unwrap()),
+        ))
+    })
+    .clone()
+}
+
+fn today() -> i64 {
+    days_from_civil(2026, 11, 22)
+}
+
+/// A fresh registry per backend.
+async fn registries(name: &str) -> Vec<(String, Registry, Option<tempfile::TempDir>)> {
+    let mut out = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("boai.db").display());
+    let reg = Registry::connect(&url, expander(), RegistryConfig::default())
+        .await
+        .unwrap();
+    reg.migrate().await.unwrap();
+    out.push(("sqlite".to_string(), reg, Some(dir)));
+    match std::env::var("BOAI_TEST_PG_URL") {
+        Ok(server) => {
+            let db = format!("boai_api_{}_{}", name, std::process::id());
+            let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let url = format!("{}/{db}", server.rsplit_once('/').unwrap().0);
+            let reg = Registry::connect(&url, expander(), RegistryConfig::default())
+                .await
+                .unwrap();
+            reg.migrate().await.unwrap();
+            out.push(("postgres".to_string(), reg, None));
+        }
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but BOAI_TEST_PG_URL is not set: PostgreSQL tests must run");
+        }
+        Err(_) => eprintln!("BOAI_TEST_PG_URL not set: PostgreSQL part of `{name}` skipped"),
+    }
+    out
+}
+
+/// The real server on a loopback port; returns its address and a handle that stops it.
+async fn start(reg: Registry) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, Arc<Registry>) {
+    let reg = Arc::new(reg);
+    let state = api::AppState {
+        index: Arc::new(RwLock::new(DonorIndex::new(expander()))),
+        registry: reg.clone(),
+        ready: Arc::new(AtomicBool::new(false)),
+        today: Arc::new(today),
+    };
+    state.load_index().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(api::serve(state, listener, async {
+        stopped.await.ok();
+    }));
+    (addr, stop, reg)
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, JSON body or Null, content type).
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or("")
+        .to_string();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::Null),
+        content_type,
+    )
+}
+
+struct Tokens {
+    admin: String,
+    station: String,
+    other_station: String,
+    coordinator: String,
+    case_manager: String,
+    auditor: String,
+}
+
+async fn tokens(reg: &Registry) -> Tokens {
+    let a = Actor::new("test", "admin");
+    reg.add_branch("BJ", "Beijing", "North", &a).await.unwrap();
+    reg.add_station("BJ01", "BJ", "Beijing 1", "North", 100, &a)
+        .await
+        .unwrap();
+    reg.add_station("BJ02", "BJ", "Beijing 2", "North", 100, &a)
+        .await
+        .unwrap();
+    let a = &a;
+    let t = |role: &'static str, station: Option<&'static str>| async move {
+        reg.create_token(role, station, "test", a).await.unwrap().1
+    };
+    Tokens {
+        admin: t("admin", None).await,
+        station: t("station", Some("BJ01")).await,
+        other_station: t("station", Some("BJ02")).await,
+        coordinator: t("coordinator", None).await,
+        case_manager: t("case_manager", None).await,
+        auditor: t("auditor", None).await,
+    }
+}
+
+fn enrolment(external: &str, national_id: &str) -> String {
+    json!({
+        "external_id": external, "station": "BJ01", "birth_date": "1995-04-10", "sex": "F",
+        "abo": "A", "rh": "+", "cmv": "neg",
+        "identity": {"family_name": "Li", "given_name": "Na", "national_id": national_id,
+                     "phone": "+86 10 0000 0000",
+                     "emergency_contacts": [{"name": "Li Wei", "phone": "+86 10 1111 1111"}]},
+        "consent_form_version": "CMDP-2024-1",
+        "typing": TYPING
+    })
+    .to_string()
+}
+
+fn hit_ids(body: &Value) -> Vec<i64> {
+    body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["donor_id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_donor_workflow_over_http() {
+    for (backend, reg, _dir) in registries("workflow").await {
+        let t = tokens(&reg).await;
+        let (addr, stop, reg) = start(reg).await;
+        let b = backend.as_str();
+        assert_eq!(call(addr, "GET", "/healthz", None, None).await.0, 200);
+        assert_eq!(call(addr, "GET", "/readyz", None, None).await.0, 200);
+        // A station enrols two donors (consent and typing with the enrolment).
+        let (s, d1, _) = call(
+            addr,
+            "POST",
+            "/v1/donors",
+            Some(&t.station),
+            Some(&enrolment("E1", "N1")),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}: {d1}");
+        let d1 = d1["id"].as_i64().unwrap();
+        let (s, d2, _) = call(
+            addr,
+            "POST",
+            "/v1/donors",
+            Some(&t.station),
+            Some(&enrolment("E2", "N2")),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        let d2 = d2["id"].as_i64().unwrap();
+        // Same national id again: 409, and nothing else changed.
+        let (s, p, ct) = call(
+            addr,
+            "POST",
+            "/v1/donors",
+            Some(&t.station),
+            Some(&enrolment("E3", "N1")),
+        )
+        .await;
+        assert_eq!(
+            (s, ct.as_str()),
+            (409, "application/problem+json"),
+            "{b}: {p}"
+        );
+        // A sample, and a typing naming it.
+        let (s, sample, _) = call(addr, "POST", &format!("/v1/donors/{d1}/samples"), Some(&t.station),
+            Some(r#"{"collected_on": "2026-11-20", "volume_ml": 4.0, "barcode": "BC-1", "lab": "BJ-HLA"}"#)).await;
+        assert_eq!(s, 201, "{b}: {sample}");
+        let typing =
+            json!({"gl": TYPING, "sample_id": sample["id"], "lab": "BJ-HLA", "method": "NGS"})
+                .to_string();
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                &format!("/v1/donors/{d1}/typings"),
+                Some(&t.station),
+                Some(&typing)
+            )
+            .await
+            .0,
+            201
+        );
+        // Invalid HLA names the token.
+        let (s, p, _) = call(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d1}/typings"),
+            Some(&t.station),
+            Some(&json!({"gl": TYPING.replace("B*40:01", "B*40:9999")}).to_string()),
+        )
+        .await;
+        assert_eq!(s, 422, "{b}");
+        assert!(
+            p["detail"].as_str().unwrap().contains("B*40:9999"),
+            "{b}: {p}"
+        );
+        // A coordinator registers the patient and finds both donors.
+        let patient_body =
+            json!({"external_id": "PAT-1", "gl": TYPING, "weight_kg": 60.0}).to_string();
+        let (s, patient, _) = call(
+            addr,
+            "POST",
+            "/v1/patients",
+            Some(&t.coordinator),
+            Some(&patient_body),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}: {patient}");
+        let patient = patient["id"].as_i64().unwrap();
+        let other_body = json!({"external_id": "PAT-2", "gl": TYPING}).to_string();
+        let other = call(
+            addr,
+            "POST",
+            "/v1/patients",
+            Some(&t.coordinator),
+            Some(&other_body),
+        )
+        .await
+        .1["id"]
+            .as_i64()
+            .unwrap();
+        let criteria = json!({"patient_id": patient, "max_mismatches": 2}).to_string();
+        let (s, search, _) = call(
+            addr,
+            "POST",
+            "/v1/searches",
+            Some(&t.coordinator),
+            Some(&criteria),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}: {search}");
+        assert_eq!(search["total"], 2, "{b}");
+        assert_eq!(hit_ids(&search), [d1, d2], "{b}");
+        assert_eq!(search["hits"][0]["grade"], "10/10");
+        assert_eq!(search["hits"][0]["loci"]["DRB1"]["mismatches"], 0);
+        let search_id = search["id"].as_i64().unwrap();
+        let (s, page, _) = call(
+            addr,
+            "GET",
+            &format!("/v1/searches/{search_id}/results?offset=1&limit=1"),
+            Some(&t.coordinator),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, page["total"].as_i64(), hit_ids(&page)),
+            (200, Some(2), vec![d2]),
+            "{b}"
+        );
+        // Coordinators see matching data by id, never identity.
+        assert_eq!(
+            call(
+                addr,
+                "GET",
+                &format!("/v1/donors/{d1}"),
+                Some(&t.coordinator),
+                None
+            )
+            .await
+            .0,
+            200
+        );
+        assert_eq!(
+            call(
+                addr,
+                "GET",
+                &format!("/v1/donors/{d1}/identity?reason=x"),
+                Some(&t.coordinator),
+                None
+            )
+            .await
+            .0,
+            403
+        );
+        // Confirmatory typing, then a reservation: RS for this patient only.
+        let req =
+            |kind: &str| json!({"patient_id": patient, "donor_id": d1, "kind": kind}).to_string();
+        let (s, ct_req, _) = call(
+            addr,
+            "POST",
+            "/v1/requests",
+            Some(&t.coordinator),
+            Some(&req("confirmatory_typing")),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}: {ct_req}");
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                "/v1/requests",
+                Some(&t.coordinator),
+                Some(&req("confirmatory_typing"))
+            )
+            .await
+            .0,
+            409,
+            "{b}: one open request of a kind"
+        );
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                &format!("/v1/requests/{}/close", ct_req["id"]),
+                Some(&t.coordinator),
+                Some(r#"{"state": "done"}"#)
+            )
+            .await
+            .0,
+            200
+        );
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                "/v1/requests",
+                Some(&t.coordinator),
+                Some(&req("reservation"))
+            )
+            .await
+            .0,
+            201
+        );
+        let (_, donor, _) = call(
+            addr,
+            "GET",
+            &format!("/v1/donors/{d1}"),
+            Some(&t.coordinator),
+            None,
+        )
+        .await;
+        assert_eq!(donor["status"], "RS", "{b}");
+        let (_, again, _) = call(
+            addr,
+            "POST",
+            &format!("/v1/searches/{search_id}/runs"),
+            Some(&t.coordinator),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (
+                again["total"].as_i64(),
+                again["gone"].as_array().map(Vec::len)
+            ),
+            (Some(2), Some(0)),
+            "{b}: own patient still sees the RS donor: {again}"
+        );
+        let (_, theirs, _) = call(
+            addr,
+            "POST",
+            "/v1/searches",
+            Some(&t.coordinator),
+            Some(&json!({"patient_id": other, "max_mismatches": 2}).to_string()),
+        )
+        .await;
+        assert_eq!(hit_ids(&theirs), [d2], "{b}: another patient does not");
+        // Workup by the case manager, who may then read the identity (audited).
+        let (s, workup, _) = call(
+            addr,
+            "POST",
+            "/v1/requests",
+            Some(&t.case_manager),
+            Some(&req("workup")),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}: {workup}");
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                &format!("/v1/requests/{}/milestones", workup["id"]),
+                Some(&t.case_manager),
+                Some(r#"{"milestone": "medical_exam", "on": "2026-12-01", "ok": true}"#)
+            )
+            .await
+            .0,
+            201
+        );
+        let (s, identity, _) = call(
+            addr,
+            "GET",
+            &format!("/v1/donors/{d1}/identity?reason=workup%20call"),
+            Some(&t.case_manager),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, identity["family_name"].as_str()),
+            (200, Some("Li")),
+            "{b}"
+        );
+        assert_eq!(
+            call(
+                addr,
+                "GET",
+                &format!("/v1/donors/{d2}/identity?reason=x"),
+                Some(&t.case_manager),
+                None
+            )
+            .await
+            .0,
+            403,
+            "{b}: not in an open case"
+        );
+        // Donation, then follow-ups fall due.
+        let donation = json!({"donor_id": d1, "patient_id": patient, "product": "PBSC", "donated_on": "2026-12-10", "station": "BJ01"}).to_string();
+        let (s, dn, _) = call(
+            addr,
+            "POST",
+            "/v1/donations",
+            Some(&t.case_manager),
+            Some(&donation),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}: {dn}");
+        let (_, due, _) = call(
+            addr,
+            "GET",
+            "/v1/followups/due?on=2026-12-13",
+            Some(&t.case_manager),
+            None,
+        )
+        .await;
+        let due = due["followups"].as_array().unwrap().clone();
+        assert_eq!(due.len(), 1, "{b}: the 2-day follow-up");
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                &format!("/v1/followups/{}", due[0]["id"]),
+                Some(&t.case_manager),
+                Some(r#"{"state": "done", "on": "2026-12-12", "outcome": "well"}"#)
+            )
+            .await
+            .0,
+            200
+        );
+        // Withdrawal takes the other donor out of search before it returns.
+        let (s, w, _) = call(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d2}/consents/recruitment/withdrawal"),
+            Some(&t.station),
+            Some(r#"{"reason": "moved away"}"#),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}: {w}");
+        let (_, after, _) = call(
+            addr,
+            "POST",
+            "/v1/searches",
+            Some(&t.coordinator),
+            Some(&json!({"patient_id": other, "max_mismatches": 2}).to_string()),
+        )
+        .await;
+        assert_eq!(after["total"], 0, "{b}: withdrawn donor gone");
+        // Another station sees nothing of these donors; the auditor reads the trail.
+        assert_eq!(
+            call(
+                addr,
+                "GET",
+                &format!("/v1/donors/{d1}"),
+                Some(&t.other_station),
+                None
+            )
+            .await
+            .0,
+            403
+        );
+        assert_eq!(
+            call(
+                addr,
+                "GET",
+                "/v1/donors/999999",
+                Some(&t.other_station),
+                None
+            )
+            .await
+            .0,
+            403,
+            "{b}: no existence leak"
+        );
+        let (s, audit, _) = call(
+            addr,
+            "GET",
+            &format!("/v1/audit?entity=donor&entity_id={d1}"),
+            Some(&t.auditor),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200);
+        let actions: Vec<&str> = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert!(actions.contains(&"identity.read"), "{b}: {actions:?}");
+        // The trail names tokens and request ids, never a person.
+        assert!(
+            audit["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["actor"].as_str().unwrap().starts_with("token:")
+                    && e["request_id"].as_str().is_some_and(|r| r.len() == 36)),
+            "{b}: {audit}"
+        );
+        let _ = t.admin;
+        stop.send(()).ok();
+        reg.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_checks_the_token_and_the_role() {
+    for (backend, reg, _dir) in registries("roles").await {
+        let t = tokens(&reg).await;
+        let (addr, stop, reg) = start(reg).await;
+        let (_, d, _) = call(
+            addr,
+            "POST",
+            "/v1/donors",
+            Some(&t.station),
+            Some(&enrolment("R1", "RN1")),
+        )
+        .await;
+        let d = d["id"].as_i64().unwrap();
+        let (_, sample, _) = call(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/samples"),
+            Some(&t.station),
+            Some(r#"{"collected_on": "2026-11-20", "barcode": "BC-R1"}"#),
+        )
+        .await;
+        let sample = sample["id"].as_i64().unwrap();
+        use Who::*;
+        #[derive(Clone, Copy, PartialEq, Debug)]
+        enum Who {
+            Admin,
+            Station,
+            Coordinator,
+            CaseManager,
+            Auditor,
+        }
+        let all = [Admin, Station, Coordinator, CaseManager, Auditor];
+        // (method, path, body, roles allowed)
+        let routes: Vec<(&str, String, &str, Vec<Who>)> = vec![
+            (
+                "POST",
+                "/v1/stations".into(),
+                r#"{"code": "SH01", "branch": "SH", "name": "Shanghai 1"}"#,
+                vec![Admin],
+            ),
+            ("GET", "/v1/stations".into(), "", all.to_vec()),
+            ("POST", "/v1/donors".into(), "{}", vec![Station]),
+            (
+                "GET",
+                format!("/v1/donors/{d}"),
+                "",
+                vec![Station, Coordinator, CaseManager],
+            ),
+            (
+                "GET",
+                format!("/v1/donors/{d}/identity?reason=check"),
+                "",
+                vec![Station],
+            ),
+            (
+                "POST",
+                format!("/v1/donors/{d}/typings"),
+                "{}",
+                vec![Station],
+            ),
+            (
+                "POST",
+                format!("/v1/donors/{d}/samples"),
+                "{}",
+                vec![Station],
+            ),
+            (
+                "POST",
+                format!("/v1/samples/{sample}/state"),
+                r#"{"state": "shipped"}"#,
+                vec![Station],
+            ),
+            (
+                "POST",
+                format!("/v1/donors/{d}/consents"),
+                "{}",
+                vec![Station],
+            ),
+            (
+                "POST",
+                format!("/v1/donors/{d}/consents/research/withdrawal"),
+                "{}",
+                vec![Station],
+            ),
+            (
+                "POST",
+                format!("/v1/donors/{d}/status"),
+                "{}",
+                vec![Station, CaseManager],
+            ),
+            ("POST", "/v1/patients".into(), "{}", vec![Coordinator]),
+            (
+                "GET",
+                "/v1/patients/1".into(),
+                "",
+                vec![Coordinator, CaseManager],
+            ),
+            ("POST", "/v1/searches".into(), "{}", vec![Coordinator]),
+            ("GET", "/v1/searches/1".into(), "", vec![Coordinator]),
+            (
+                "GET",
+                "/v1/searches/1/results".into(),
+                "",
+                vec![Coordinator],
+            ),
+            ("POST", "/v1/searches/1/runs".into(), "", vec![Coordinator]),
+            (
+                "POST",
+                "/v1/searches/1/state".into(),
+                "{}",
+                vec![Coordinator],
+            ),
+            (
+                "POST",
+                "/v1/requests".into(),
+                r#"{"patient_id": 1, "donor_id": 1, "kind": "workup"}"#,
+                vec![Coordinator, CaseManager],
+            ),
+            (
+                "POST",
+                "/v1/requests/1/close".into(),
+                "{}",
+                vec![Coordinator, CaseManager],
+            ),
+            (
+                "POST",
+                "/v1/requests/1/milestones".into(),
+                "{}",
+                vec![CaseManager],
+            ),
+            ("POST", "/v1/donations".into(), "{}", vec![CaseManager]),
+            ("GET", "/v1/followups/due".into(), "", vec![CaseManager]),
+            ("POST", "/v1/followups/1".into(), "{}", vec![CaseManager]),
+            (
+                "POST",
+                "/v1/organ-registrations".into(),
+                "{}",
+                vec![Station],
+            ),
+            (
+                "POST",
+                "/v1/organ-registrations/1/revocation".into(),
+                "",
+                vec![Station],
+            ),
+            ("GET", "/v1/audit".into(), "", vec![Auditor]),
+            (
+                "POST",
+                "/v1/hla/expand".into(),
+                r#"{"typings": ["A*02:01"]}"#,
+                all.to_vec(),
+            ),
+        ];
+        let token = |w: Who| match w {
+            Admin => t.admin.as_str(),
+            Station => t.station.as_str(),
+            Coordinator => t.coordinator.as_str(),
+            CaseManager => t.case_manager.as_str(),
+            Auditor => t.auditor.as_str(),
+        };
+        for (method, path, body, allowed) in &routes {
+            let body = (!body.is_empty()).then_some(*body);
+            for bad in [None, Some("boai_not-a-token")] {
+                let (s, p, ct) = call(addr, method, path, bad, body).await;
+                assert_eq!(
+                    (s, ct.as_str()),
+                    (401, "application/problem+json"),
+                    "{backend} {method} {path} {bad:?}: {p}"
+                );
+            }
+            for who in all {
+                let (s, p, _) = call(addr, method, path, Some(token(who)), body).await;
+                if allowed.contains(&who) {
+                    assert!(
+                        s != 401 && s != 403,
+                        "{backend} {method} {path} as {who:?}: {s} {p}"
+                    );
+                } else {
+                    assert_eq!(s, 403, "{backend} {method} {path} as {who:?}: {p}");
+                    assert_eq!(p["detail"], "this token may not do that", "nothing leaks");
+                }
+            }
+        }
+        // A revoked token is refused.
+        let (id, secret) = reg
+            .create_token(
+                "coordinator",
+                None,
+                "short-lived",
+                &Actor::new("t", "admin"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            call(addr, "GET", "/v1/stations", Some(&secret), None)
+                .await
+                .0,
+            200
+        );
+        reg.revoke_token(id, &Actor::new("t", "admin"))
+            .await
+            .unwrap();
+        assert_eq!(
+            call(addr, "GET", "/v1/stations", Some(&secret), None)
+                .await
+                .0,
+            401,
+            "{backend}"
+        );
+        // Bad input: malformed JSON 400, wrong shape 422, too large 413, unknown route 404.
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                "/v1/patients",
+                Some(&t.coordinator),
+                Some("{\"external_id\": ")
+            )
+            .await
+            .0,
+            400
+        );
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                "/v1/patients",
+                Some(&t.coordinator),
+                Some(r#"{"external_id": 5}"#)
+            )
+            .await
+            .0,
+            422
+        );
+        let huge = format!(r#"{{"typings": ["{}"]}}"#, "A".repeat(api::BODY_LIMIT + 10));
+        assert_eq!(
+            call(
+                addr,
+                "POST",
+                "/v1/hla/expand",
+                Some(&t.coordinator),
+                Some(&huge)
+            )
+            .await
+            .0,
+            413,
+            "{backend}"
+        );
+        assert_eq!(
+            call(addr, "GET", "/v1/nothing", Some(&t.coordinator), None)
+                .await
+                .0,
+            404
+        );
+        // The API describes itself.
+        let (s, doc, _) = call(addr, "GET", "/openapi.json", None, None).await;
+        assert_eq!(s, 200);
+        let documented: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for (_, path, _, _) in &routes {
+            // The concrete path matches a documented template segment by segment.
+            let concrete: Vec<&str> = path.split('?').next().unwrap().split('/').collect();
+            let found = documented.iter().any(|template| {
+                let parts: Vec<&str> = template.split('/').collect();
+                parts.len() == concrete.len()
+                    && parts
+                        .iter()
+                        .zip(&concrete)
+                        .all(|(t, c)| t == c || t.starts_with('{'))
+            });
+            assert!(found, "{path} is missing from the OpenAPI document");
+        }
+        stop.send(()).ok();
+        reg.close().await;
+    }
+}
