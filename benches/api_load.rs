@@ -1,0 +1,319 @@
+//! Load on the real HTTP server over loopback: N synthetic donors in a fresh SQLite registry,
+//! C concurrent coordinator clients creating 10/10 searches tolerating 2 mismatches for S
+//! seconds, while a station client enrols donors and withdraws their consent. Checks: no
+//! error responses, no lost writes (every enrolment that returned is in the registry, every
+//! withdrawal de-listed), and no withdrawn donor in any search that started after its
+//! withdrawal returned. Prints throughput and latency percentiles.
+//!
+//!   cargo bench --bench api_load -- [--donors 1000000] [--clients 32] [--seconds 60]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use hla::{Expander, MacDictionary, Release};
+use matching::DonorIndex;
+use registry::import::ImportOptions;
+use registry::{Actor, Registry, RegistryConfig};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn shared(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(relative)
+}
+
+async fn call(addr: SocketAddr, method: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let donors = arg("--donors", 1_000_000);
+    let clients = arg("--clients", 32);
+    let seconds = arg("--seconds", 60) as u64;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(donors, clients, seconds));
+}
+
+async fn run(donors: usize, clients: usize, seconds: u64) {
+    let hla_dir =
+        std::env::var_os("BOAI_HLA_DIR").map_or_else(|| shared("imgt-hla"), PathBuf::from);
+    let mac = std::env::var_os("BOAI_MAC_FILE")
+        .map_or_else(|| shared("mac/alpha.v3.subset.txt"), PathBuf::from);
+    let freqs = std::env::var_os("BOAI_FREQ_FILE").map_or_else(
+        || shared("frequencies/NMDP_2007_FiveLocus_Freqs.csv"),
+        PathBuf::from,
+    );
+    let expander = Arc::new(Expander::new(
+        Arc::new(Release::load(hla_dir).expect("release")),
+        Arc::new(MacDictionary::load(mac).expect("MAC dictionary")),
+    ));
+    let synth = synth::Synth::new(&expander, &freqs, "API").expect("frequencies");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("load.db").display());
+    let reg = Registry::connect(&url, expander.clone(), RegistryConfig::default())
+        .await
+        .expect("connect");
+    reg.migrate().await.expect("migrate");
+    let admin = Actor::new("bench", "admin");
+    reg.add_branch("BJ", "Beijing", "North", &admin)
+        .await
+        .unwrap();
+    reg.add_station("BJ01", "BJ", "Beijing 1", "North", 0, &admin)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let file = dir.path().join("donors.txt");
+    {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for p in synth.donors(donors, 7) {
+            writeln!(out, "D{:07}%{}", p.key, synth.gl_string(&p)).unwrap();
+        }
+    }
+    let today = boai_today();
+    let options = ImportOptions {
+        station: Some("BJ01".into()),
+        all_or_nothing: false,
+        batch_size: 0,
+    };
+    let summary = reg
+        .import_donors(&file, &options, &admin, today, &|_| {})
+        .await
+        .expect("import");
+    println!(
+        "seeded {} donors in {:.1} s",
+        summary.created,
+        started.elapsed().as_secs_f64()
+    );
+    // Patients: synthetic typings; the writer enrols donors with the first one's typing so
+    // that they top its searches (and would show if a withdrawal were missed).
+    let people = synth.patients(50, 11);
+    let mut patients = Vec::new();
+    for p in &people {
+        let new = registry::cases::NewPatient {
+            external_id: format!("PAT-{}", p.key),
+            gl: synth.gl_string(p),
+            ..Default::default()
+        };
+        patients.push(reg.register_patient(&new, &admin).await.unwrap());
+    }
+    let probe_typing = synth.gl_string(&people[0]);
+    let (_, coordinator) = reg
+        .create_token("coordinator", None, "load", &admin)
+        .await
+        .unwrap();
+    let (_, station) = reg
+        .create_token("station", Some("BJ01"), "load", &admin)
+        .await
+        .unwrap();
+    let reg = Arc::new(reg);
+    let state = api::AppState {
+        index: Arc::new(RwLock::new(DonorIndex::new(expander.clone()))),
+        registry: reg.clone(),
+        ready: Arc::new(AtomicBool::new(false)),
+        today: Arc::new(move || today),
+    };
+    let t = Instant::now();
+    let indexed = state.load_index().await.expect("index");
+    println!(
+        "index: {indexed} donors loaded in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(state, listener, async {
+        stopped.await.ok();
+    }));
+
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let errors = Arc::new(AtomicUsize::new(0));
+    let violations = Arc::new(AtomicUsize::new(0));
+    // Withdrawals that have returned: (donor id, when it returned).
+    let withdrawn: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (coordinator, patients) = (coordinator.clone(), patients.clone());
+        let (errors, violations, withdrawn, latencies) = (
+            errors.clone(),
+            violations.clone(),
+            withdrawn.clone(),
+            latencies.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = c;
+            while Instant::now() < deadline {
+                // Every fourth search is the probe patient's, whose best donors are being
+                // enrolled and withdrawn.
+                let patient = if i % 4 == 0 {
+                    patients[0]
+                } else {
+                    patients[i % patients.len()]
+                };
+                i += clients;
+                let body =
+                    json!({"patient_id": patient, "max_mismatches": 2, "keep": 100}).to_string();
+                let began = Instant::now();
+                let gone_before: Vec<i64> = withdrawn
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(_, at)| *at <= began)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let (status, result) =
+                    call(addr, "POST", "/v1/searches", &coordinator, &body).await;
+                latencies
+                    .lock()
+                    .unwrap()
+                    .push(began.elapsed().as_secs_f64() * 1e3);
+                if status != 201 {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("search: {status} {result}");
+                    continue;
+                }
+                let hits = result["hits"].as_array().cloned().unwrap_or_default();
+                for h in hits {
+                    if gone_before.contains(&h["donor_id"].as_i64().unwrap_or(-1)) {
+                        violations.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("withdrawn donor {} found", h["donor_id"]);
+                    }
+                }
+            }
+        }));
+    }
+    // The station: enrol a donor, then withdraw the one enrolled before it.
+    let writer = {
+        let (station, errors, withdrawn) = (station.clone(), errors.clone(), withdrawn.clone());
+        tokio::spawn(async move {
+            let mut enrolled: Vec<i64> = Vec::new();
+            let mut withdrawals = 0;
+            let mut n = 0;
+            while Instant::now() < deadline {
+                n += 1;
+                let body = json!({
+                    "external_id": format!("LOAD-{n}"), "station": "BJ01", "birth_date": "1995-04-10",
+                    "identity": {"family_name": "Load", "given_name": format!("Donor {n}"), "national_id": format!("LOAD-NID-{n}")},
+                    "consent_form_version": "CMDP-2024-1", "typing": probe_typing,
+                })
+                .to_string();
+                let (status, donor) = call(addr, "POST", "/v1/donors", &station, &body).await;
+                if status != 201 {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("enrol: {status} {donor}");
+                    continue;
+                }
+                enrolled.push(donor["id"].as_i64().unwrap());
+                if enrolled.len() >= 2 && n % 2 == 0 {
+                    let id = enrolled[enrolled.len() - 2];
+                    let (status, r) = call(
+                        addr,
+                        "POST",
+                        &format!("/v1/donors/{id}/consents/recruitment/withdrawal"),
+                        &station,
+                        r#"{"reason": "load test"}"#,
+                    )
+                    .await;
+                    if status == 200 {
+                        withdrawn.lock().unwrap().push((id, Instant::now()));
+                        withdrawals += 1;
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("withdraw: {status} {r}");
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (enrolled, withdrawals)
+        })
+    };
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (enrolled, withdrawals) = writer.await.unwrap();
+    stop.send(()).ok();
+    server.await.unwrap().unwrap();
+    // Lost writes: every enrolment that returned is there, every withdrawal de-listed.
+    let withdrawn_ids: Vec<i64> = withdrawn
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    let mut lost = 0;
+    for id in &enrolled {
+        match reg.donor(*id).await {
+            Ok(d) if d.listed == !withdrawn_ids.contains(id) => {}
+            other => {
+                lost += 1;
+                eprintln!("donor {id}: {other:?}");
+            }
+        }
+    }
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_by(f64::total_cmp);
+    let secs = seconds as f64;
+    println!(
+        "{} searches by {clients} clients in {seconds} s over {} donors: {:.1} searches/s; latency ms p50 {:.1}, p95 {:.1}, p99 {:.1}, max {:.1}",
+        l.len(),
+        donors,
+        l.len() as f64 / secs,
+        percentile(&l, 0.50),
+        percentile(&l, 0.95),
+        percentile(&l, 0.99),
+        l.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "{} enrolments, {withdrawals} withdrawals; errors {}, lost writes {lost}, withdrawn donors found after withdrawal {}",
+        enrolled.len(),
+        errors.load(Ordering::Relaxed),
+        violations.load(Ordering::Relaxed)
+    );
+}
+
+/// Today as days since 1900-01-01.
+fn boai_today() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    secs / 86_400 + 25_567
+}
