@@ -282,7 +282,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
     let mut lost = 0;
     for id in &enrolled {
         match reg.donor(*id).await {
-            Ok(d) if d.listed == !withdrawn_ids.contains(id) => {}
+            Ok(d) if d.listed != withdrawn_ids.contains(id) => {}
             other => {
                 lost += 1;
                 eprintln!("donor {id}: {other:?}");

@@ -10,3 +10,6 @@ CREATE TABLE api_tokens (
     revoked_at TEXT,
     CHECK ((role = 'station') = (station_code IS NOT NULL))
 );
+
+-- Every search asks for the donors reserved for its patient.
+CREATE INDEX donors_reserved ON donors(reserved_for) WHERE status = 'RS';
