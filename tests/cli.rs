@@ -647,3 +647,76 @@ fn a_killed_import_leaves_whole_batches_and_a_rerun_completes_it() {
         );
     }
 }
+
+/// `boai token create` prints a secret once; `boai serve` answers with it, refuses it once
+/// revoked, and stops cleanly on SIGTERM.
+#[test]
+fn serve_answers_tokens_and_stops_on_sigterm() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let created = boai(&["token", "create", "--db", &url, "--role", "coordinator"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let secret = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    assert!(secret.starts_with("boai_") && secret.len() > 40, "{secret}");
+    // A free loopback port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_boai"))
+        .args(["serve", "--db", &url, "--addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let get = |path: &str, token: &str| -> u16 {
+        let attempt = || -> Option<u16> {
+            let mut s = std::net::TcpStream::connect(&addr).ok()?;
+            write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n").ok()?;
+            let mut text = String::new();
+            s.read_to_string(&mut text).ok()?;
+            text.split(' ').nth(1)?.parse().ok()
+        };
+        attempt().unwrap_or(0)
+    };
+    let mut ready = false;
+    for _ in 0..100 {
+        if get("/readyz", "") == 200 {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ready, "the server became ready");
+    assert_eq!(get("/v1/stations", &secret), 200);
+    assert_eq!(get("/v1/stations", "boai_wrong"), 401);
+    let revoked = boai(&["token", "revoke", "--db", &url, "1"]);
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    assert_eq!(get("/v1/stations", &secret), 401, "revoked");
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = server.wait().unwrap();
+    let mut err = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "exit {status:?}: {err}");
+    assert!(err.contains("stopped after draining"), "{err}");
+}

@@ -54,10 +54,19 @@ pub fn router() -> Router<AppState> {
         .route("/v1/donors", post(enrol_donor))
         .route("/v1/donors/{id}", get(get_donor))
         .route("/v1/donors/{id}/identity", get(get_identity))
-        .route("/v1/donors/{id}/typings", post(record_typing))
-        .route("/v1/donors/{id}/samples", post(record_sample))
+        .route(
+            "/v1/donors/{id}/typings",
+            post(record_typing).get(list_typings),
+        )
+        .route(
+            "/v1/donors/{id}/samples",
+            post(record_sample).get(list_samples),
+        )
         .route("/v1/samples/{id}/state", post(set_sample_state))
-        .route("/v1/donors/{id}/consents", post(give_consent))
+        .route(
+            "/v1/donors/{id}/consents",
+            post(give_consent).get(list_consents),
+        )
         .route(
             "/v1/donors/{id}/consents/{scope}/withdrawal",
             post(withdraw_consent),
@@ -663,6 +672,54 @@ pub async fn change_status(
     Ok(Json(state.registry.donor(id).await?.into()))
 }
 
+/// Every typing of a donor, newest first (its station, coordinators, case managers).
+#[utoipa::path(get, path = "/v1/donors/{id}/typings", params(("id" = i64, Path)), responses((status = 200, description = "typings")))]
+pub async fn list_typings(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Path<i64>,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(id);
+    visible_donor(&state, &caller, id).await?;
+    Ok(Json(json!({"typings": state.registry.typings(id).await?})))
+}
+
+/// A donor's samples (its station, case managers).
+#[utoipa::path(get, path = "/v1/donors/{id}/samples", params(("id" = i64, Path)), responses((status = 200, description = "samples")))]
+pub async fn list_samples(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Path<i64>,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(id);
+    caller.require(&[Role::Station, Role::CaseManager])?;
+    visible_donor(&state, &caller, id).await?;
+    let samples: Vec<Value> = state
+        .registry
+        .samples(id)
+        .await?
+        .into_iter()
+        .map(|s| json!({"id": s.id, "station": s.station, "collected_on": s.collected_on, "volume_ml": s.volume_ml,
+            "barcode": s.barcode, "lab": s.lab, "state": s.state}))
+        .collect();
+    Ok(Json(json!({"samples": samples})))
+}
+
+/// A donor's consent records (its station, case managers).
+#[utoipa::path(get, path = "/v1/donors/{id}/consents", params(("id" = i64, Path)), responses((status = 200, description = "consents")))]
+pub async fn list_consents(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Path<i64>,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(id);
+    caller.require(&[Role::Station, Role::CaseManager])?;
+    visible_donor(&state, &caller, id).await?;
+    Ok(Json(
+        json!({"consents": state.registry.consents(id).await?}),
+    ))
+}
+
 // ---- patients and searches ----
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -1201,6 +1258,36 @@ pub async fn register_organ_donation(
         )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrganChangeIn {
+    #[serde(default)]
+    pub organs: Vec<String>,
+    #[serde(default)]
+    pub tissues: Vec<String>,
+    #[serde(default)]
+    pub whole_body: bool,
+}
+
+/// Change what an active registration gives (station).
+#[utoipa::path(post, path = "/v1/organ-registrations/{id}", params(("id" = i64, Path)), request_body = OrganChangeIn, responses((status = 200, description = "changed"), (status = 404, body = Problem)))]
+pub async fn change_organ_donation(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Path<i64>,
+    ApiJson(o): ApiJson<OrganChangeIn>,
+) -> ApiResult<Json<Value>> {
+    caller.require(&[Role::Station])?;
+    let o = o?;
+    let id = path_id(id);
+    let organs: Vec<&str> = o.organs.iter().map(String::as_str).collect();
+    let tissues: Vec<&str> = o.tissues.iter().map(String::as_str).collect();
+    state
+        .registry
+        .change_organ_donation(id, &organs, &tissues, o.whole_body, &caller.actor())
+        .await?;
+    Ok(Json(json!({"id": id, "state": "active"})))
 }
 
 /// Revoke an organ donation registration (station).

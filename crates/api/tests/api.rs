@@ -254,6 +254,42 @@ async fn the_donor_workflow_over_http() {
             .0,
             201
         );
+        let (_, typings, _) = call(
+            addr,
+            "GET",
+            &format!("/v1/donors/{d1}/typings"),
+            Some(&t.coordinator),
+            None,
+        )
+        .await;
+        let typings = typings["typings"].as_array().unwrap().clone();
+        assert_eq!(typings.len(), 2, "{b}");
+        assert_eq!(
+            (
+                typings[0]["current"].as_bool(),
+                typings[0]["sample_id"].as_i64()
+            ),
+            (Some(true), sample["id"].as_i64()),
+            "{b}"
+        );
+        let (_, samples, _) = call(
+            addr,
+            "GET",
+            &format!("/v1/donors/{d1}/samples"),
+            Some(&t.station),
+            None,
+        )
+        .await;
+        assert_eq!(samples["samples"][0]["barcode"], "BC-1", "{b}");
+        let (_, consents, _) = call(
+            addr,
+            "GET",
+            &format!("/v1/donors/{d1}/consents"),
+            Some(&t.station),
+            None,
+        )
+        .await;
+        assert_eq!(consents["consents"][0]["scope"], "recruitment", "{b}");
         // Invalid HLA names the token.
         let (s, p, _) = call(
             addr,

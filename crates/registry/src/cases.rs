@@ -972,3 +972,73 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotFound(format!("request {request_id}")))
     }
 }
+
+/// A typing as recorded (current or history).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TypingRecord {
+    pub id: i64,
+    pub gl: String,
+    pub release: String,
+    pub lab: Option<String>,
+    pub method: Option<String>,
+    pub typed_on: String,
+    pub sample_id: Option<i64>,
+    pub current: bool,
+}
+
+/// A consent record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConsentRecord {
+    pub id: i64,
+    pub scope: String,
+    pub form_version: String,
+    pub given_at: String,
+    pub withdrawn_at: Option<String>,
+    pub recorded_by: String,
+    pub note: Option<String>,
+}
+
+impl Registry {
+    /// Every typing a donor has had, newest first.
+    pub async fn typings(&self, donor_id: i64) -> Result<Vec<TypingRecord>> {
+        let rows = sqlx::query("SELECT id, gl, release, lab, method, typed_on, sample_id, CAST(CASE WHEN is_current THEN 1 ELSE 0 END AS BIGINT) AS current FROM typings WHERE donor_id = $1 ORDER BY id DESC")
+            .bind(donor_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TypingRecord {
+                    id: r.try_get("id")?,
+                    gl: r.try_get("gl")?,
+                    release: r.try_get("release")?,
+                    lab: r.try_get("lab")?,
+                    method: r.try_get("method")?,
+                    typed_on: r.try_get("typed_on")?,
+                    sample_id: r.try_get("sample_id")?,
+                    current: r.try_get::<i64, _>("current")? == 1,
+                })
+            })
+            .collect()
+    }
+
+    /// A donor's consent records, oldest first.
+    pub async fn consents(&self, donor_id: i64) -> Result<Vec<ConsentRecord>> {
+        let rows = sqlx::query("SELECT id, scope, form_version, given_at, withdrawn_at, recorded_by, note FROM consents WHERE donor_id = $1 ORDER BY id")
+            .bind(donor_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ConsentRecord {
+                    id: r.try_get("id")?,
+                    scope: r.try_get("scope")?,
+                    form_version: r.try_get("form_version")?,
+                    given_at: r.try_get("given_at")?,
+                    withdrawn_at: r.try_get("withdrawn_at")?,
+                    recorded_by: r.try_get("recorded_by")?,
+                    note: r.try_get("note")?,
+                })
+            })
+            .collect()
+    }
+}
