@@ -81,7 +81,7 @@ impl AppState {
     paths(
         routes::healthz, routes::readyz,
         routes::create_station, routes::list_stations,
-        routes::enrol_donor, routes::get_donor, routes::get_identity, routes::record_typing,
+        routes::enrol_donor, routes::get_donor, routes::update_donor, routes::get_identity, routes::record_typing,
         routes::record_sample, routes::set_sample_state, routes::give_consent, routes::withdraw_consent,
         routes::change_status,
         routes::register_patient, routes::get_patient,

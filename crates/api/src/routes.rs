@@ -52,7 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/v1/stations", post(create_station).get(list_stations))
         .route("/v1/donors", post(enrol_donor))
-        .route("/v1/donors/{id}", get(get_donor))
+        .route("/v1/donors/{id}", get(get_donor).patch(update_donor))
         .route("/v1/donors/{id}/identity", get(get_identity))
         .route(
             "/v1/donors/{id}/typings",
@@ -402,6 +402,88 @@ pub async fn get_donor(
     Ok(Json(
         visible_donor(&state, &caller, path_id(id)).await?.into(),
     ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DonorUpdateIn {
+    pub sex: Option<String>,
+    pub abo: Option<String>,
+    /// `+` or `-`.
+    pub rh: Option<String>,
+    pub cmv: Option<String>,
+    pub cmv_date: Option<String>,
+    pub population: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+}
+
+/// Update a donor's attributes and contacts (its own station); the audit names the fields.
+#[utoipa::path(patch, path = "/v1/donors/{id}", params(("id" = i64, Path)), request_body = DonorUpdateIn,
+    responses((status = 200, body = DonorOut), (status = 422, body = Problem)))]
+pub async fn update_donor(
+    State(state): State<AppState>,
+    caller: Caller,
+    id: Path<i64>,
+    ApiJson(u): ApiJson<DonorUpdateIn>,
+) -> ApiResult<Json<DonorOut>> {
+    let id = path_id(id);
+    own_donor(&state, &caller, id).await?;
+    let u = u?;
+    let update = registry::cases::DonorUpdate {
+        sex: u
+            .sex
+            .as_deref()
+            .map(|v| code("sex", Some(v), Sex::from_code, Sex::Unknown))
+            .transpose()?,
+        abo: u
+            .abo
+            .as_deref()
+            .map(|v| {
+                code(
+                    "abo",
+                    Some(v),
+                    |a| {
+                        if a == "AB" {
+                            Some(Abo::Ab)
+                        } else {
+                            Abo::from_code(a)
+                        }
+                    },
+                    Abo::Unknown,
+                )
+            })
+            .transpose()?,
+        rh_positive: match u.rh.as_deref() {
+            None => None,
+            Some("+") => Some(true),
+            Some("-") => Some(false),
+            Some(r) => {
+                return Err(ApiError::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "rh",
+                    format!("`{r}` is not + or -"),
+                ));
+            }
+        },
+        cmv: u
+            .cmv
+            .as_deref()
+            .map(|v| code("cmv", Some(v), Cmv::from_code, Cmv::Unknown))
+            .transpose()?,
+        cmv_date: u.cmv_date,
+        population: u.population,
+        phone: u.phone,
+        email: u.email,
+        address: u.address,
+    };
+    state
+        .registry
+        .update_donor(id, &update, &caller.actor())
+        .await?;
+    state.refresh_donor(id).await?;
+    Ok(Json(state.registry.donor(id).await?.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -290,6 +290,58 @@ async fn the_donor_workflow_over_http() {
         )
         .await;
         assert_eq!(consents["consents"][0]["scope"], "recruitment", "{b}");
+        // Attributes and contacts change; the audit names the fields, not the values.
+        let (s, updated, _) = call(
+            addr,
+            "PATCH",
+            &format!("/v1/donors/{d1}"),
+            Some(&t.station),
+            Some(r#"{"cmv": "pos", "phone": "+86 10 2222 2222"}"#),
+        )
+        .await;
+        assert_eq!(
+            (s, updated["cmv"].as_str()),
+            (200, Some("pos")),
+            "{b}: {updated}"
+        );
+        assert_eq!(
+            call(
+                addr,
+                "PATCH",
+                &format!("/v1/donors/{d1}"),
+                Some(&t.station),
+                Some(r#"{"cmv": "maybe"}"#)
+            )
+            .await
+            .0,
+            422
+        );
+        assert_eq!(
+            call(
+                addr,
+                "PATCH",
+                &format!("/v1/donors/{d1}"),
+                Some(&t.station),
+                Some(r#"{"colour": "blue"}"#)
+            )
+            .await
+            .0,
+            422,
+            "{b}: unknown fields refused"
+        );
+        assert_eq!(
+            call(
+                addr,
+                "PATCH",
+                &format!("/v1/donors/{d1}"),
+                Some(&t.station),
+                Some("{}")
+            )
+            .await
+            .0,
+            422,
+            "{b}: nothing to update"
+        );
         // Invalid HLA names the token.
         let (s, p, _) = call(
             addr,
@@ -607,6 +659,16 @@ async fn the_donor_workflow_over_http() {
             .map(|e| e["action"].as_str().unwrap())
             .collect();
         assert!(actions.contains(&"identity.read"), "{b}: {actions:?}");
+        let update = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "donor.update")
+            .unwrap();
+        assert_eq!(
+            update["reason"], "cmv, phone",
+            "{b}: fields named, values not"
+        );
         // The trail names tokens and request ids, never a person.
         assert!(
             audit["entries"]

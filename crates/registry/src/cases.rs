@@ -1042,3 +1042,99 @@ impl Registry {
             .collect()
     }
 }
+
+/// Changes to a donor's attributes and contacts; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct DonorUpdate {
+    pub sex: Option<matching::Sex>,
+    pub abo: Option<matching::Abo>,
+    pub rh_positive: Option<bool>,
+    pub cmv: Option<matching::Cmv>,
+    /// `YYYY-MM-DD`.
+    pub cmv_date: Option<String>,
+    pub population: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+}
+
+impl Registry {
+    /// Update a donor's attributes and contacts in one audited transaction. The audit entry
+    /// names the fields changed, never their values (contacts are identity data).
+    pub async fn update_donor(
+        &self,
+        donor_id: i64,
+        update: &DonorUpdate,
+        actor: &Actor,
+    ) -> Result<()> {
+        if let Some(d) = &update.cmv_date {
+            parse_birth_date(d).map_err(|r| RegistryError::invalid("cmv_date", r))?;
+        }
+        let mut fields: Vec<&str> = Vec::new();
+        let mut tx = self.begin().await?;
+        self.lock_donor(&mut tx, donor_id).await?;
+        let attributes: [(&str, Option<String>); 6] = [
+            ("sex", update.sex.map(|s| s.code().to_string())),
+            ("abo", update.abo.map(|a| a.code().to_string())),
+            (
+                "rh",
+                update
+                    .rh_positive
+                    .map(|r| crate::store::rh_code(Some(r)).to_string()),
+            ),
+            ("cmv", update.cmv.map(|c| c.code().to_string())),
+            ("cmv_date", update.cmv_date.clone()),
+            ("population", update.population.clone()),
+        ];
+        for (column, value) in attributes {
+            if let Some(v) = value {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE donors SET {column} = $1 WHERE id = $2"
+                )))
+                .bind(v)
+                .bind(donor_id)
+                .execute(&mut *tx)
+                .await?;
+                fields.push(column);
+            }
+        }
+        let contacts: [(&str, &Option<String>); 3] = [
+            ("phone", &update.phone),
+            ("email", &update.email),
+            ("address", &update.address),
+        ];
+        for (column, value) in contacts {
+            if let Some(v) = value {
+                let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE donor_identity SET {column} = $1 WHERE donor_id = $2"
+                )))
+                .bind(v)
+                .bind(donor_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(RegistryError::invalid(
+                        column,
+                        "this donor has no identity record to update",
+                    ));
+                }
+                fields.push(column);
+            }
+        }
+        if fields.is_empty() {
+            return Err(RegistryError::invalid("body", "nothing to update"));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "donor.update",
+            "donor",
+            &donor_id.to_string(),
+            Some(&fields.join(", ")),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
