@@ -303,6 +303,22 @@ fn code<T>(
     }
 }
 
+/// Rh as `+` or `-` (absent: unknown).
+fn rh_field(value: Option<&str>) -> ApiResult<Option<bool>> {
+    match value {
+        None => Ok(None),
+        Some(r) => registry::rh_from_code(r)
+            .filter(Option::is_some)
+            .ok_or_else(|| {
+                ApiError::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "rh",
+                    format!("`{r}` is not + or -"),
+                )
+            }),
+    }
+}
+
 /// Enrol a donor at the caller's station (station role). Identity goes to its own table.
 #[utoipa::path(post, path = "/v1/donors", request_body = DonorIn,
     responses((status = 201, body = DonorOut), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -331,30 +347,8 @@ pub async fn enrol_donor(
         station: d.station,
         birth_date: Some(d.birth_date),
         sex: code("sex", d.sex.as_deref(), Sex::from_code, Sex::Unknown)?,
-        abo: code(
-            "abo",
-            d.abo.as_deref(),
-            |a| {
-                if a == "AB" {
-                    Some(Abo::Ab)
-                } else {
-                    Abo::from_code(a)
-                }
-            },
-            Abo::Unknown,
-        )?,
-        rh_positive: match d.rh.as_deref() {
-            None => None,
-            Some("+") => Some(true),
-            Some("-") => Some(false),
-            Some(r) => {
-                return Err(ApiError::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "rh",
-                    format!("`{r}` is not + or -"),
-                ));
-            }
-        },
+        abo: code("abo", d.abo.as_deref(), Abo::from_code, Abo::Unknown)?,
+        rh_positive: rh_field(d.rh.as_deref())?,
         cmv: code("cmv", d.cmv.as_deref(), Cmv::from_code, Cmv::Unknown)?,
         cmv_date: None,
         population: d.population,
@@ -440,33 +434,9 @@ pub async fn update_donor(
         abo: u
             .abo
             .as_deref()
-            .map(|v| {
-                code(
-                    "abo",
-                    Some(v),
-                    |a| {
-                        if a == "AB" {
-                            Some(Abo::Ab)
-                        } else {
-                            Abo::from_code(a)
-                        }
-                    },
-                    Abo::Unknown,
-                )
-            })
+            .map(|v| code("abo", Some(v), Abo::from_code, Abo::Unknown))
             .transpose()?,
-        rh_positive: match u.rh.as_deref() {
-            None => None,
-            Some("+") => Some(true),
-            Some("-") => Some(false),
-            Some(r) => {
-                return Err(ApiError::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "rh",
-                    format!("`{r}` is not + or -"),
-                ));
-            }
-        },
+        rh_positive: rh_field(u.rh.as_deref())?,
         cmv: u
             .cmv
             .as_deref()

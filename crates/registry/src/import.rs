@@ -28,7 +28,7 @@ use matching::model::{age_in_years, format_day, parse_birth_date};
 use matching::{Abo, Cmv, DonorType, Sex};
 use sqlx::{Any, Row, Transaction};
 
-use crate::store::{rh_code, validate_gl_with};
+use crate::store::{rh_code, rh_from_code, validate_gl_with};
 use crate::{Actor, Backend, Registry, RegistryConfig, RegistryError, Result, make_grid, now_text};
 
 /// A row that cannot be imported.
@@ -438,16 +438,15 @@ impl Validator {
         };
         let abo = match get("abo").as_deref() {
             None => Abo::Unknown,
-            Some("AB") => Abo::Ab,
             Some(a) => Abo::from_code(a)
                 .filter(|a| *a != Abo::Unknown)
                 .ok_or_else(|| err(line, "abo", format!("`{a}` is not O, A, B or AB")))?,
         };
         let rh = match get("rh").as_deref() {
             None => None,
-            Some("+") => Some(true),
-            Some("-") => Some(false),
-            Some(r) => return Err(err(line, "rh", format!("`{r}` is not + or -"))),
+            Some(r) => rh_from_code(r)
+                .filter(Option::is_some)
+                .ok_or_else(|| err(line, "rh", format!("`{r}` is not + or -")))?,
         };
         let cmv = match get("cmv") {
             None => Cmv::Unknown,

@@ -148,16 +148,8 @@ pub(crate) fn index_donor(
         station,
         birth_date,
         sex: Sex::from_code(sex).unwrap_or_default(),
-        abo: if abo == "AB" {
-            Abo::Ab
-        } else {
-            Abo::from_code(abo).unwrap_or_default()
-        },
-        rh_positive: match rh {
-            "+" => Some(true),
-            "-" => Some(false),
-            _ => None,
-        },
+        abo: Abo::from_code(abo).unwrap_or_default(),
+        rh_positive: crate::store::rh_from_code(rh).flatten(),
         cmv: Cmv::from_code(cmv).unwrap_or_default(),
         population,
         donor_type,

@@ -123,6 +123,17 @@ pub(crate) fn rh_code(rh: Option<bool>) -> &'static str {
     }
 }
 
+/// Rh from its code: `Some(Some(positive))` for `+`/`-`, `Some(None)` for `?` (unknown),
+/// `None` for anything else.
+pub fn rh_from_code(code: &str) -> Option<Option<bool>> {
+    match code {
+        "+" => Some(Some(true)),
+        "-" => Some(Some(false)),
+        "?" => Some(None),
+        _ => None,
+    }
+}
+
 fn check_date(field: &str, text: &str) -> Result<u16> {
     parse_birth_date(text).map_err(|reason| RegistryError::invalid(field, reason))
 }
@@ -208,10 +219,7 @@ macro_rules! donor_decoder {
                 station: code("station_code")?,
                 birth_date: row.try_get("birth_date")?,
                 sex: Sex::from_code(&code("sex")?).unwrap_or_default(),
-                abo: match code("abo")?.as_str() {
-                    "AB" => Abo::Ab,
-                    other => Abo::from_code(other).unwrap_or_default(),
-                },
+                abo: Abo::from_code(&code("abo")?).unwrap_or_default(),
                 rh_positive: match code("rh")?.as_str() {
                     "+" => Some(true),
                     "-" => Some(false),
