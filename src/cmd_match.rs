@@ -685,6 +685,7 @@ pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
         }
     }
     pb.finish_and_clear();
+    index.build_postings();
     let build_seconds = t.elapsed().as_secs_f64();
     drop(people);
     let bytes_per_donor = index.memory_bytes() as f64 / index.len() as f64;

@@ -105,6 +105,7 @@ pub fn load_donor_file(path: &Path, expander: Arc<Expander>) -> Result<LoadedDon
             eprintln!("{}: {}: {e}", path.display(), record.id);
         }
     }
+    index.build_postings();
     Ok(LoadedDonors {
         index,
         ids,

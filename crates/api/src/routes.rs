@@ -847,8 +847,77 @@ pub struct SearchIn {
     pub keep: Option<usize>,
 }
 
+/// One locus of a hit: mismatches, direction, typed, grades per position, antigen and
+/// allele mismatches.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LocusDetail {
+    pub mismatches: u8,
+    pub gvh: u8,
+    pub hvg: u8,
+    pub typed: bool,
+    pub grades: [String; 2],
+    pub antigen_mismatches: u8,
+    pub allele_mismatches: u8,
+}
+
+/// One ranked donor of a search run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchHitOut {
+    pub rank: usize,
+    pub donor_id: u64,
+    pub mismatches: u8,
+    pub grade: String,
+    pub donor_type: String,
+    pub age: Option<u32>,
+    /// Per matched locus, by name.
+    pub loci: std::collections::BTreeMap<String, LocusDetail>,
+}
+
+/// A search run as stored: every donor that qualified (`total`), the first `keep` ranked.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct SearchRun {
+    pub total: usize,
+    #[serde(default)]
+    pub policy: String,
+    pub hits: Vec<SearchHitOut>,
+    #[serde(default)]
+    pub search_ms: f64,
+}
+
+/// A page of a run's hits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchPage<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    pub total: usize,
+    pub kept: usize,
+    pub offset: usize,
+    pub policy: &'a str,
+    pub hits: &'a [SearchHitOut],
+}
+
+impl SearchRun {
+    fn page(&self, id: Option<i64>, offset: usize, limit: usize) -> SearchPage<'_> {
+        let from = offset.min(self.hits.len());
+        let to = (from + limit.clamp(1, 1000)).min(self.hits.len());
+        SearchPage {
+            id,
+            total: self.total,
+            kept: self.hits.len(),
+            offset,
+            policy: &self.policy,
+            hits: &self.hits[from..to],
+        }
+    }
+
+    fn stored(text: Option<&str>) -> SearchRun {
+        text.and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or_default()
+    }
+}
+
 /// Run a search's criteria against the live index, RS donors of this patient included.
-async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<Value> {
+async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
     let patient = state.registry.patient(criteria.patient_id).await?;
     let expander = state.registry.expander().clone();
     let subject = SubjectBuilder::new(expander)
@@ -899,27 +968,40 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<Value> {
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let result =
         result.map_err(|e| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "criteria", e))?;
-    let hits: Vec<Value> = result
+    let hits = result
         .hits
         .iter()
-        .map(|h| {
-            let per_locus: serde_json::Map<String, Value> = loci
+        .map(|h| SearchHitOut {
+            rank: h.rank,
+            donor_id: h.key as u64,
+            mismatches: h.total,
+            grade: h.grade(&loci),
+            donor_type: h.attributes.donor_type.code().to_string(),
+            age: h.age,
+            loci: loci
                 .iter()
                 .map(|l| {
                     let s = h.score.locus(*l);
-                    (l.name().to_string(), json!({"mismatches": s.mismatches, "gvh": s.gvh, "hvg": s.hvg,
-                        "typed": s.typed, "grades": s.grades.map(|g| g.code()),
-                        "antigen_mismatches": s.antigen_mismatches, "allele_mismatches": s.allele_mismatches}))
+                    let detail = LocusDetail {
+                        mismatches: s.mismatches,
+                        gvh: s.gvh,
+                        hvg: s.hvg,
+                        typed: s.typed,
+                        grades: s.grades.map(|g| g.code().to_string()),
+                        antigen_mismatches: s.antigen_mismatches,
+                        allele_mismatches: s.allele_mismatches,
+                    };
+                    (l.name().to_string(), detail)
                 })
-                .collect();
-            json!({"rank": h.rank, "donor_id": h.key, "mismatches": h.total, "grade": h.grade(&loci),
-                "donor_type": h.attributes.donor_type.code(), "age": h.age, "loci": per_locus})
+                .collect(),
         })
         .collect();
-    Ok(
-        json!({"total": result.total, "policy": result.policy, "hits": hits,
-        "search_ms": started.elapsed().as_secs_f64() * 1e3}),
-    )
+    Ok(SearchRun {
+        total: result.total,
+        policy: result.policy,
+        hits,
+        search_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -927,17 +1009,6 @@ pub struct PageQuery {
     #[serde(default)]
     pub offset: usize,
     pub limit: Option<usize>,
-}
-
-fn page(result: &Value, offset: usize, limit: usize) -> Value {
-    let hits = result["hits"].as_array().cloned().unwrap_or_default();
-    let page: Vec<Value> = hits
-        .into_iter()
-        .skip(offset)
-        .take(limit.clamp(1, 1000))
-        .collect();
-    json!({"total": result["total"], "kept": result["hits"].as_array().map_or(0, Vec::len),
-        "offset": offset, "hits": page, "policy": result["policy"]})
 }
 
 /// Create a search for a patient and run it (coordinator). Returns the search id and the
@@ -960,17 +1031,13 @@ pub async fn create_search(
     }
     let result = run(&state, &criteria).await?;
     let text = serde_json::to_string(&criteria).expect("criteria serialise");
+    let run_text = serde_json::to_string(&result).expect("run serialise");
     let actor = caller.actor();
     let id = state
         .registry
-        .open_search(criteria.patient_id, &text, &actor)
+        .open_search_with_run(criteria.patient_id, &text, &run_text, &actor)
         .await?;
-    state
-        .registry
-        .record_search_run(id, &result.to_string(), &actor)
-        .await?;
-    let mut body = page(&result, 0, 20);
-    body["id"] = json!(id);
+    let body = serde_json::to_value(result.page(Some(id), 0, 20)).expect("page serialise");
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -1000,12 +1067,11 @@ pub async fn search_results(
     caller.require(&[Role::Coordinator])?;
     let Query(q) = query?;
     let s = state.registry.search_record(path_id(id)).await?;
-    let result: Value = s
-        .last_result
-        .as_deref()
-        .and_then(|r| serde_json::from_str(r).ok())
-        .unwrap_or(json!({"total": 0, "hits": []}));
-    Ok(Json(page(&result, q.offset, q.limit.unwrap_or(20))))
+    let result = SearchRun::stored(s.last_result.as_deref());
+    Ok(Json(
+        serde_json::to_value(result.page(None, q.offset, q.limit.unwrap_or(20)))
+            .expect("page serialise"),
+    ))
 }
 
 /// Re-run a search against today's registry; returns what changed since the last run: new
@@ -1027,25 +1093,12 @@ pub async fn rerun_search(
             format!("stored criteria: {e}"),
         )
     })?;
-    let before: Value = s
-        .last_result
-        .as_deref()
-        .and_then(|r| serde_json::from_str(r).ok())
-        .unwrap_or(json!({"hits": []}));
+    let before = SearchRun::stored(s.last_result.as_deref());
     let after = run(&state, &criteria).await?;
-    let by_donor = |v: &Value| -> std::collections::BTreeMap<u64, Value> {
-        v["hits"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|h| {
-                h["donor_id"].as_u64().map(|k| {
-                    (
-                        k,
-                        json!({"mismatches": h["mismatches"], "grade": h["grade"]}),
-                    )
-                })
-            })
+    let by_donor = |v: &SearchRun| -> std::collections::BTreeMap<u64, (u8, String)> {
+        v.hits
+            .iter()
+            .map(|h| (h.donor_id, (h.mismatches, h.grade.clone())))
             .collect()
     };
     let (old, new) = (by_donor(&before), by_donor(&after));
@@ -1066,10 +1119,14 @@ pub async fn rerun_search(
         .collect();
     state
         .registry
-        .record_search_run(s.id, &after.to_string(), &caller.actor())
+        .record_search_run(
+            s.id,
+            &serde_json::to_string(&after).expect("run serialise"),
+            &caller.actor(),
+        )
         .await?;
     Ok(Json(
-        json!({"id": s.id, "total": after["total"], "new": added, "changed": changed, "gone": gone}),
+        json!({"id": s.id, "total": after.total, "new": added, "changed": changed, "gone": gone}),
     ))
 }
 

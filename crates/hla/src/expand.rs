@@ -30,7 +30,11 @@ impl PSet {
         self.bits.set(id as usize, true);
     }
     pub fn contains(&self, id: PKeyId) -> bool {
-        self.bits.get(id as usize).is_some_and(|b| *b)
+        let id = id as usize;
+        self.bits
+            .as_raw_slice()
+            .get(id / 64)
+            .is_some_and(|w| w >> (id % 64) & 1 != 0)
     }
     /// True when the two sets share a key: a word-wise AND over the raw words.
     pub fn intersects(&self, other: &PSet) -> bool {

@@ -1,7 +1,9 @@
-//! The columnar in-memory donor index. Per donor: one interned position-typing id per locus
-//! position (A, B, C, DRB1, DQB1, DPB1 × 2) pointing at that typing's [`PositionInfo`], and
-//! the packed attributes ranking and filtering need. Ids are `u16` while every locus has
-//! fewer than 65,535 distinct typings and widen to `u32` past that.
+//! The columnar in-memory donor index. Per donor and locus: one interned *genotype* id — the
+//! ordered pair of that locus's two position typings — pointing at the pair of interned
+//! position-typing ids, each with its [`PositionInfo`]; and the packed attributes ranking
+//! and filtering need. A search compares the patient with each distinct position typing once,
+//! derives a mismatch count per distinct genotype, and the scan then costs one load and one
+//! table look-up per donor and locus.
 
 use std::sync::Arc;
 
@@ -45,8 +47,6 @@ pub struct DonorInput<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct PositionTable {
     pub(crate) infos: Vec<Option<Arc<PositionInfo>>>,
-    /// Donor positions holding each id (for the scan's locus ordering).
-    pub(crate) counts: Vec<u32>,
     by_text: FxHashMap<Box<str>, u32>,
 }
 
@@ -54,54 +54,160 @@ impl PositionTable {
     fn new() -> PositionTable {
         PositionTable {
             infos: vec![None],
-            counts: vec![0],
             by_text: FxHashMap::default(),
         }
     }
 }
 
-pub(crate) enum Columns {
-    Narrow(Box<[[Vec<u16>; 2]; 6]>),
-    Wide(Box<[[Vec<u32>; 2]; 6]>),
+/// Distinct genotypes of one locus (ordered pairs of position ids): id 0 is "untyped"
+/// (`[0, 0]`). Ids are never reused, so a search's per-genotype table stays valid for the
+/// rows it scans.
+#[derive(Debug)]
+pub(crate) struct GenotypeTable {
+    pub(crate) pairs: Vec<[u32; 2]>,
+    /// Donors holding each genotype (for the scan's locus ordering).
+    pub(crate) counts: Vec<u32>,
+    /// Genotype ids, hashed by their pair (4 bytes a slot instead of 12).
+    by_pair: hashbrown::HashTable<u32>,
 }
 
-impl Columns {
-    fn get(&self, locus: usize, pos: usize, row: usize) -> u32 {
-        match self {
-            Columns::Narrow(c) => c[locus][pos][row] as u32,
-            Columns::Wide(c) => c[locus][pos][row],
+fn pair_hash(pair: [u32; 2]) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(pair)
+}
+
+impl GenotypeTable {
+    fn new() -> GenotypeTable {
+        GenotypeTable {
+            pairs: vec![[0, 0]],
+            counts: vec![0],
+            by_pair: hashbrown::HashTable::new(),
         }
     }
-    fn set(&mut self, locus: usize, pos: usize, row: usize, id: u32) {
-        if let Columns::Narrow(c) = self
+
+    fn intern(&mut self, pair: [u32; 2]) -> u32 {
+        if pair == [0, 0] {
+            return 0;
+        }
+        let pairs = &self.pairs;
+        let hash = pair_hash(pair);
+        if let Some(&id) = self.by_pair.find(hash, |&id| pairs[id as usize] == pair) {
+            return id;
+        }
+        let id = self.pairs.len() as u32;
+        self.pairs.push(pair);
+        self.counts.push(0);
+        let pairs = &self.pairs;
+        self.by_pair
+            .insert_unique(hash, id, |&id| pair_hash(pairs[id as usize]));
+        id
+    }
+}
+
+/// One locus's genotype id per row: `u16` while the locus has fewer than 65,536 distinct
+/// genotypes, widened to `u32` past that (per locus: DPB1 stays narrow when B widens).
+#[derive(Debug)]
+pub(crate) enum GenotypeColumn {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl GenotypeColumn {
+    #[inline(always)]
+    pub(crate) fn get(&self, row: usize) -> u32 {
+        match self {
+            GenotypeColumn::Narrow(c) => c[row] as u32,
+            GenotypeColumn::Wide(c) => c[row],
+        }
+    }
+
+    fn set(&mut self, row: usize, id: u32) {
+        if let GenotypeColumn::Narrow(c) = self
             && id > u16::MAX as u32
         {
-            let wide: [[Vec<u32>; 2]; 6] = std::array::from_fn(|l| {
-                std::array::from_fn(|p| c[l][p].iter().map(|&x| x as u32).collect())
-            });
-            *self = Columns::Wide(Box::new(wide));
+            // Keep the room a bulk load reserved.
+            let mut wide = Vec::with_capacity(c.capacity());
+            wide.extend(c.iter().map(|&g| g as u32));
+            *self = GenotypeColumn::Wide(wide);
         }
         match self {
-            Columns::Narrow(c) => c[locus][pos][row] = id as u16,
-            Columns::Wide(c) => c[locus][pos][row] = id,
+            GenotypeColumn::Narrow(c) => c[row] = id as u16,
+            GenotypeColumn::Wide(c) => c[row] = id,
         }
     }
-    fn push_row(&mut self) {
+
+    fn push(&mut self) {
         match self {
-            Columns::Narrow(c) => c.iter_mut().flatten().for_each(|v| v.push(0)),
-            Columns::Wide(c) => c.iter_mut().flatten().for_each(|v| v.push(0)),
+            GenotypeColumn::Narrow(c) => c.push(0),
+            GenotypeColumn::Wide(c) => c.push(0),
         }
     }
+
+    fn reserve_exact(&mut self, n: usize) {
+        match self {
+            GenotypeColumn::Narrow(c) => c.reserve_exact(n),
+            GenotypeColumn::Wide(c) => c.reserve_exact(n),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            GenotypeColumn::Narrow(c) => c.len(),
+            GenotypeColumn::Wide(c) => c.len(),
+        }
+    }
+
     fn bytes(&self) -> usize {
         match self {
-            Columns::Narrow(c) => c.iter().flatten().map(|v| v.capacity() * 2).sum(),
-            Columns::Wide(c) => c.iter().flatten().map(|v| v.capacity() * 4).sum(),
+            GenotypeColumn::Narrow(c) => c.capacity() * 2,
+            GenotypeColumn::Wide(c) => c.capacity() * 4,
         }
     }
-    pub(crate) fn width(&self) -> usize {
-        match self {
-            Columns::Narrow(_) => 2,
-            Columns::Wide(_) => 4,
+}
+
+/// Loci with posting lists: the three every search matches (A, B, DRB1), where a donor
+/// without a mismatch is rare, so their zero-mismatch rows are few.
+pub(crate) const POSTED: [usize; 3] = [0, 1, 3];
+
+/// One locus's rows by genotype: a counting-sorted snapshot (`rows[offsets[g]..offsets[g+1]]`
+/// held genotype `g` when it was taken) plus the rows written since. A search reads the
+/// snapshot lists of the genotypes it wants, skips entries whose row has moved on, and
+/// checks every recent row.
+#[derive(Debug, Default)]
+pub(crate) struct Postings {
+    pub(crate) offsets: Vec<u32>,
+    pub(crate) rows: Vec<u32>,
+    pub(crate) recent: Vec<u32>,
+}
+
+impl Postings {
+    fn build(column: &GenotypeColumn, genotypes: usize) -> Postings {
+        let mut offsets = vec![0u32; genotypes + 1];
+        for r in 0..column.len() {
+            offsets[column.get(r) as usize + 1] += 1;
+        }
+        for g in 0..genotypes {
+            offsets[g + 1] += offsets[g];
+        }
+        let mut next = offsets.clone();
+        let mut rows = vec![0u32; column.len()];
+        for r in 0..column.len() {
+            let g = column.get(r) as usize;
+            rows[next[g] as usize] = r as u32;
+            next[g] += 1;
+        }
+        Postings {
+            offsets,
+            rows,
+            recent: Vec::new(),
+        }
+    }
+
+    /// Snapshot rows that held genotype `g` (some may since have changed).
+    pub(crate) fn rows_of(&self, g: usize) -> &[u32] {
+        match (self.offsets.get(g), self.offsets.get(g + 1)) {
+            (Some(&from), Some(&to)) => &self.rows[from as usize..to as usize],
+            _ => &[],
         }
     }
 }
@@ -159,7 +265,14 @@ pub struct RankFacts {
 pub struct DonorIndex {
     expander: Arc<Expander>,
     pub(crate) positions: [PositionTable; 6],
-    pub(crate) columns: Columns,
+    pub(crate) genotypes: [GenotypeTable; 6],
+    /// Per locus, each row's genotype id.
+    pub(crate) columns: Box<[GenotypeColumn; 6]>,
+    /// Rows by genotype for the `POSTED` loci; `None` until `build_postings` (searches
+    /// then scan every row).
+    pub(crate) postings: Option<Box<[Postings; 3]>>,
+    /// Candidates come from posting lists when expected to be at most this share of rows.
+    pub(crate) candidate_share: f64,
     pub(crate) keys: Vec<u32>,
     row_of: Vec<u32>,
     pub(crate) flags: Vec<u16>,
@@ -188,7 +301,10 @@ impl DonorIndex {
         DonorIndex {
             expander,
             positions: std::array::from_fn(|_| PositionTable::new()),
-            columns: Columns::Narrow(Box::new(std::array::from_fn(|_| [Vec::new(), Vec::new()]))),
+            genotypes: std::array::from_fn(|_| GenotypeTable::new()),
+            columns: Box::new(std::array::from_fn(|_| GenotypeColumn::Narrow(Vec::new()))),
+            postings: None,
+            candidate_share: 0.125,
             keys: Vec::new(),
             row_of: Vec::new(),
             flags: Vec::new(),
@@ -209,10 +325,7 @@ impl DonorIndex {
 
     /// Reserve room for `n` more donors (avoids regrowth while bulk loading).
     pub fn reserve(&mut self, n: usize) {
-        match &mut self.columns {
-            Columns::Narrow(c) => c.iter_mut().flatten().for_each(|v| v.reserve_exact(n)),
-            Columns::Wide(c) => c.iter_mut().flatten().for_each(|v| v.reserve_exact(n)),
-        }
+        self.columns.iter_mut().for_each(|c| c.reserve_exact(n));
         self.keys.reserve_exact(n);
         self.flags.reserve_exact(n);
         self.birth.reserve_exact(n);
@@ -249,7 +362,6 @@ impl DonorIndex {
         let info = PositionInfo::new(&self.expander, &list)?;
         let id = table.infos.len() as u32;
         table.infos.push(Some(Arc::new(info)));
-        table.counts.push(0);
         table.by_text.insert(text.into(), id);
         Ok(id)
     }
@@ -300,7 +412,7 @@ impl DonorIndex {
                 let row = match self.free_rows.pop() {
                     Some(r) => r,
                     None => {
-                        self.columns.push_row();
+                        self.columns.iter_mut().for_each(GenotypeColumn::push);
                         self.keys.push(0);
                         self.flags.push(0);
                         self.birth.push(NO_BIRTH);
@@ -318,16 +430,16 @@ impl DonorIndex {
             }
         };
         let r = row as usize;
-        for (l, pair) in ids.iter().enumerate() {
-            for (p, &id) in pair.iter().enumerate() {
-                if existing.is_some() {
-                    let old = self.columns.get(l, p, r) as usize;
-                    self.positions[l].counts[old] -= 1;
-                }
-                self.columns.set(l, p, r, id);
-                self.positions[l].counts[id as usize] += 1;
+        for (l, &pair) in ids.iter().enumerate() {
+            let table = &mut self.genotypes[l];
+            let id = table.intern(pair);
+            if existing.is_some() {
+                table.counts[self.columns[l].get(r) as usize] -= 1;
             }
+            self.columns[l].set(r, id);
+            table.counts[id as usize] += 1;
         }
+        self.note_written(row);
         let a = &donor.attributes;
         self.keys[r] = donor.key;
         self.flags[r] = pack_flags(a);
@@ -352,16 +464,57 @@ impl DonorIndex {
         self.row_of[key as usize] = ABSENT;
         self.flags[r] = 0;
         for l in 0..6 {
-            for p in 0..2 {
-                let old = self.columns.get(l, p, r) as usize;
-                self.positions[l].counts[old] -= 1;
-                self.columns.set(l, p, r, 0);
-            }
+            let old = self.columns[l].get(r) as usize;
+            self.genotypes[l].counts[old] -= 1;
+            self.columns[l].set(r, 0);
         }
         self.cords.remove(&row);
         self.free_rows.push(row);
         self.live -= 1;
+        // A removed row keeps its snapshot entries; its cleared flags keep it out.
         Ok(())
+    }
+
+    /// Build the posting lists (after a bulk load; later writes keep them current). Until
+    /// then every search scans every row; results are the same either way.
+    pub fn build_postings(&mut self) {
+        let built: Vec<Postings> = POSTED
+            .iter()
+            .map(|&l| Postings::build(&self.columns[l], self.genotypes[l].pairs.len()))
+            .collect();
+        let mut built = built.into_iter();
+        self.postings = Some(Box::new(std::array::from_fn(|_| {
+            built.next().unwrap_or_default()
+        })));
+    }
+
+    /// Gather candidates from posting lists when they are expected to be at most this share
+    /// of the rows (default 1/8: past it, one sequential pass is cheaper); 1.0 always
+    /// prunes once the lists are built.
+    pub fn set_candidate_share(&mut self, share: f64) {
+        self.candidate_share = share.clamp(0.0, 1.0);
+    }
+
+    /// Whether searches can prune by posting lists.
+    pub fn has_postings(&self) -> bool {
+        self.postings.is_some()
+    }
+
+    /// A written row joins the recent lists; past a share of the rows, the snapshot is
+    /// rebuilt (amortised: one rebuild per `rows / 256` writes).
+    fn note_written(&mut self, row: Row) {
+        let rows = self.keys.len();
+        let Some(postings) = &mut self.postings else {
+            return;
+        };
+        let mut rebuild = false;
+        for p in postings.iter_mut() {
+            p.recent.push(row);
+            rebuild |= p.recent.len() > 1024 + rows / 256;
+        }
+        if rebuild {
+            self.build_postings();
+        }
     }
 
     /// Change only the status (e.g. AV → TU) without touching the HLA.
@@ -388,7 +541,12 @@ impl DonorIndex {
     }
 
     pub(crate) fn position_ids(&self, row: Row) -> [[u32; 2]; 6] {
-        std::array::from_fn(|l| std::array::from_fn(|p| self.columns.get(l, p, row as usize)))
+        std::array::from_fn(|l| self.genotypes[l].pairs[self.columns[l].get(row as usize) as usize])
+    }
+
+    /// Distinct genotypes (ordered position pairs) per locus.
+    pub fn distinct_genotypes(&self, locus: Locus) -> usize {
+        self.genotypes[locus.index()].pairs.len() - 1
     }
 
     /// The donor's typing as the scorer sees it.
@@ -478,7 +636,22 @@ impl DonorIndex {
                         .sum::<usize>()
             })
             .sum();
-        self.columns.bytes()
+        let genotypes: usize = self
+            .genotypes
+            .iter()
+            .map(|g| g.pairs.capacity() * 8 + g.counts.capacity() * 4 + g.by_pair.capacity() * 5)
+            .sum();
+        let postings: usize = self.postings.as_ref().map_or(0, |p| {
+            p.iter()
+                .map(|p| (p.offsets.capacity() + p.rows.capacity() + p.recent.capacity()) * 4)
+                .sum()
+        });
+        self.columns
+            .iter()
+            .map(GenotypeColumn::bytes)
+            .sum::<usize>()
+            + genotypes
+            + postings
             + self.keys.capacity() * 4
             + self.row_of.capacity() * 4
             + self.flags.capacity() * 2

@@ -38,7 +38,13 @@ pub struct PositionInfo {
     /// is an associated antigen, sorted.
     pub typed_antigens: Box<[(u32, bool)]>,
     pub tce: PositionTce,
+    /// The P-group key ids of an expressed position, ascending (empty for null and `NEW`):
+    /// a few keys are probed in the other set's bits instead of AND-ing whole sets.
+    pub p_keys: Box<[u32]>,
 }
+
+/// Up to this many keys, `meets` probes the other position's bits key by key.
+const PROBE_KEYS: usize = 8;
 
 fn hash_str(s: &str) -> u64 {
     let mut h = FxHasher::default();
@@ -52,11 +58,16 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Box<[T]> {
     v.into_boxed_slice()
 }
 
-/// True when two sorted slices share an element.
+/// True when two sorted slices share an element. A short slice against a long one is
+/// binary-searched (a low-resolution typing can stand for thousands of alleles).
 pub(crate) fn sorted_intersect<T: Ord>(a: &[T], b: &[T]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if short.len() * 16 < long.len() {
+        return short.iter().any(|x| long.binary_search(x).is_ok());
+    }
     let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
+    while i < short.len() && j < long.len() {
+        match short[i].cmp(&long[j]) {
             std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Greater => j += 1,
             std::cmp::Ordering::Equal => return true,
@@ -118,7 +129,12 @@ impl PositionInfo {
                 _ => None,
             })
             .collect();
+        let p_keys = match &set.kind {
+            PositionKind::Expressed(keys) => keys.ids().collect(),
+            _ => Box::default(),
+        };
         Ok(PositionInfo {
+            p_keys,
             text: list.to_string(),
             typed_antigens: sorted(typed_antigens),
             serology_typed: list.0.iter().all(|t| matches!(t, Token::Serology { .. })),
@@ -147,7 +163,7 @@ impl PositionInfo {
 
     /// Exactly one P-group key.
     pub fn single_p_key(&self) -> bool {
-        matches!(&self.set.kind, PositionKind::Expressed(s) if s.len() == 1)
+        self.p_keys.len() == 1
     }
 
     /// Rules §3: the sets intersect; `NEW` meets every set. Null positions meet nothing here
@@ -155,7 +171,15 @@ impl PositionInfo {
     pub fn meets(&self, other: &PositionInfo) -> bool {
         match (&self.set.kind, &other.set.kind) {
             (PositionKind::New, _) | (_, PositionKind::New) => true,
-            (PositionKind::Expressed(a), PositionKind::Expressed(b)) => a.intersects(b),
+            (PositionKind::Expressed(a), PositionKind::Expressed(b)) => {
+                if self.p_keys.len() <= PROBE_KEYS {
+                    self.p_keys.iter().any(|&k| b.contains(k))
+                } else if other.p_keys.len() <= PROBE_KEYS {
+                    other.p_keys.iter().any(|&k| a.contains(k))
+                } else {
+                    a.intersects(b)
+                }
+            }
             _ => false,
         }
     }

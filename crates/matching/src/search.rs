@@ -7,7 +7,9 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::index::{Columns, DonorIndex, RankFacts, Row, flag_cord, flag_live, flag_status};
+use crate::index::{
+    DonorIndex, GenotypeColumn, POSTED, Postings, RankFacts, Row, flag_cord, flag_live, flag_status,
+};
 use crate::model::{
     Abo, Cmv, DonorAttributes, DonorType, Locus, Status, age_in_years, days_from_civil,
 };
@@ -171,14 +173,21 @@ pub struct SearchResult {
 const NULL_BIT: u8 = 4;
 const UNTYPED: u8 = 7;
 
-/// Per matched locus: a code per distinct donor typing and the 64-entry mismatch table.
+/// Per matched locus: the mismatch count of each distinct donor genotype (by genotype id),
+/// or `OVER` where it exceeds the locus's limit, so the scan only adds and compares.
 struct LocusPlan {
     locus: usize,
-    max: u8,
-    codes: Vec<u8>,
-    table: [u8; 64],
-    selectivity: f64,
+    limit: u8,
+    mismatches: Vec<u8>,
+    /// Mean mismatches per donor at this locus (for the evaluation order).
+    expected: f64,
+    /// Donors without a mismatch at this locus (for choosing posting lists).
+    zero: u64,
 }
+
+/// A per-locus count past the locus's limit: any total holding it exceeds every limit
+/// (5 loci × 8 still fits a `u8`).
+const OVER: u8 = 8;
 
 fn effective(pair: &[Arc<PositionInfo>; 2]) -> Option<[&PositionInfo; 2]> {
     match (pair[0].is_null(), pair[1].is_null()) {
@@ -211,141 +220,270 @@ fn mismatch_table(patient_expresses: bool) -> [u8; 64] {
 }
 
 struct RowFilters<'a> {
-    flag_ok: &'a [u64],
+    /// Bit `f & 15` set: flags `f` pass (live, status and donor type are the low 4 bits).
+    flag_ok: u16,
     flags: &'a [u16],
     registry: Option<(&'a [bool], &'a [u16])>,
     birth: Option<((i64, i64), &'a [u16])>,
     max_total: u8,
 }
 
-/// The hot loop, monomorphised per column width. The most selective locus runs first over
-/// the whole chunk without branches, compacting the rows that pass into a candidate list;
-/// the other loci then run over the candidates only, and the attribute filters last.
-fn scan_rows<T: Copy + Into<u32>>(
-    columns: &[[Vec<T>; 2]; 6],
+/// Per locus: genotype id → its score against the patient.
+type GenotypeScores = [FxHashMap<u32, LocusScore>; 6];
+
+/// How many matched loci the first, fused pass evaluates per row.
+const FUSED: usize = 3;
+
+/// The first pass: the `K` most selective loci evaluated together per row, without
+/// branches, compacting the rows whose total passes into `rows`/`totals`.
+fn fused_pass<const K: usize>(
+    columns: &[GenotypeColumn; 6],
+    plans: &[LocusPlan],
+    max_total: u8,
+    range: std::ops::Range<usize>,
+    rows: &mut [u32],
+    totals: &mut [u8],
+) -> usize {
+    let start = range.start;
+    let cols: [&GenotypeColumn; K] = std::array::from_fn(|i| &columns[plans[i].locus]);
+    let tables: [&[u8]; K] = std::array::from_fn(|i| plans[i].mismatches.as_slice());
+    let mut n = 0;
+    for k in 0..range.len() {
+        let mut total = 0u8;
+        for i in 0..K {
+            total += tables[i]
+                .get(cols[i].get(start + k) as usize)
+                .copied()
+                .unwrap_or(OVER);
+        }
+        rows[n] = (start + k) as u32;
+        totals[n] = total;
+        n += usize::from(total <= max_total);
+    }
+    n
+}
+
+/// The hot loop: a fused first pass over the most selective loci, then the remaining
+/// loci over the rows that passed, then the attribute filters.
+fn scan_rows(
+    columns: &[GenotypeColumn; 6],
     plans: &[LocusPlan],
     filters: &RowFilters<'_>,
     range: std::ops::Range<usize>,
 ) -> Vec<(Row, u8)> {
-    let start = range.start;
     let len = range.len();
     let mut rows: Vec<u32> = vec![0; len];
     let mut totals: Vec<u8> = vec![0; len];
-    let mut n = match plans.first() {
-        None => {
+    let head = plans.len().min(FUSED);
+    let max_total = filters.max_total;
+    let mut n = match head {
+        0 => {
             for (k, r) in range.enumerate() {
                 rows[k] = r as u32;
             }
             len
         }
-        Some(p) => {
-            let limit = p.max.min(filters.max_total);
-            let (c1, c2) = (
-                &columns[p.locus][0][range.clone()],
-                &columns[p.locus][1][range.clone()],
-            );
-            let mut n = 0;
-            for k in 0..len {
-                let mm = p.table[((p.codes[c1[k].into() as usize] << 3)
-                    | p.codes[c2[k].into() as usize]) as usize];
-                rows[n] = (start + k) as u32;
-                totals[n] = mm;
-                n += usize::from(mm <= limit);
-            }
-            n
-        }
+        1 => fused_pass::<1>(columns, plans, max_total, range, &mut rows, &mut totals),
+        2 => fused_pass::<2>(columns, plans, max_total, range, &mut rows, &mut totals),
+        _ => fused_pass::<FUSED>(columns, plans, max_total, range, &mut rows, &mut totals),
     };
-    for p in plans.iter().skip(1) {
-        let (c1, c2) = (&columns[p.locus][0], &columns[p.locus][1]);
+    for p in &plans[head..] {
+        let column = &columns[p.locus];
         let mut m = 0;
         for k in 0..n {
             let r = rows[k] as usize;
-            let mm = p.table
-                [((p.codes[c1[r].into() as usize] << 3) | p.codes[c2[r].into() as usize]) as usize];
-            let t = totals[k] + mm;
+            let t = totals[k]
+                + p.mismatches
+                    .get(column.get(r) as usize)
+                    .copied()
+                    .unwrap_or(OVER);
             rows[m] = r as u32;
             totals[m] = t;
-            m += usize::from(mm <= p.max && t <= filters.max_total);
+            m += usize::from(t <= max_total);
         }
         n = m;
     }
-    let mut out = Vec::new();
-    for k in 0..n {
-        let r = rows[k] as usize;
-        let f = filters.flags[r];
-        if filters.flag_ok[(f >> 6) as usize] >> (f & 63) & 1 == 0 {
-            continue;
+    rows[..n]
+        .iter()
+        .zip(&totals[..n])
+        .filter(|(r, _)| filters.admit(**r as usize))
+        .map(|(&r, &t)| (r as Row, t))
+        .collect()
+}
+
+/// The candidate rows (ascending) that pass every matched locus and the filters.
+fn check_rows(
+    columns: &[GenotypeColumn; 6],
+    plans: &[LocusPlan],
+    filters: &RowFilters<'_>,
+    candidates: &[u32],
+) -> Vec<(Row, u8)> {
+    candidates
+        .iter()
+        .filter_map(|&r| {
+            // Most selective locus first; most candidates fail after one or two loci.
+            let mut total = 0u8;
+            for p in plans {
+                total += p
+                    .mismatches
+                    .get(columns[p.locus].get(r as usize) as usize)
+                    .copied()
+                    .unwrap_or(OVER);
+                if total > filters.max_total {
+                    return None;
+                }
+            }
+            filters.admit(r as usize).then_some((r, total))
+        })
+        .collect()
+}
+
+impl RowFilters<'_> {
+    /// Live, status, donor type, registry and age.
+    fn admit(&self, r: usize) -> bool {
+        let f = self.flags[r];
+        if self.flag_ok >> (f & 15) & 1 == 0 {
+            return false;
         }
-        if let Some((allowed, registry)) = filters.registry
+        if let Some((allowed, registry)) = self.registry
             && !allowed[registry[r] as usize]
         {
-            continue;
+            return false;
         }
-        if let Some(((lo, hi), birth)) = filters.birth {
+        if let Some(((lo, hi), birth)) = self.birth {
             let b = birth[r];
             if b == u16::MAX || (b as i64) < lo || (b as i64) > hi {
-                continue;
+                return false;
             }
         }
-        out.push((r as Row, totals[k]));
+        true
     }
-    out
 }
 
 impl DonorIndex {
+    /// Per matched locus typed at the patient: each distinct donor position typing is
+    /// compared with the patient once (a 3-bit code), then each distinct genotype's
+    /// mismatch count comes from its two codes.
     fn plan(&self, req: &SearchRequest) -> Vec<LocusPlan> {
-        let mut plans = Vec::new();
-        for &locus in &req.loci {
-            let Some(pair) = &req.patient[locus.index()] else {
-                continue; // untyped at the patient: every donor is a potential match here
-            };
-            let l = locus.index();
-            let patient = effective(pair);
-            let infos = &self.positions[l].infos;
-            let code_of = |info: &Option<Arc<PositionInfo>>| match info {
+        let mut plans: Vec<LocusPlan> = req
+            .loci
+            .par_iter()
+            .filter_map(|&locus| {
+                let l = locus.index();
+                // Untyped at the patient: every donor is a potential match here.
+                let pair = req.patient[l].as_ref()?;
+                Some(self.locus_plan(l, pair, req.locus_max[l].min(req.max_mismatches)))
+            })
+            .collect();
+        // Loci that drop the most donors first: most donors then fail in the fused pass.
+        plans.sort_by(|a, b| {
+            a.limit
+                .cmp(&b.limit)
+                .then(b.expected.total_cmp(&a.expected))
+                .then(a.locus.cmp(&b.locus))
+        });
+        plans
+    }
+
+    fn locus_plan(&self, l: usize, pair: &[Arc<PositionInfo>; 2], limit: u8) -> LocusPlan {
+        let patient = effective(pair);
+        let codes: Vec<u8> = self.positions[l]
+            .infos
+            .iter()
+            .map(|info| match info {
                 None => UNTYPED,
                 Some(info) if info.is_null() => NULL_BIT,
                 Some(info) => match patient {
                     None => 0,
                     Some(p) => u8::from(p[0].meets(info)) | (u8::from(p[1].meets(info)) << 1),
                 },
-            };
-            let codes: Vec<u8> = if infos.len() > 8192 {
-                infos.par_iter().map(code_of).collect()
+            })
+            .collect();
+        let table = mismatch_table(patient.is_some());
+        let genotypes = &self.genotypes[l];
+        let mut mismatches = vec![0u8; genotypes.pairs.len()];
+        const CHUNK: usize = 1 << 14;
+        let (weighted, held, zero) = mismatches
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .map(|(c, out)| {
+                let from = c * CHUNK;
+                let pairs = &genotypes.pairs[from..from + out.len()];
+                let counts = &genotypes.counts[from..from + out.len()];
+                let (mut weighted, mut held, mut zero) = (0u64, 0u64, 0u64);
+                for ((m, &[a, b]), &n) in out.iter_mut().zip(pairs).zip(counts) {
+                    let mm = table[(((codes[a as usize] << 3) | codes[b as usize]) & 63) as usize];
+                    weighted += mm as u64 * n as u64;
+                    held += n as u64;
+                    zero += if mm == 0 { n as u64 } else { 0 };
+                    *m = if mm > limit { OVER } else { mm };
+                }
+                (weighted, held, zero)
+            })
+            .reduce(|| (0, 0, 0), |x, y| (x.0 + y.0, x.1 + y.1, x.2 + y.2));
+        LocusPlan {
+            locus: l,
+            limit,
+            mismatches,
+            expected: if held == 0 {
+                0.0
             } else {
-                infos.iter().map(code_of).collect()
-            };
-            // Share of donor positions at this locus that meet neither patient position.
-            let counts = &self.positions[l].counts;
-            let held: u64 = counts.iter().skip(1).map(|&c| c as u64).sum();
-            let unmet: u64 = codes
-                .iter()
-                .zip(counts)
-                .skip(1)
-                .filter(|(c, _)| **c & 3 == 0)
-                .map(|(_, &n)| n as u64)
-                .sum();
-            plans.push(LocusPlan {
-                locus: l,
-                max: req.locus_max[l],
-                codes,
-                table: mismatch_table(patient.is_some()),
-                selectivity: if held == 0 {
-                    0.0
-                } else {
-                    unmet as f64 / held as f64
-                },
-            });
+                weighted as f64 / held as f64
+            },
+            zero,
         }
-        // Loci that drop the most donors first: a donor is dropped at the first locus over
-        // its limit, so most donors cost one locus.
-        plans.sort_by(|a, b| {
-            let limit = |p: &LocusPlan| p.max.min(req.max_mismatches);
-            limit(a)
-                .cmp(&limit(b))
-                .then(b.selectivity.total_cmp(&a.selectivity))
-        });
-        plans
+    }
+
+    /// The rows that can qualify, from posting lists, or `None` to scan every row. A donor
+    /// within `max_mismatches` = T mismatches has a mismatch at no more than T loci, so
+    /// among any T + 1 matched loci it matches fully at one: the candidates are the rows
+    /// without a mismatch at one of the T + 1 posted loci where such rows are fewest.
+    fn candidates(&self, req: &SearchRequest, plans: &[LocusPlan]) -> Option<Vec<u32>> {
+        let postings = self.postings.as_ref()?;
+        let mut posted: Vec<(&LocusPlan, &Postings)> = plans
+            .iter()
+            .filter_map(|p| {
+                let i = POSTED.iter().position(|&l| l == p.locus)?;
+                Some((p, &postings[i]))
+            })
+            .collect();
+        let needed = req.max_mismatches as usize + 1;
+        if posted.len() < needed {
+            return None;
+        }
+        posted.sort_by_key(|(p, postings)| (p.zero + postings.recent.len() as u64, p.locus));
+        posted.truncate(needed);
+        let rows = self.keys.len();
+        let estimate: u64 = posted
+            .iter()
+            .map(|(p, postings)| p.zero + postings.recent.len() as u64)
+            .sum();
+        if estimate as f64 > rows as f64 * self.candidate_share {
+            return None;
+        }
+        let mut marked = vec![0u64; rows.div_ceil(64)];
+        let mut mark = |r: u32| {
+            if let Some(w) = marked.get_mut(r as usize / 64) {
+                *w |= 1 << (r % 64);
+            }
+        };
+        // Snapshot entries whose row has since changed genotype are stale; they are
+        // checked like any other candidate and fail there.
+        for (plan, postings) in &posted {
+            for (g, _) in plan.mismatches.iter().enumerate().filter(|(_, m)| **m == 0) {
+                postings.rows_of(g).iter().for_each(|&r| mark(r));
+            }
+            postings.recent.iter().for_each(|&r| mark(r));
+        }
+        let mut out = Vec::with_capacity(estimate as usize);
+        for (w, &word) in marked.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                out.push((w * 64) as u32 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+        Some(out)
     }
 
     /// Rows that pass the filters and mismatch limits, with their totals.
@@ -382,20 +520,15 @@ impl DonorIndex {
         });
         // Live, status and donor type folded into one lookup over the 16-bit flags.
         let want_cord = req.donor_type.map(|t| t == DonorType::Cord);
-        let flag_ok: Vec<u64> = {
-            let mut bits = vec![0u64; 1 << 10];
-            for f in 0..=u16::MAX {
-                let ok = flag_live(f)
+        let flag_ok: u16 = (0..16u16)
+            .filter(|&f| {
+                flag_live(f)
                     && status_mask & (1 << (flag_status(f) as u8)) != 0
-                    && want_cord.is_none_or(|c| flag_cord(f) == c);
-                if ok {
-                    bits[(f >> 6) as usize] |= 1 << (f & 63);
-                }
-            }
-            bits
-        };
+                    && want_cord.is_none_or(|c| flag_cord(f) == c)
+            })
+            .fold(0, |bits, f| bits | 1 << f);
         let filters = RowFilters {
-            flag_ok: &flag_ok,
+            flag_ok,
             flags: &self.flags,
             registry: registry_filter
                 .as_deref()
@@ -407,14 +540,11 @@ impl DonorIndex {
         // every status allowed (those whose status is offered anyway are found above).
         let mut also: Vec<(Row, u8)> = Vec::new();
         if !req.also_offered.is_empty() {
-            let mut any_status = vec![0u64; 1 << 10];
-            for f in 0..=u16::MAX {
-                if flag_live(f) && want_cord.is_none_or(|c| flag_cord(f) == c) {
-                    any_status[(f >> 6) as usize] |= 1 << (f & 63);
-                }
-            }
+            let any_status: u16 = (0..16u16)
+                .filter(|&f| flag_live(f) && want_cord.is_none_or(|c| flag_cord(f) == c))
+                .fold(0, |bits, f| bits | 1 << f);
             let filters = RowFilters {
-                flag_ok: &any_status,
+                flag_ok: any_status,
                 ..filters
             };
             let mut keys = req.also_offered.clone();
@@ -426,24 +556,24 @@ impl DonorIndex {
                 if status_mask & (1 << (flag_status(self.flags[r]) as u8)) != 0 {
                     continue;
                 }
-                also.extend(match &self.columns {
-                    Columns::Narrow(c) => scan_rows(c, plans, &filters, r..r + 1),
-                    Columns::Wide(c) => scan_rows(c, plans, &filters, r..r + 1),
-                });
+                also.extend(scan_rows(&self.columns, plans, &filters, r..r + 1));
             }
         }
         let rows = self.keys.len();
         const CHUNK: usize = 1 << 13;
-        let chunks: Vec<Vec<(Row, u8)>> = (0..rows.div_ceil(CHUNK))
-            .into_par_iter()
-            .map(|chunk| {
-                let range = chunk * CHUNK..((chunk + 1) * CHUNK).min(rows);
-                match &self.columns {
-                    Columns::Narrow(c) => scan_rows(c, plans, &filters, range),
-                    Columns::Wide(c) => scan_rows(c, plans, &filters, range),
-                }
-            })
-            .collect();
+        let chunks: Vec<Vec<(Row, u8)>> = match self.candidates(req, plans) {
+            Some(candidates) => candidates
+                .par_chunks(CHUNK)
+                .map(|chunk| check_rows(&self.columns, plans, &filters, chunk))
+                .collect(),
+            None => (0..rows.div_ceil(CHUNK))
+                .into_par_iter()
+                .map(|chunk| {
+                    let range = chunk * CHUNK..((chunk + 1) * CHUNK).min(rows);
+                    scan_rows(&self.columns, plans, &filters, range)
+                })
+                .collect(),
+        };
         let mut rows = chunks.concat();
         rows.extend(also);
         rows
@@ -453,23 +583,18 @@ impl DonorIndex {
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResult, String> {
         req.validate()?;
         let plans = self.plan(req);
-        let distinct_typings_compared = plans.iter().map(|p| p.codes.len() - 1).sum();
+        let distinct_typings_compared = plans
+            .iter()
+            .map(|p| self.positions[p.locus].infos.len() - 1)
+            .sum();
         let qualifying = self.scan(req, &plans);
 
-        // Score each qualifying donor (in parallel; each thread scores a distinct
-        // (locus, typing pair) once), with only what ranking needs.
+        // Score each distinct genotype among the qualifying donors once per locus, then
+        // each donor from those, with only what ranking needs.
+        let scores = self.genotype_scores(req, &qualifying);
         let hits: Vec<SearchHit> = qualifying
-            .par_chunks(2048)
-            .flat_map_iter(|chunk| {
-                let mut cache: FxHashMap<(usize, u32, u32), LocusScore> = FxHashMap::default();
-                let mut out = Vec::with_capacity(chunk.len());
-                for &(row, total) in chunk {
-                    if let Some(hit) = self.score_hit(req, row, total, &mut cache) {
-                        out.push(hit);
-                    }
-                }
-                out
-            })
+            .par_iter()
+            .filter_map(|&(row, total)| self.score_hit(req, row, total, &scores))
             .collect();
         let mut hits = hits;
         let total = hits.len();
@@ -516,27 +641,45 @@ impl DonorIndex {
         })
     }
 
+    /// Per locus, the score of each distinct genotype held by the given rows.
+    fn genotype_scores(&self, req: &SearchRequest, rows: &[(Row, u8)]) -> GenotypeScores {
+        let per_locus: Vec<FxHashMap<u32, LocusScore>> = (0..6)
+            .into_par_iter()
+            .map(|l| {
+                let locus = Locus::ALL[l];
+                let column = &self.columns[l];
+                let mut ids: Vec<u32> = rows.iter().map(|&(r, _)| column.get(r as usize)).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids.into_par_iter()
+                    .map(|g| {
+                        let [a, b] = self.genotypes[l].pairs[g as usize];
+                        let donor =
+                            match (self.position_info(locus, a), self.position_info(locus, b)) {
+                                (Some(a), Some(b)) => Some([a.clone(), b.clone()]),
+                                _ => None,
+                            };
+                        (
+                            g,
+                            score_locus(locus, req.patient[l].as_ref(), donor.as_ref()),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut per_locus = per_locus.into_iter();
+        std::array::from_fn(|_| per_locus.next().unwrap_or_default())
+    }
+
     fn score_hit(
         &self,
         req: &SearchRequest,
         row: Row,
         total: u8,
-        cache: &mut FxHashMap<(usize, u32, u32), LocusScore>,
+        scores: &GenotypeScores,
     ) -> Option<SearchHit> {
-        let ids = self.position_ids(row);
-        let loci: [LocusScore; 6] = std::array::from_fn(|l| {
-            *cache.entry((l, ids[l][0], ids[l][1])).or_insert_with(|| {
-                let locus = Locus::ALL[l];
-                let donor = match (
-                    self.position_info(locus, ids[l][0]),
-                    self.position_info(locus, ids[l][1]),
-                ) {
-                    (Some(a), Some(b)) => Some([a.clone(), b.clone()]),
-                    _ => None,
-                };
-                score_locus(locus, req.patient[l].as_ref(), donor.as_ref())
-            })
-        });
+        let r = row as usize;
+        let loci: [LocusScore; 6] = std::array::from_fn(|l| scores[l][&self.columns[l].get(r)]);
         let score = PairScore { loci };
         debug_assert_eq!(score.total(&req.loci), total, "scan and scorer disagree");
         let facts = self.rank_facts(row);
@@ -582,7 +725,7 @@ impl DonorIndex {
     /// Bytes the scan reads per donor (position columns of the matched loci and the
     /// attribute columns it checks), for the bandwidth figure.
     pub fn scan_bytes_per_donor(&self, matched_loci: usize) -> usize {
-        matched_loci * 2 * self.columns.width() + 2 /* flags */
+        matched_loci * 4 + 2 /* flags */
     }
 }
 
@@ -592,6 +735,7 @@ impl DonorIndex {
     pub fn mismatch_counts(&self, patient: &Subject) -> Vec<(Row, [u8; 6])> {
         let mut req = SearchRequest::new(patient.clone(), 5);
         req.loci = Locus::ALL.to_vec();
+        // Limits of 2 everywhere: the counts themselves, never `OVER`.
         let plans = self.plan(&req);
         let rows = self.keys.len();
         (0..rows)
@@ -600,16 +744,7 @@ impl DonorIndex {
             .map(|r| {
                 let mut counts = [0u8; 6];
                 for plan in &plans {
-                    let (a, b) = match &self.columns {
-                        Columns::Narrow(c) => {
-                            (c[plan.locus][0][r] as usize, c[plan.locus][1][r] as usize)
-                        }
-                        Columns::Wide(c) => {
-                            (c[plan.locus][0][r] as usize, c[plan.locus][1][r] as usize)
-                        }
-                    };
-                    counts[plan.locus] =
-                        plan.table[((plan.codes[a] << 3) | plan.codes[b]) as usize];
+                    counts[plan.locus] = plan.mismatches[self.columns[plan.locus].get(r) as usize];
                 }
                 (r as Row, counts)
             })

@@ -554,10 +554,29 @@ mod properties {
             max in 0u8..=5,
             a_max in 0u8..=2,
             eight in any::<bool>(),
+            postings_after in prop::option::of(0usize..120),
+            rewrites in prop::collection::vec((0usize..120, cells()), 0..8),
+            removals in prop::collection::vec(0usize..120, 0..4),
         ) {
             let mut index = DonorIndex::new(expander());
+            // Posting lists (when built) always prune, whatever their share of rows.
+            index.set_candidate_share(1.0);
             for (i, (c, cord)) in donors.iter().enumerate() {
+                if postings_after == Some(i) {
+                    index.build_postings();
+                }
                 index.upsert(&to_input(i as u32 + 1, c, *cord)).unwrap();
+            }
+            if postings_after.is_some_and(|n| n >= donors.len()) {
+                index.build_postings();
+            }
+            // Writes after the snapshot: re-typed donors and removed ones.
+            for (i, c) in &rewrites {
+                let i = i % donors.len();
+                index.upsert(&to_input(i as u32 + 1, c, donors[i].1)).unwrap();
+            }
+            for i in &removals {
+                let _ = index.remove((i % donors.len()) as u32 + 1);
             }
             let patient_input = to_input(0, &patient, false);
             let mut patient_index = DonorIndex::new(expander());
@@ -571,7 +590,7 @@ mod properties {
             let mut expected = Vec::new();
             for (i, _) in donors.iter().enumerate() {
                 let key = i as u32 + 1;
-                let row = index.row(key).unwrap();
+                let Some(row) = index.row(key) else { continue };
                 let donor = index.subject(row);
                 let s = PairScore::compute(&patient_subject, &donor);
                 let cord_ok = index.attributes(row).donor_type != DonorType::Cord

@@ -127,14 +127,39 @@ impl Registry {
 
     /// Open a search for a patient (state NEW) with its criteria as JSON text.
     pub async fn open_search(&self, patient_id: i64, criteria: &str, actor: &Actor) -> Result<i64> {
+        self.insert_search(patient_id, criteria, None, actor).await
+    }
+
+    /// Open a search and record its first run in one transaction (one commit per search
+    /// created through the API); audited as `search.open` then `search.run`.
+    pub async fn open_search_with_run(
+        &self,
+        patient_id: i64,
+        criteria: &str,
+        result: &str,
+        actor: &Actor,
+    ) -> Result<i64> {
+        self.insert_search(patient_id, criteria, Some(result), actor)
+            .await
+    }
+
+    async fn insert_search(
+        &self,
+        patient_id: i64,
+        criteria: &str,
+        result: Option<&str>,
+        actor: &Actor,
+    ) -> Result<i64> {
         serde_json::from_str::<serde_json::Value>(criteria)
             .map_err(|e| RegistryError::invalid("criteria", e.to_string()))?;
         let mut tx = self.begin().await?;
         let now = now_text();
-        let id: i64 = sqlx::query_scalar("INSERT INTO searches (patient_id, criteria, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id")
+        let id: i64 = sqlx::query_scalar("INSERT INTO searches (patient_id, criteria, created_at, updated_at, last_run_at, last_result) VALUES ($1, $2, $3, $3, $4, $5) RETURNING id")
             .bind(patient_id)
             .bind(criteria)
             .bind(&now)
+            .bind(result.map(|_| now.clone()))
+            .bind(result)
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| match &e {
@@ -150,6 +175,17 @@ impl Registry {
             None,
         )
         .await?;
+        if result.is_some() {
+            audit(
+                &mut tx,
+                actor,
+                "search.run",
+                "search",
+                &id.to_string(),
+                None,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(id)
     }

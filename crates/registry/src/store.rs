@@ -864,10 +864,12 @@ impl Registry {
     /// [`crate::load`]. Runs on the calling thread (with reader threads on SQLite): call it
     /// before serving.
     pub async fn load_index(&self, index: &mut DonorIndex, today: i64) -> Result<usize> {
-        match self.backend {
-            crate::Backend::Sqlite => self.load_index_sqlite(index, today),
-            crate::Backend::Postgres => self.load_index_pg(index, today).await,
-        }
+        let loaded = match self.backend {
+            crate::Backend::Sqlite => self.load_index_sqlite(index, today)?,
+            crate::Backend::Postgres => self.load_index_pg(index, today).await?,
+        };
+        index.build_postings();
+        Ok(loaded)
     }
 
     async fn load_index_pg(&self, index: &mut DonorIndex, today: i64) -> Result<usize> {
