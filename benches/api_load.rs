@@ -6,6 +6,10 @@
 //! withdrawal returned. Prints throughput and latency percentiles.
 //!
 //!   cargo bench --bench api_load -- [--donors 1000000] [--clients 32] [--seconds 60]
+//!       [--pg postgres://USER@HOST:PORT/DB]
+//!
+//! With `--pg`, the registry is a fresh database created on that PostgreSQL server (dropped
+//! again at the end) instead of a SQLite file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +35,33 @@ fn arg(name: &str, default: usize) -> usize {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// A fresh database on the PostgreSQL server at `server`; returns its URL and name.
+async fn fresh_pg_database(server: &str) -> (String, String) {
+    use sqlx::Connection;
+    let db = format!("boai_load_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(server)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+        .execute(&mut admin)
+        .await
+        .expect("drop");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+    (format!("{base}/{db}"), db)
 }
 
 fn shared(relative: &str) -> PathBuf {
@@ -91,7 +122,21 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
     ));
     let synth = synth::Synth::new(&expander, &freqs, "API").expect("frequencies");
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("load.db").display());
+    let pg = text_arg("--pg");
+    let (url, pg_db) = match &pg {
+        Some(server) => {
+            let (url, db) = fresh_pg_database(server).await;
+            (url, Some(db))
+        }
+        None => (
+            format!("sqlite://{}", dir.path().join("load.db").display()),
+            None,
+        ),
+    };
+    println!(
+        "backend: {}",
+        if pg.is_some() { "PostgreSQL" } else { "SQLite" }
+    );
     let reg = Registry::connect(&url, expander.clone(), RegistryConfig::default())
         .await
         .expect("connect");
@@ -312,6 +357,15 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
         errors.load(Ordering::Relaxed),
         violations.load(Ordering::Relaxed)
     );
+    reg.close().await;
+    if let (Some(server), Some(db)) = (&pg, pg_db) {
+        use sqlx::Connection;
+        if let Ok(mut admin) = sqlx::PgConnection::connect(server).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+                .execute(&mut admin)
+                .await;
+        }
+    }
 }
 
 /// Today as days since 1900-01-01.

@@ -90,10 +90,11 @@ impl AppState {
         routes::open_request, routes::close_request, routes::record_milestone,
         routes::record_donation, routes::followups_due, routes::record_followup,
         routes::register_organ_donation, routes::change_organ_donation, routes::revoke_organ_donation,
+        routes::record_organ_case,
         routes::list_typings, routes::list_samples, routes::list_consents,
         routes::read_audit, routes::hla_expand,
     ),
-    components(schemas(error::Problem, error::FieldError)),
+    components(schemas(error::Problem, error::FieldError, routes::SearchRun, routes::SearchHitOut, routes::LocusDetail)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -86,6 +86,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/followups/due", get(followups_due))
         .route("/v1/followups/{id}", post(record_followup))
         .route("/v1/organ-registrations", post(register_organ_donation))
+        .route("/v1/organ-cases", post(record_organ_case))
         .route(
             "/v1/organ-registrations/{id}/revocation",
             post(revoke_organ_donation),
@@ -1413,6 +1414,46 @@ pub async fn revoke_organ_donation(
         .revoke_organ_donation(id, &caller.actor())
         .await?;
     Ok(Json(json!({"id": id, "state": "revoked"})))
+}
+
+/// A donation case after death.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrganCaseIn {
+    /// The deceased's registration of intent, when there is one (must not be revoked).
+    #[serde(default)]
+    pub registration_id: Option<i64>,
+    /// `YYYY-MM-DD`.
+    pub died_on: String,
+    /// Who gave the family's written consent (spouse, adult children, parents, jointly).
+    pub family_consent: String,
+    /// The Red Cross witness of the case.
+    pub witness: String,
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+/// Record an organ/tissue/body donation case: family consent and a Red Cross witness are
+/// required (case manager).
+#[utoipa::path(post, path = "/v1/organ-cases", request_body = OrganCaseIn, responses((status = 201, description = "case id"), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn record_organ_case(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(c): ApiJson<OrganCaseIn>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require(&[Role::CaseManager])?;
+    let c = c?;
+    let id = state
+        .registry
+        .record_organ_case(
+            c.registration_id,
+            &c.died_on,
+            &c.family_consent,
+            &c.witness,
+            c.outcome.as_deref(),
+            &caller.actor(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
 }
 
 // ---- audit, HLA ----

@@ -700,6 +700,84 @@ async fn the_donor_workflow_over_http() {
                     && e["request_id"].as_str().is_some_and(|r| r.len() == 36)),
             "{b}: {audit}"
         );
+        // Organ donation: intent registered by a station, a case after death recorded by a
+        // case manager with family consent and a witness; a revoked intent backs no case.
+        let organ = |nid: &str| {
+            format!(
+                r#"{{"family_name": "Zhao", "given_name": "Lei", "national_id": "{nid}", "birth_date": "1970-02-02", "organs": ["kidney", "liver"], "tissues": ["cornea"]}}"#
+            )
+        };
+        let (s, r, _) = call(
+            addr,
+            "POST",
+            "/v1/organ-registrations",
+            Some(&t.station),
+            Some(&organ("ORG-1")),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}: {r}");
+        let registration = r["id"].as_i64().unwrap();
+        let case = |reg: i64, witness: &str| {
+            format!(
+                r#"{{"registration_id": {reg}, "died_on": "2026-11-01", "family_consent": "spouse and two adult children, in writing", "witness": "{witness}"}}"#
+            )
+        };
+        let (s, r, _) = call(
+            addr,
+            "POST",
+            "/v1/organ-cases",
+            Some(&t.case_manager),
+            Some(&case(registration, "")),
+        )
+        .await;
+        assert_eq!(s, 422, "{b}: {r}");
+        assert!(r.to_string().contains("witness"), "{b}: {r}");
+        let (s, r, _) = call(
+            addr,
+            "POST",
+            "/v1/organ-cases",
+            Some(&t.case_manager),
+            Some(&case(registration, "Red Cross officer Wang")),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}: {r}");
+        let (s, r, _) = call(
+            addr,
+            "POST",
+            "/v1/organ-cases",
+            Some(&t.case_manager),
+            Some(&case(999_999, "Wang")),
+        )
+        .await;
+        assert_eq!(s, 404, "{b}: {r}");
+        let (s, r, _) = call(
+            addr,
+            "POST",
+            "/v1/organ-registrations",
+            Some(&t.station),
+            Some(&organ("ORG-2")),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}: {r}");
+        let revoked = r["id"].as_i64().unwrap();
+        let (s, _, _) = call(
+            addr,
+            "POST",
+            &format!("/v1/organ-registrations/{revoked}/revocation"),
+            Some(&t.station),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        let (s, r, _) = call(
+            addr,
+            "POST",
+            "/v1/organ-cases",
+            Some(&t.case_manager),
+            Some(&case(revoked, "Wang")),
+        )
+        .await;
+        assert_eq!(s, 409, "{b}: {r}");
         let _ = t.admin;
         stop.send(()).ok();
         reg.close().await;
@@ -852,6 +930,7 @@ async fn every_route_checks_the_token_and_the_role() {
                 "",
                 vec![Station],
             ),
+            ("POST", "/v1/organ-cases".into(), "{}", vec![CaseManager]),
             ("GET", "/v1/audit".into(), "", vec![Auditor]),
             (
                 "POST",

@@ -766,6 +766,25 @@ impl Registry {
             ));
         }
         let mut tx = self.begin().await?;
+        if let Some(r) = registration_id {
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM organ_registrations WHERE id = $1")
+                    .bind(r)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match state.as_deref() {
+                None => {
+                    return Err(RegistryError::NotFound(format!("organ registration {r}")));
+                }
+                // A revoked intent is final (registry operations §9): it cannot back a case.
+                Some("revoked") => {
+                    return Err(RegistryError::Conflict(format!(
+                        "organ registration {r} was revoked"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
         let id: i64 = sqlx::query_scalar("INSERT INTO organ_cases (registration_id, died_on, family_consent, witness, outcome, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
             .bind(registration_id)
             .bind(died_on)
