@@ -789,6 +789,11 @@ pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
             index.distinct_positions(Locus::Dqb1),
             index.distinct_positions(Locus::Dpb1)
         );
+        let genotypes: Vec<String> = Locus::ALL
+            .iter()
+            .map(|&l| format!("{l} {}", index.distinct_genotypes(l)))
+            .collect();
+        println!("distinct genotypes {}", genotypes.join(" "));
         println!("10/10 search      p50 ms   p95 ms   max ms");
         for (mm, p50, p95, max) in &rows {
             println!("  {mm} mismatches    {p50:>7.2}  {p95:>7.2}  {max:>7.2}");

@@ -911,9 +911,18 @@ impl SearchRun {
         }
     }
 
-    fn stored(text: Option<&str>) -> SearchRun {
-        text.and_then(|r| serde_json::from_str(r).ok())
-            .unwrap_or_default()
+    /// The stored last run of search `id` (none yet: an empty run). A stored run that does
+    /// not read back is an error, never an empty page or an "everything is new" diff.
+    fn stored(id: i64, text: Option<&str>) -> ApiResult<SearchRun> {
+        match text {
+            None => Ok(SearchRun::default()),
+            Some(text) => serde_json::from_str(text).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the stored run of search {id} does not read back: {e}"),
+                )
+            }),
+        }
     }
 }
 
@@ -1068,7 +1077,7 @@ pub async fn search_results(
     caller.require(&[Role::Coordinator])?;
     let Query(q) = query?;
     let s = state.registry.search_record(path_id(id)).await?;
-    let result = SearchRun::stored(s.last_result.as_deref());
+    let result = SearchRun::stored(s.id, s.last_result.as_deref())?;
     Ok(Json(
         serde_json::to_value(result.page(None, q.offset, q.limit.unwrap_or(20)))
             .expect("page serialise"),
@@ -1094,7 +1103,7 @@ pub async fn rerun_search(
             format!("stored criteria: {e}"),
         )
     })?;
-    let before = SearchRun::stored(s.last_result.as_deref());
+    let before = SearchRun::stored(s.id, s.last_result.as_deref())?;
     let after = run(&state, &criteria).await?;
     let by_donor = |v: &SearchRun| -> std::collections::BTreeMap<u64, (u8, String)> {
         v.hits

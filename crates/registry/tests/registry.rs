@@ -241,6 +241,10 @@ async fn withdrawn_donors_leave_search_at_once_and_stay_out() {
             .unwrap();
         let mut index = DonorIndex::new(expander());
         assert_eq!(reg.load_index(&mut index, today()).await.unwrap(), 2);
+        // The load builds posting lists; searches here always prune by them, so the
+        // withdrawal below (a write after the snapshot) is checked on that path.
+        assert!(index.has_postings(), "{backend}");
+        index.set_candidate_share(1.0);
         assert_eq!(
             search_keys(&index).await,
             [a.id as u32, b.id as u32],
