@@ -172,21 +172,28 @@ pub(crate) const POSTED: [usize; 3] = [0, 1, 3];
 /// One locus's rows by genotype: a counting-sorted snapshot (`rows[offsets[g]..offsets[g+1]]`
 /// held genotype `g` when it was taken) plus the rows written since. A search reads the
 /// snapshot lists of the genotypes it wants, skips entries whose row has moved on, and
-/// checks every recent row.
+/// checks every recent row. The snapshot also lists, per position typing, the genotypes
+/// holding it, so a search finds its zero-mismatch genotypes from the few typings that meet
+/// the patient instead of testing every genotype. Genotypes and typings interned after the
+/// snapshot are held only by recent rows.
 #[derive(Debug, Default)]
 pub(crate) struct Postings {
     pub(crate) offsets: Vec<u32>,
     pub(crate) rows: Vec<u32>,
     pub(crate) recent: Vec<u32>,
+    /// `genotypes_of[position_offsets[p]..position_offsets[p+1]]`: snapshot genotypes
+    /// holding position typing `p` (once, also when homozygous).
+    position_offsets: Vec<u32>,
+    genotypes_of: Vec<u32>,
 }
 
 impl Postings {
-    fn build(column: &GenotypeColumn, genotypes: usize) -> Postings {
-        let mut offsets = vec![0u32; genotypes + 1];
+    fn build(column: &GenotypeColumn, genotypes: &GenotypeTable, positions: usize) -> Postings {
+        let mut offsets = vec![0u32; genotypes.pairs.len() + 1];
         for r in 0..column.len() {
             offsets[column.get(r) as usize + 1] += 1;
         }
-        for g in 0..genotypes {
+        for g in 0..genotypes.pairs.len() {
             offsets[g + 1] += offsets[g];
         }
         let mut next = offsets.clone();
@@ -196,10 +203,30 @@ impl Postings {
             rows[next[g] as usize] = r as u32;
             next[g] += 1;
         }
+        let holders = |[a, b]: [u32; 2]| std::iter::once(a).chain((b != a).then_some(b));
+        let mut position_offsets = vec![0u32; positions + 1];
+        for &pair in &genotypes.pairs {
+            for p in holders(pair) {
+                position_offsets[p as usize + 1] += 1;
+            }
+        }
+        for p in 0..positions {
+            position_offsets[p + 1] += position_offsets[p];
+        }
+        let mut next = position_offsets.clone();
+        let mut genotypes_of = vec![0u32; position_offsets[positions] as usize];
+        for (g, &pair) in genotypes.pairs.iter().enumerate() {
+            for p in holders(pair) {
+                genotypes_of[next[p as usize] as usize] = g as u32;
+                next[p as usize] += 1;
+            }
+        }
         Postings {
             offsets,
             rows,
             recent: Vec::new(),
+            position_offsets,
+            genotypes_of,
         }
     }
 
@@ -209,6 +236,26 @@ impl Postings {
             (Some(&from), Some(&to)) => &self.rows[from as usize..to as usize],
             _ => &[],
         }
+    }
+
+    /// Snapshot genotypes holding position typing `p` (none for a typing interned since).
+    pub(crate) fn genotypes_of(&self, p: usize) -> &[u32] {
+        match (
+            self.position_offsets.get(p),
+            self.position_offsets.get(p + 1),
+        ) {
+            (Some(&from), Some(&to)) => &self.genotypes_of[from as usize..to as usize],
+            _ => &[],
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        (self.offsets.capacity()
+            + self.rows.capacity()
+            + self.recent.capacity()
+            + self.position_offsets.capacity()
+            + self.genotypes_of.capacity())
+            * 4
     }
 }
 
@@ -480,7 +527,13 @@ impl DonorIndex {
     pub fn build_postings(&mut self) {
         let built: Vec<Postings> = POSTED
             .iter()
-            .map(|&l| Postings::build(&self.columns[l], self.genotypes[l].pairs.len()))
+            .map(|&l| {
+                Postings::build(
+                    &self.columns[l],
+                    &self.genotypes[l],
+                    self.positions[l].infos.len(),
+                )
+            })
             .collect();
         let mut built = built.into_iter();
         self.postings = Some(Box::new(std::array::from_fn(|_| {
@@ -641,11 +694,10 @@ impl DonorIndex {
             .iter()
             .map(|g| g.pairs.capacity() * 8 + g.counts.capacity() * 4 + g.by_pair.capacity() * 5)
             .sum();
-        let postings: usize = self.postings.as_ref().map_or(0, |p| {
-            p.iter()
-                .map(|p| (p.offsets.capacity() + p.rows.capacity() + p.recent.capacity()) * 4)
-                .sum()
-        });
+        let postings: usize = self
+            .postings
+            .as_ref()
+            .map_or(0, |p| p.iter().map(Postings::bytes).sum());
         self.columns
             .iter()
             .map(GenotypeColumn::bytes)

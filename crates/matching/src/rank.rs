@@ -11,6 +11,13 @@ pub trait RankingPolicy: Send + Sync {
     fn name(&self) -> &str;
     /// Order two hits (less = better). Return `Equal` to fall back on donor key.
     fn compare(&self, a: &SearchHit, b: &SearchHit, request: &SearchRequest) -> Ordering;
+    /// True only when `compare` orders hits by fewer total mismatches (`SearchHit::total`)
+    /// before anything else. The search then scores in full only the donors of the lowest
+    /// totals that fill the request's limit. A policy that may put a higher total first
+    /// must leave this false (the default), and every offered donor is scored.
+    fn ranks_by_total_first(&self) -> bool {
+        false
+    }
 }
 
 /// `hla-first-v1` (rules §6): fewer mismatches at the matched loci; then allele before
@@ -49,6 +56,10 @@ fn abo_rank(hit: &SearchHit, patient: Abo) -> u8 {
 impl RankingPolicy for DefaultPolicy {
     fn name(&self) -> &str {
         "hla-first-v1"
+    }
+
+    fn ranks_by_total_first(&self) -> bool {
+        true
     }
 
     fn compare(&self, a: &SearchHit, b: &SearchHit, req: &SearchRequest) -> Ordering {

@@ -8,7 +8,8 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::index::{
-    DonorIndex, GenotypeColumn, POSTED, Postings, RankFacts, Row, flag_cord, flag_live, flag_status,
+    DonorIndex, GenotypeColumn, GenotypeTable, POSTED, Postings, RankFacts, Row, flag_cord,
+    flag_live, flag_status,
 };
 use crate::model::{
     Abo, Cmv, DonorAttributes, DonorType, Locus, Status, age_in_years, days_from_civil,
@@ -173,16 +174,30 @@ pub struct SearchResult {
 const NULL_BIT: u8 = 4;
 const UNTYPED: u8 = 7;
 
-/// Per matched locus: the mismatch count of each distinct donor genotype (by genotype id),
-/// or `OVER` where it exceeds the locus's limit, so the scan only adds and compares.
+/// Per matched locus: each distinct donor position typing's code against the patient, and
+/// from a genotype's two codes its mismatch count (or `OVER` past the locus's limit), so the
+/// scan only looks up, adds and compares.
 struct LocusPlan {
     locus: usize,
     limit: u8,
+    /// Per position typing id: its 3-bit code (which patient positions it meets, null,
+    /// untyped).
+    codes: Vec<u8>,
+    /// Mismatches of a genotype by its two codes (`codes[a] << 3 | codes[b]`), `OVER` past
+    /// the limit.
+    table: [u8; 64],
+    /// Per genotype id: its mismatches or `OVER`, filled only when every row is scanned
+    /// (a pruned search looks up the few genotypes its candidates hold instead).
     mismatches: Vec<u8>,
-    /// Mean mismatches per donor at this locus (for the evaluation order).
+    /// Mean mismatches per donor at this locus (for the full scan's evaluation order).
     expected: f64,
-    /// Donors without a mismatch at this locus (for choosing posting lists).
-    zero: u64,
+}
+
+impl LocusPlan {
+    #[inline(always)]
+    fn genotype_mismatches(&self, [a, b]: [u32; 2]) -> u8 {
+        self.table[(((self.codes[a as usize] << 3) | self.codes[b as usize]) & 63) as usize]
+    }
 }
 
 /// A per-locus count past the locus's limit: any total holding it exceeds every limit
@@ -311,31 +326,58 @@ fn scan_rows(
         .collect()
 }
 
-/// The candidate rows (ascending) that pass every matched locus and the filters.
+/// The candidate rows (ascending) that pass every matched locus and the filters: one pass
+/// per locus over the rows still in, each a run of independent look-ups (the genotype id,
+/// its pair, two codes) rather than a chain of early exits, so memory loads overlap.
 fn check_rows(
     columns: &[GenotypeColumn; 6],
+    genotypes: &[GenotypeTable; 6],
     plans: &[LocusPlan],
     filters: &RowFilters<'_>,
     candidates: &[u32],
 ) -> Vec<(Row, u8)> {
-    candidates
-        .iter()
-        .filter_map(|&r| {
-            // Most selective locus first; most candidates fail after one or two loci.
-            let mut total = 0u8;
-            for p in plans {
-                total += p
-                    .mismatches
-                    .get(columns[p.locus].get(r as usize) as usize)
-                    .copied()
-                    .unwrap_or(OVER);
-                if total > filters.max_total {
-                    return None;
-                }
+    let mut rows = candidates.to_vec();
+    let mut totals = vec![0u8; rows.len()];
+    let mut n = rows.len();
+    for p in plans {
+        let pairs = genotypes[p.locus].pairs.as_slice();
+        n = match &columns[p.locus] {
+            GenotypeColumn::Narrow(c) => {
+                check_pass(c, pairs, p, filters.max_total, &mut rows[..n], &mut totals)
             }
-            filters.admit(r as usize).then_some((r, total))
-        })
+            GenotypeColumn::Wide(c) => {
+                check_pass(c, pairs, p, filters.max_total, &mut rows[..n], &mut totals)
+            }
+        };
+    }
+    rows[..n]
+        .iter()
+        .zip(&totals[..n])
+        .filter(|(r, _)| filters.admit(**r as usize))
+        .map(|(&r, &t)| (r as Row, t))
         .collect()
+}
+
+/// One locus over `rows`: adds its mismatches to `totals` and keeps (in place, in order)
+/// the rows still within `max_total`; returns how many.
+fn check_pass<G: Copy + Into<u32>>(
+    column: &[G],
+    pairs: &[[u32; 2]],
+    plan: &LocusPlan,
+    max_total: u8,
+    rows: &mut [u32],
+    totals: &mut [u8],
+) -> usize {
+    let mut m = 0;
+    for k in 0..rows.len() {
+        let r = rows[k];
+        let g: u32 = column[r as usize].into();
+        let t = totals[k] + plan.genotype_mismatches(pairs[g as usize]);
+        rows[m] = r;
+        totals[m] = t;
+        m += usize::from(t <= max_total);
+    }
+    m
 }
 
 impl RowFilters<'_> {
@@ -362,11 +404,10 @@ impl RowFilters<'_> {
 
 impl DonorIndex {
     /// Per matched locus typed at the patient: each distinct donor position typing is
-    /// compared with the patient once (a 3-bit code), then each distinct genotype's
-    /// mismatch count comes from its two codes.
+    /// compared with the patient once (a 3-bit code); a genotype's mismatch count then
+    /// comes from its two codes.
     fn plan(&self, req: &SearchRequest) -> Vec<LocusPlan> {
-        let mut plans: Vec<LocusPlan> = req
-            .loci
+        req.loci
             .par_iter()
             .filter_map(|&locus| {
                 let l = locus.index();
@@ -374,15 +415,7 @@ impl DonorIndex {
                 let pair = req.patient[l].as_ref()?;
                 Some(self.locus_plan(l, pair, req.locus_max[l].min(req.max_mismatches)))
             })
-            .collect();
-        // Loci that drop the most donors first: most donors then fail in the fused pass.
-        plans.sort_by(|a, b| {
-            a.limit
-                .cmp(&b.limit)
-                .then(b.expected.total_cmp(&a.expected))
-                .then(a.locus.cmp(&b.locus))
-        });
-        plans
+            .collect()
     }
 
     fn locus_plan(&self, l: usize, pair: &[Arc<PositionInfo>; 2], limit: u8) -> LocusPlan {
@@ -399,68 +432,125 @@ impl DonorIndex {
                 },
             })
             .collect();
-        let table = mismatch_table(patient.is_some());
-        let genotypes = &self.genotypes[l];
-        let mut mismatches = vec![0u8; genotypes.pairs.len()];
-        const CHUNK: usize = 1 << 14;
-        let (weighted, held, zero) = mismatches
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .map(|(c, out)| {
-                let from = c * CHUNK;
-                let pairs = &genotypes.pairs[from..from + out.len()];
-                let counts = &genotypes.counts[from..from + out.len()];
-                let (mut weighted, mut held, mut zero) = (0u64, 0u64, 0u64);
-                for ((m, &[a, b]), &n) in out.iter_mut().zip(pairs).zip(counts) {
-                    let mm = table[(((codes[a as usize] << 3) | codes[b as usize]) & 63) as usize];
-                    weighted += mm as u64 * n as u64;
-                    held += n as u64;
-                    zero += if mm == 0 { n as u64 } else { 0 };
-                    *m = if mm > limit { OVER } else { mm };
-                }
-                (weighted, held, zero)
-            })
-            .reduce(|| (0, 0, 0), |x, y| (x.0 + y.0, x.1 + y.1, x.2 + y.2));
+        let table = mismatch_table(patient.is_some()).map(|mm| if mm > limit { OVER } else { mm });
         LocusPlan {
             locus: l,
             limit,
-            mismatches,
-            expected: if held == 0 {
+            codes,
+            table,
+            mismatches: Vec::new(),
+            expected: 0.0,
+        }
+    }
+
+    /// For the full scan: every genotype's mismatches, and the loci ordered so that those
+    /// dropping the most donors come first (most donors then fail in the fused pass).
+    fn fill_genotype_mismatches(&self, plans: &mut [LocusPlan]) {
+        plans.par_iter_mut().for_each(|plan| {
+            let genotypes = &self.genotypes[plan.locus];
+            let mut mismatches = vec![0u8; genotypes.pairs.len()];
+            const CHUNK: usize = 1 << 14;
+            let (weighted, held) = mismatches
+                .par_chunks_mut(CHUNK)
+                .enumerate()
+                .map(|(c, out)| {
+                    let from = c * CHUNK;
+                    let pairs = &genotypes.pairs[from..from + out.len()];
+                    let counts = &genotypes.counts[from..from + out.len()];
+                    let (mut weighted, mut held) = (0u64, 0u64);
+                    for ((m, &pair), &n) in out.iter_mut().zip(pairs).zip(counts) {
+                        *m = plan.genotype_mismatches(pair);
+                        // OVER stands for "more than the limit": weigh it as the limit + 1.
+                        weighted += (*m).min(plan.limit + 1) as u64 * n as u64;
+                        held += n as u64;
+                    }
+                    (weighted, held)
+                })
+                .reduce(|| (0, 0), |x, y| (x.0 + y.0, x.1 + y.1));
+            plan.mismatches = mismatches;
+            plan.expected = if held == 0 {
                 0.0
             } else {
                 weighted as f64 / held as f64
-            },
-            zero,
+            };
+        });
+        plans.sort_by(|a, b| {
+            a.limit
+                .cmp(&b.limit)
+                .then(b.expected.total_cmp(&a.expected))
+                .then(a.locus.cmp(&b.locus))
+        });
+    }
+
+    /// The snapshot genotypes of a posted locus without a mismatch against the patient,
+    /// found through the typings that meet the patient (every such genotype holds one).
+    fn zero_genotypes(&self, plan: &LocusPlan, postings: &Postings) -> Vec<u32> {
+        let pairs = &self.genotypes[plan.locus].pairs;
+        let mut zero = Vec::new();
+        for (p, &code) in plan.codes.iter().enumerate() {
+            // Code 0: an expressed typing meeting neither patient position; a genotype
+            // holding two of those has two mismatches.
+            if code == 0 {
+                continue;
+            }
+            for &g in postings.genotypes_of(p) {
+                let pair = pairs[g as usize];
+                // Each genotype once: from its first position with a non-zero code.
+                let first = if plan.codes[pair[0] as usize] != 0 {
+                    pair[0]
+                } else {
+                    pair[1]
+                };
+                if first as usize == p && plan.genotype_mismatches(pair) == 0 {
+                    zero.push(g);
+                }
+            }
         }
+        zero
     }
 
     /// The rows that can qualify, from posting lists, or `None` to scan every row. A donor
     /// within `max_mismatches` = T mismatches has a mismatch at no more than T loci, so
     /// among any T + 1 matched loci it matches fully at one: the candidates are the rows
     /// without a mismatch at one of the T + 1 posted loci where such rows are fewest.
-    fn candidates(&self, req: &SearchRequest, plans: &[LocusPlan]) -> Option<Vec<u32>> {
+    /// Orders `plans` for checking the candidates.
+    fn candidates(&self, req: &SearchRequest, plans: &mut [LocusPlan]) -> Option<Vec<u32>> {
         let postings = self.postings.as_ref()?;
-        let mut posted: Vec<(&LocusPlan, &Postings)> = plans
-            .iter()
-            .filter_map(|p| {
-                let i = POSTED.iter().position(|&l| l == p.locus)?;
-                Some((p, &postings[i]))
-            })
-            .collect();
         let needed = req.max_mismatches as usize + 1;
-        if posted.len() < needed {
+        let posted = plans.iter().filter(|p| POSTED.contains(&p.locus)).count();
+        if posted < needed {
             return None;
         }
-        posted.sort_by_key(|(p, postings)| (p.zero + postings.recent.len() as u64, p.locus));
-        posted.truncate(needed);
-        let rows = self.keys.len();
-        let estimate: u64 = posted
+        // Per posted locus: its zero-mismatch genotypes and the rows they cover.
+        let mut zero: Vec<(usize, &Postings, Vec<u32>, u64)> = plans
             .iter()
-            .map(|(p, postings)| p.zero + postings.recent.len() as u64)
-            .sum();
+            .filter_map(|plan| {
+                let i = POSTED.iter().position(|&l| l == plan.locus)?;
+                let postings = &postings[i];
+                let genotypes = self.zero_genotypes(plan, postings);
+                let rows: u64 = genotypes
+                    .iter()
+                    .map(|&g| postings.rows_of(g as usize).len() as u64)
+                    .sum::<u64>()
+                    + postings.recent.len() as u64;
+                Some((plan.locus, postings, genotypes, rows))
+            })
+            .collect();
+        zero.sort_by_key(|&(locus, _, _, rows)| (rows, locus));
+        zero.truncate(needed);
+        let rows = self.keys.len();
+        let estimate: u64 = zero.iter().map(|z| z.3).sum();
         if estimate as f64 > rows as f64 * self.candidate_share {
             return None;
         }
+        // Check order: tighter limits first, then the posted loci where the fewest rows
+        // match fully (most candidates mismatch there), then the rest.
+        let rank = |locus: usize| {
+            zero.iter()
+                .position(|z| z.0 == locus)
+                .unwrap_or(needed + locus)
+        };
+        plans.sort_by_key(|p| (p.limit, rank(p.locus)));
         let mut marked = vec![0u64; rows.div_ceil(64)];
         let mut mark = |r: u32| {
             if let Some(w) = marked.get_mut(r as usize / 64) {
@@ -469,9 +559,9 @@ impl DonorIndex {
         };
         // Snapshot entries whose row has since changed genotype are stale; they are
         // checked like any other candidate and fail there.
-        for (plan, postings) in &posted {
-            for (g, _) in plan.mismatches.iter().enumerate().filter(|(_, m)| **m == 0) {
-                postings.rows_of(g).iter().for_each(|&r| mark(r));
+        for (_, postings, genotypes, _) in &zero {
+            for &g in genotypes {
+                postings.rows_of(g as usize).iter().for_each(|&r| mark(r));
             }
             postings.recent.iter().for_each(|&r| mark(r));
         }
@@ -487,7 +577,7 @@ impl DonorIndex {
     }
 
     /// Rows that pass the filters and mismatch limits, with their totals.
-    fn scan(&self, req: &SearchRequest, plans: &[LocusPlan]) -> Vec<(Row, u8)> {
+    fn scan(&self, req: &SearchRequest, plans: &mut [LocusPlan]) -> Vec<(Row, u8)> {
         let status_mask: u8 = req
             .statuses
             .iter()
@@ -556,23 +646,36 @@ impl DonorIndex {
                 if status_mask & (1 << (flag_status(self.flags[r]) as u8)) != 0 {
                     continue;
                 }
-                also.extend(scan_rows(&self.columns, plans, &filters, r..r + 1));
+                also.extend(check_rows(
+                    &self.columns,
+                    &self.genotypes,
+                    plans,
+                    &filters,
+                    &[row],
+                ));
             }
         }
         let rows = self.keys.len();
         const CHUNK: usize = 1 << 13;
         let chunks: Vec<Vec<(Row, u8)>> = match self.candidates(req, plans) {
-            Some(candidates) => candidates
-                .par_chunks(CHUNK)
-                .map(|chunk| check_rows(&self.columns, plans, &filters, chunk))
-                .collect(),
-            None => (0..rows.div_ceil(CHUNK))
-                .into_par_iter()
-                .map(|chunk| {
-                    let range = chunk * CHUNK..((chunk + 1) * CHUNK).min(rows);
-                    scan_rows(&self.columns, plans, &filters, range)
-                })
-                .collect(),
+            Some(candidates) => {
+                let plans = &*plans;
+                candidates
+                    .par_chunks(CHUNK)
+                    .map(|chunk| check_rows(&self.columns, &self.genotypes, plans, &filters, chunk))
+                    .collect()
+            }
+            None => {
+                self.fill_genotype_mismatches(plans);
+                let plans = &*plans;
+                (0..rows.div_ceil(CHUNK))
+                    .into_par_iter()
+                    .map(|chunk| {
+                        let range = chunk * CHUNK..((chunk + 1) * CHUNK).min(rows);
+                        scan_rows(&self.columns, plans, &filters, range)
+                    })
+                    .collect()
+            }
         };
         let mut rows = chunks.concat();
         rows.extend(also);
@@ -582,22 +685,29 @@ impl DonorIndex {
     /// Run a search. Results are ranked by the request's policy, ties broken on donor key.
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResult, String> {
         req.validate()?;
-        let plans = self.plan(req);
+        let mut plans = self.plan(req);
         let distinct_typings_compared = plans
             .iter()
             .map(|p| self.positions[p.locus].infos.len() - 1)
             .sum();
-        let qualifying = self.scan(req, &plans);
+        let qualifying = self.scan(req, &mut plans);
 
-        // Score each distinct genotype among the qualifying donors once per locus, then
-        // each donor from those, with only what ranking needs.
-        let scores = self.genotype_scores(req, &qualifying);
-        let hits: Vec<SearchHit> = qualifying
-            .par_iter()
-            .filter_map(|&(row, total)| self.score_hit(req, row, total, &scores))
+        // Cord units with more than 2 mismatches at the 6/6 loci are not offered (§8).
+        let offered: Vec<(Row, u8)> = qualifying
+            .into_par_iter()
+            .filter(|&(row, _)| {
+                !flag_cord(self.flags[row as usize]) || self.cord_mismatches(req, row) <= 2
+            })
             .collect();
-        let mut hits = hits;
-        let total = hits.len();
+        let total = offered.len();
+        let scored = self.to_score(req, offered);
+        // Score each distinct genotype among those donors once per locus, then each donor
+        // from those, with only what ranking needs.
+        let scores = self.genotype_scores(req, &scored);
+        let mut hits: Vec<SearchHit> = scored
+            .par_iter()
+            .map(|&(row, total)| self.score_hit(req, row, total, &scores))
+            .collect();
         let policy = req.policy.clone();
         let order =
             |a: &SearchHit, b: &SearchHit| policy.compare(a, b, req).then(a.key.cmp(&b.key));
@@ -671,31 +781,57 @@ impl DonorIndex {
         std::array::from_fn(|_| per_locus.next().unwrap_or_default())
     }
 
+    /// The offered donors the ranking can return: all of them, or, when the policy ranks by
+    /// total mismatches first, those of the lowest totals that fill the limit (the rest
+    /// can only rank below them).
+    fn to_score(&self, req: &SearchRequest, offered: Vec<(Row, u8)>) -> Vec<(Row, u8)> {
+        if req.limit == 0 {
+            return Vec::new();
+        }
+        if offered.len() <= req.limit || !req.policy.ranks_by_total_first() {
+            return offered;
+        }
+        let mut per_total = [0usize; 256];
+        for &(_, t) in &offered {
+            per_total[t as usize] += 1;
+        }
+        let mut held = 0;
+        let cut = per_total
+            .iter()
+            .position(|&n| {
+                held += n;
+                held >= req.limit
+            })
+            .unwrap_or(255) as u8;
+        offered.into_iter().filter(|&(_, t)| t <= cut).collect()
+    }
+
+    /// Mismatches of a cord unit at the 6/6 loci (rules §8).
+    fn cord_mismatches(&self, req: &SearchRequest, row: Row) -> u8 {
+        PairScore::cord_mismatches(&req.patient, &self.subject(row))
+    }
+
     fn score_hit(
         &self,
         req: &SearchRequest,
         row: Row,
         total: u8,
         scores: &GenotypeScores,
-    ) -> Option<SearchHit> {
+    ) -> SearchHit {
         let r = row as usize;
         let loci: [LocusScore; 6] = std::array::from_fn(|l| scores[l][&self.columns[l].get(r)]);
         let score = PairScore { loci };
         debug_assert_eq!(score.total(&req.loci), total, "scan and scorer disagree");
         let facts = self.rank_facts(row);
-        let cord = if facts.donor_type == DonorType::Cord {
-            let mismatches = PairScore::cord_mismatches(&req.patient, &self.subject(row));
-            // Cord units with more than 2 mismatches at the 6/6 loci are not offered (§8).
-            if mismatches > 2 {
-                return None;
-            }
+        let cord = (facts.donor_type == DonorType::Cord).then(|| {
+            let mismatches = self.cord_mismatches(req, row);
             let cells = self.cords.get(&row).copied();
             let per_kg = |v: f32| req.patient_weight_kg.map(|w| v / w);
             let (tnc, cd34) = (
                 cells.and_then(|c| per_kg(c.tnc_e7)),
                 cells.and_then(|c| per_kg(c.cd34_e5)),
             );
-            Some(CordResult {
+            CordResult {
                 mismatches,
                 grade: format!("{}/6", 6u8.saturating_sub(mismatches)),
                 tnc_e7_per_kg: tnc,
@@ -704,11 +840,9 @@ impl DonorIndex {
                     (None, None) => None,
                     (t, c) => Some(t.is_some_and(|t| t >= 2.5) || c.is_some_and(|c| c >= 1.5)),
                 },
-            })
-        } else {
-            None
-        };
-        Some(SearchHit {
+            }
+        });
+        SearchHit {
             rank: 0,
             row,
             key: self.key(row),
@@ -719,7 +853,7 @@ impl DonorIndex {
             cord,
             attributes: DonorAttributes::default(),
             probability: None,
-        })
+        }
     }
 
     /// Bytes the scan reads per donor (position columns of the matched loci and the
@@ -736,7 +870,8 @@ impl DonorIndex {
         let mut req = SearchRequest::new(patient.clone(), 5);
         req.loci = Locus::ALL.to_vec();
         // Limits of 2 everywhere: the counts themselves, never `OVER`.
-        let plans = self.plan(&req);
+        let mut plans = self.plan(&req);
+        self.fill_genotype_mismatches(&mut plans);
         let rows = self.keys.len();
         (0..rows)
             .into_par_iter()

@@ -543,6 +543,23 @@ mod properties {
         input
     }
 
+    /// The default order without its "total first" hint: the search scores every donor.
+    struct ScoresEveryone;
+
+    impl matching::RankingPolicy for ScoresEveryone {
+        fn name(&self) -> &str {
+            "scores-everyone"
+        }
+        fn compare(
+            &self,
+            a: &matching::SearchHit,
+            b: &matching::SearchHit,
+            req: &SearchRequest,
+        ) -> std::cmp::Ordering {
+            matching::DefaultPolicy.compare(a, b, req)
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -557,6 +574,7 @@ mod properties {
             postings_after in prop::option::of(0usize..120),
             rewrites in prop::collection::vec((0usize..120, cells()), 0..8),
             removals in prop::collection::vec(0usize..120, 0..4),
+            limit in 1usize..24,
         ) {
             let mut index = DonorIndex::new(expander());
             // Posting lists (when built) always prune, whatever their share of rows.
@@ -604,6 +622,17 @@ mod properties {
             let mut got: Vec<(u32, u8, PairScore)> = result.hits.iter().map(|h| (h.key, h.total, h.score)).collect();
             got.sort_by_key(|g| g.0);
             prop_assert_eq!(got, expected);
+            // A limited request: scoring only the lowest totals that fill the limit (the
+            // default policy ranks by total first) returns what scoring everyone would.
+            req.limit = limit;
+            let cut = index.search(&req).unwrap();
+            req.policy = Arc::new(ScoresEveryone);
+            let full = index.search(&req).unwrap();
+            prop_assert_eq!(cut.total, full.total);
+            let ranked = |r: &matching::SearchResult| -> Vec<(usize, u32, u8)> {
+                r.hits.iter().map(|h| (h.rank, h.key, h.total)).collect()
+            };
+            prop_assert_eq!(ranked(&cut), ranked(&full));
             // Batch counts agree with pairwise scoring too.
             for (row, counts) in index.mismatch_counts(&patient_subject) {
                 let s = PairScore::compute(&patient_subject, &index.subject(row));
