@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_extra_json::ApiJson;
-use matching::{Abo, Cmv, DonorType, Locus, SearchRequest, Sex, Status, SubjectBuilder};
+use matching::{Abo, Cmv, DonorType, Locus, SearchRequest, Sex, Status};
 use registry::{ConsentInput, Donor, Identity, NewDonor, StatusChange, TypingInput};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -929,17 +929,8 @@ impl SearchRun {
 /// Run a search's criteria against the live index, RS donors of this patient included.
 async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
     let patient = state.registry.patient(criteria.patient_id).await?;
-    let expander = state.registry.expander().clone();
-    let subject = SubjectBuilder::new(expander)
-        .from_gl(&patient.gl)
-        .map_err(|e| {
-            ApiError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "patient.gl",
-                e.to_string(),
-            )
-        })?;
-    let mut req = SearchRequest::new(subject, criteria.max_mismatches);
+    // The subject is built under the index lock, sharing the index's expanded typings.
+    let mut req = SearchRequest::new(Default::default(), criteria.max_mismatches);
     req.today = (state.today)();
     if let Some(loci) = &criteria.loci {
         req.loci = loci
@@ -972,12 +963,20 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
     let started = std::time::Instant::now();
     let (result, loci) = tokio::task::spawn_blocking(move || {
         let index = index.read().expect("index lock");
-        (index.search(&req), req.loci.clone())
+        req.patient = index.subject_from_gl(&patient.gl).map_err(|e| {
+            ApiError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "patient.gl",
+                e.to_string(),
+            )
+        })?;
+        let result = index
+            .search(&req)
+            .map_err(|e| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "criteria", e))?;
+        Ok::<_, ApiError>((result, req.loci))
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let result =
-        result.map_err(|e| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "criteria", e))?;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     let hits = result
         .hits
         .iter()

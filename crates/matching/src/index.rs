@@ -413,6 +413,23 @@ impl DonorIndex {
         Ok(id)
     }
 
+    /// A patient's subject from a GL string, sharing the index's typing where it holds the
+    /// same text (a patient typed like some donor costs no expansion); other typings are
+    /// built for this subject alone.
+    pub fn subject_from_gl(&self, gl: &str) -> Result<Subject, TypingError> {
+        let gl = hla::GlString::parse(gl)?;
+        let typings = hla::locus_typings(&gl)?;
+        crate::subject::subject_from(&self.expander, &typings, |locus, list| {
+            let table = &self.positions[locus.index()];
+            match table.by_text.get(list.to_string().as_str()) {
+                Some(&id) => Ok(table.infos[id as usize]
+                    .clone()
+                    .expect("an interned typing has its info")),
+                None => Ok(Arc::new(PositionInfo::new(&self.expander, list)?)),
+            }
+        })
+    }
+
     pub fn position_info(&self, locus: Locus, id: u32) -> Option<&Arc<PositionInfo>> {
         self.positions[locus.index()]
             .infos

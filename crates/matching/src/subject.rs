@@ -43,21 +43,8 @@ impl SubjectBuilder {
     /// The six loci of a subject from its locus typings. Loci outside the six (DRB3/4/5,
     /// DQA1, DPA1…) are validated but not scored.
     pub fn subject(&mut self, typings: &[LocusTyping]) -> Result<Subject, TypingError> {
-        let mut subject: Subject = Default::default();
-        for t in typings {
-            match Locus::from_name(&t.locus) {
-                Some(locus) => {
-                    let a = self.position(locus, &t.positions[0])?;
-                    let b = self.position(locus, &t.positions[1])?;
-                    subject[locus.index()] = Some([a, b]);
-                }
-                None => {
-                    self.expander.expand_list(&t.positions[0])?;
-                    self.expander.expand_list(&t.positions[1])?;
-                }
-            }
-        }
-        Ok(subject)
+        let expander = self.expander.clone();
+        subject_from(&expander, typings, |locus, list| self.position(locus, list))
     }
 
     /// Parse and build a subject from a GL string.
@@ -65,4 +52,28 @@ impl SubjectBuilder {
         let gl = hla::GlString::parse(gl)?;
         self.subject(&hla::locus_typings(&gl)?)
     }
+}
+
+/// A subject from locus typings, each position from `position`; the loci outside the six
+/// are expanded (validated) only.
+pub(crate) fn subject_from(
+    expander: &Expander,
+    typings: &[LocusTyping],
+    mut position: impl FnMut(Locus, &AlleleList) -> Result<Arc<PositionInfo>, TypingError>,
+) -> Result<Subject, TypingError> {
+    let mut subject: Subject = Default::default();
+    for t in typings {
+        match Locus::from_name(&t.locus) {
+            Some(locus) => {
+                let a = position(locus, &t.positions[0])?;
+                let b = position(locus, &t.positions[1])?;
+                subject[locus.index()] = Some([a, b]);
+            }
+            None => {
+                expander.expand_list(&t.positions[0])?;
+                expander.expand_list(&t.positions[1])?;
+            }
+        }
+    }
+    Ok(subject)
 }
