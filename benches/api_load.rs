@@ -13,12 +13,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hla::{Expander, MacDictionary, Release};
-use matching::DonorIndex;
 use registry::import::ImportOptions;
 use registry::{Actor, Registry, RegistryConfig};
 use serde_json::{Value, json};
@@ -194,12 +193,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
         .await
         .unwrap();
     let reg = Arc::new(reg);
-    let state = api::AppState {
-        index: Arc::new(RwLock::new(DonorIndex::new(expander.clone()))),
-        registry: reg.clone(),
-        ready: Arc::new(AtomicBool::new(false)),
-        today: Arc::new(move || today),
-    };
+    let state = api::AppState::new(reg.clone(), Arc::new(move || today));
     let t = Instant::now();
     let indexed = state.load_index().await.expect("index");
     println!(
@@ -213,6 +207,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
         stopped.await.ok();
     }));
 
+    let cpu_before = process_cpu_seconds();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let errors = Arc::new(AtomicUsize::new(0));
     let violations = Arc::new(AtomicUsize::new(0));
@@ -319,6 +314,9 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
         t.await.unwrap();
     }
     let (enrolled, withdrawals) = writer.await.unwrap();
+    let cpu = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     stop.send(()).ok();
     server.await.unwrap().unwrap();
     // Lost writes: every enrolment that returned is there, every withdrawal de-listed.
@@ -351,6 +349,14 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
         percentile(&l, 0.99),
         l.last().copied().unwrap_or(f64::NAN)
     );
+    if let Some(cpu) = cpu {
+        println!(
+            "CPU {:.1} s of {:.0} core-seconds: {:.2} ms per search (server and clients, one process)",
+            cpu,
+            secs * std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+            cpu * 1e3 / l.len().max(1) as f64
+        );
+    }
     println!(
         "{} enrolments, {withdrawals} withdrawals; errors {}, lost writes {lost}, withdrawn donors found after withdrawal {}",
         enrolled.len(),
@@ -366,6 +372,17 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
                 .await;
         }
     }
+}
+
+/// User + system CPU time of this process so far (Linux `/proc/self/stat`, clock ticks at
+/// the usual 100 Hz), or `None` where that file is not there.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Today as days since 1900-01-01.

@@ -3,14 +3,12 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use hla::Expander;
-use matching::DonorIndex;
 use registry::Registry;
 use registry::import::ImportOptions;
 
@@ -66,12 +64,7 @@ pub struct DemoArgs {
 
 async fn state_for(reg: Registry) -> Result<api::AppState> {
     let reg = Arc::new(reg);
-    let state = api::AppState {
-        index: Arc::new(RwLock::new(DonorIndex::new(reg.expander().clone()))),
-        registry: reg,
-        ready: Arc::new(AtomicBool::new(false)),
-        today: Arc::new(crate::cmd_match::today),
-    };
+    let state = api::AppState::new(reg, Arc::new(crate::cmd_match::today));
     Ok(state)
 }
 

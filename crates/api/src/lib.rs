@@ -42,9 +42,99 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Today as days since 1900-01-01 (the registry's date arithmetic).
     pub today: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Where searches run: one at a time per core, the rest waiting their turn.
+    pub search_slots: Arc<SearchSlots>,
+}
+
+/// Searches run one per core, each on a single-thread pool of its own, and the rest wait
+/// their turn in arrival order. A search that has a core to itself finishes in its own
+/// time and keeps that core's caches; many sharing the cores would all finish late.
+pub struct SearchSlots {
+    turns: tokio::sync::Semaphore,
+    pools: Vec<Arc<rayon::ThreadPool>>,
+    free: std::sync::Mutex<Vec<usize>>,
+}
+
+/// A pool lent to one search, returned when dropped (also if the search panicked).
+struct Lease<'a> {
+    slots: &'a SearchSlots,
+    pool: usize,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.slots
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.pool);
+    }
+}
+
+impl SearchSlots {
+    /// `cores` single-thread pools.
+    pub fn new(cores: usize) -> SearchSlots {
+        let cores = cores.max(1);
+        let pools = (0..cores)
+            .map(|i| {
+                Arc::new(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(1)
+                        .thread_name(move |_| format!("boai-search-{i}"))
+                        .build()
+                        .expect("a search thread"),
+                )
+            })
+            .collect();
+        SearchSlots {
+            turns: tokio::sync::Semaphore::new(cores),
+            pools,
+            free: std::sync::Mutex::new((0..cores).collect()),
+        }
+    }
+
+    /// Run `work` on a core of its own once it is this caller's turn.
+    pub async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        // The semaphore is never closed.
+        let _turn = self
+            .turns
+            .acquire()
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        let pool = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .expect("a free pool for every turn");
+        let lease = Lease { slots: self, pool };
+        let on = self.pools[lease.pool].clone();
+        // The caller blocks a blocking-pool thread (holding any locks `work` takes) while
+        // the search runs on its single-thread pool.
+        let out = tokio::task::spawn_blocking(move || on.install(work))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        drop(lease);
+        Ok(out)
+    }
 }
 
 impl AppState {
+    /// A server over `registry` with an empty index (`load_index` fills it).
+    pub fn new(registry: Arc<Registry>, today: Arc<dyn Fn() -> i64 + Send + Sync>) -> AppState {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        AppState {
+            index: Arc::new(RwLock::new(DonorIndex::new(registry.expander().clone()))),
+            registry,
+            ready: Arc::new(AtomicBool::new(false)),
+            today,
+            search_slots: Arc::new(SearchSlots::new(cores)),
+        }
+    }
+
     /// Load the index from the registry; `/readyz` answers 200 afterwards.
     pub async fn load_index(&self) -> Result<usize, registry::RegistryError> {
         let mut fresh = DonorIndex::new(self.registry.expander().clone());

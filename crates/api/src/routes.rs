@@ -961,22 +961,23 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
         .map_err(|e| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "criteria", e))?;
     let index = state.index.clone();
     let started = std::time::Instant::now();
-    let (result, loci) = tokio::task::spawn_blocking(move || {
-        let index = index.read().expect("index lock");
-        req.patient = index.subject_from_gl(&patient.gl).map_err(|e| {
-            ApiError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "patient.gl",
-                e.to_string(),
-            )
-        })?;
-        let result = index
-            .search(&req)
-            .map_err(|e| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "criteria", e))?;
-        Ok::<_, ApiError>((result, req.loci))
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let (result, loci) = state
+        .search_slots
+        .run(move || {
+            let index = index.read().expect("index lock");
+            req.patient = index.subject_from_gl(&patient.gl).map_err(|e| {
+                ApiError::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "patient.gl",
+                    e.to_string(),
+                )
+            })?;
+            let result = index
+                .search(&req)
+                .map_err(|e| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "criteria", e))?;
+            Ok::<_, ApiError>((result, req.loci))
+        })
+        .await??;
     let hits = result
         .hits
         .iter()

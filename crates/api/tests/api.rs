@@ -82,12 +82,7 @@ async fn registries(name: &str) -> Vec<(String, Registry, Option<tempfile::TempD
 /// The real server on a loopback port; returns its address and a handle that stops it.
 async fn start(reg: Registry) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, Arc<Registry>) {
     let reg = Arc::new(reg);
-    let state = api::AppState {
-        index: Arc::new(RwLock::new(DonorIndex::new(expander()))),
-        registry: reg.clone(),
-        ready: Arc::new(AtomicBool::new(false)),
-        today: Arc::new(today),
-    };
+    let state = api::AppState::new(reg.clone(), Arc::new(today));
     state.load_index().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
