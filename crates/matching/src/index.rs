@@ -238,6 +238,11 @@ impl Postings {
         }
     }
 
+    /// Genotypes interned when the snapshot was taken.
+    pub(crate) fn genotypes(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
     /// Snapshot genotypes holding position typing `p` (none for a typing interned since).
     pub(crate) fn genotypes_of(&self, p: usize) -> &[u32] {
         match (

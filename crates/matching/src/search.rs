@@ -186,8 +186,9 @@ struct LocusPlan {
     /// Mismatches of a genotype by its two codes (`codes[a] << 3 | codes[b]`), `OVER` past
     /// the limit.
     table: [u8; 64],
-    /// Per genotype id: its mismatches or `OVER`, filled only when every row is scanned
-    /// (a pruned search looks up the few genotypes its candidates hold instead).
+    /// Per genotype id: its mismatches or `OVER`. Every genotype when every row is scanned;
+    /// in a pruned search, the posted loci's snapshot genotypes (found on the way to the
+    /// zero-mismatch ones), the others derived from their pair of typings when looked up.
     mismatches: Vec<u8>,
     /// Mean mismatches per donor at this locus (for the full scan's evaluation order).
     expected: f64,
@@ -358,6 +359,22 @@ fn check_rows(
         .collect()
 }
 
+/// How far ahead `check_pass` prefetches.
+const PREFETCH_AHEAD: usize = 16;
+
+/// A hint to load the cache line holding `at` (never faults, whatever the address).
+#[inline(always)]
+fn prefetch<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is only a hint; it does not dereference `at` and cannot fault.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
 /// One locus over `rows`: adds its mismatches to `totals` and keeps (in place, in order)
 /// the rows still within `max_total`; returns how many.
 fn check_pass<G: Copy + Into<u32>>(
@@ -370,9 +387,20 @@ fn check_pass<G: Copy + Into<u32>>(
 ) -> usize {
     let mut m = 0;
     for k in 0..rows.len() {
+        // Candidates are scattered over the column: ask for one a few rows ahead so its
+        // cache miss overlaps this one's work.
+        if let Some(&ahead) = rows.get(k + PREFETCH_AHEAD) {
+            prefetch(column.as_ptr().wrapping_add(ahead as usize));
+        }
         let r = rows[k];
         let g: u32 = column[r as usize].into();
-        let t = totals[k] + plan.genotype_mismatches(pairs[g as usize]);
+        // Genotypes the plan has tabulated are looked up; the rest are derived from their
+        // pair of typings.
+        let mm = match plan.mismatches.get(g as usize) {
+            Some(&mm) => mm,
+            None => plan.genotype_mismatches(pairs[g as usize]),
+        };
+        let t = totals[k] + mm;
         rows[m] = r;
         totals[m] = t;
         m += usize::from(t <= max_total);
@@ -483,10 +511,13 @@ impl DonorIndex {
     }
 
     /// The snapshot genotypes of a posted locus without a mismatch against the patient,
-    /// found through the typings that meet the patient (every such genotype holds one).
-    fn zero_genotypes(&self, plan: &LocusPlan, postings: &Postings) -> Vec<u32> {
+    /// found through the typings that meet the patient (every such genotype holds one),
+    /// and on the way every snapshot genotype's mismatches: those holding no typing with a
+    /// non-zero code all count as a pair of code 0.
+    fn zero_genotypes(&self, plan: &LocusPlan, postings: &Postings) -> (Vec<u32>, Vec<u8>) {
         let pairs = &self.genotypes[plan.locus].pairs;
         let mut zero = Vec::new();
+        let mut mismatches = vec![plan.table[0]; postings.genotypes()];
         for (p, &code) in plan.codes.iter().enumerate() {
             // Code 0: an expressed typing meeting neither patient position; a genotype
             // holding two of those has two mismatches.
@@ -501,12 +532,17 @@ impl DonorIndex {
                 } else {
                     pair[1]
                 };
-                if first as usize == p && plan.genotype_mismatches(pair) == 0 {
+                if first as usize != p {
+                    continue;
+                }
+                let m = plan.genotype_mismatches(pair);
+                mismatches[g as usize] = m;
+                if m == 0 {
                     zero.push(g);
                 }
             }
         }
-        zero
+        (zero, mismatches)
     }
 
     /// The rows that can qualify, from posting lists, or `None` to scan every row. A donor
@@ -523,11 +559,13 @@ impl DonorIndex {
         }
         // Per posted locus: its zero-mismatch genotypes and the rows they cover.
         let mut zero: Vec<(usize, &Postings, Vec<u32>, u64)> = plans
-            .iter()
+            .iter_mut()
             .filter_map(|plan| {
                 let i = POSTED.iter().position(|&l| l == plan.locus)?;
                 let postings = &postings[i];
-                let genotypes = self.zero_genotypes(plan, postings);
+                let (genotypes, mismatches) = self.zero_genotypes(plan, postings);
+                // The snapshot genotypes' mismatches, looked up by the check.
+                plan.mismatches = mismatches;
                 let rows: u64 = genotypes
                     .iter()
                     .map(|&g| postings.rows_of(g as usize).len() as u64)
