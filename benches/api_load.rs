@@ -69,7 +69,14 @@ fn shared(relative: &str) -> PathBuf {
         .join(relative)
 }
 
-async fn call(addr: SocketAddr, method: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
+/// One request on a fresh connection: the status and the body as text.
+async fn call_text(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -85,7 +92,23 @@ async fn call(addr: SocketAddr, method: &str, path: &str, token: &str, body: &st
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    (status, body.to_string())
+}
+
+async fn call(addr: SocketAddr, method: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
+    let (status, body) = call_text(addr, method, path, token, body).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// What a client reads of a search page: the donors found (the rest is skipped unread).
+#[derive(serde::Deserialize)]
+struct FoundDonors {
+    hits: Vec<FoundDonor>,
+}
+
+#[derive(serde::Deserialize)]
+struct FoundDonor {
+    donor_id: i64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -245,7 +268,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
                     .map(|(id, _)| *id)
                     .collect();
                 let (status, result) =
-                    call(addr, "POST", "/v1/searches", &coordinator, &body).await;
+                    call_text(addr, "POST", "/v1/searches", &coordinator, &body).await;
                 latencies
                     .lock()
                     .unwrap()
@@ -255,11 +278,18 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
                     eprintln!("search: {status} {result}");
                     continue;
                 }
-                let hits = result["hits"].as_array().cloned().unwrap_or_default();
-                for h in hits {
-                    if gone_before.contains(&h["donor_id"].as_i64().unwrap_or(-1)) {
+                let found: FoundDonors = match serde_json::from_str(&result) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("search page does not read: {e}");
+                        continue;
+                    }
+                };
+                for h in found.hits {
+                    if gone_before.contains(&h.donor_id) {
                         violations.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("withdrawn donor {} found", h["donor_id"]);
+                        eprintln!("withdrawn donor {} found", h.donor_id);
                     }
                 }
             }
