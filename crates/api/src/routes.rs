@@ -1,8 +1,11 @@
 //! The routes. Each handler checks the caller's role (and station) before touching data,
 //! maps registry errors to problem responses, and refreshes the index after donor writes.
 
+use std::borrow::Cow;
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use axum_extra_json::ApiJson;
@@ -856,7 +859,8 @@ pub struct LocusDetail {
     pub gvh: u8,
     pub hvg: u8,
     pub typed: bool,
-    pub grades: [String; 2],
+    #[schema(value_type = [String; 2])]
+    pub grades: [Cow<'static, str>; 2],
     pub antigen_mismatches: u8,
     pub allele_mismatches: u8,
 }
@@ -868,10 +872,12 @@ pub struct SearchHitOut {
     pub donor_id: u64,
     pub mismatches: u8,
     pub grade: String,
-    pub donor_type: String,
+    #[schema(value_type = String)]
+    pub donor_type: Cow<'static, str>,
     pub age: Option<u32>,
     /// Per matched locus, by name.
-    pub loci: std::collections::BTreeMap<String, LocusDetail>,
+    #[schema(value_type = std::collections::BTreeMap<String, LocusDetail>)]
+    pub loci: std::collections::BTreeMap<Cow<'static, str>, LocusDetail>,
 }
 
 /// A search run as stored: every donor that qualified (`total`), the first `keep` ranked.
@@ -986,7 +992,7 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
             donor_id: h.key as u64,
             mismatches: h.total,
             grade: h.grade(&loci),
-            donor_type: h.attributes.donor_type.code().to_string(),
+            donor_type: Cow::Borrowed(h.attributes.donor_type.code()),
             age: h.age,
             loci: loci
                 .iter()
@@ -997,11 +1003,11 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
                         gvh: s.gvh,
                         hvg: s.hvg,
                         typed: s.typed,
-                        grades: s.grades.map(|g| g.code().to_string()),
+                        grades: s.grades.map(|g| Cow::Borrowed(g.code())),
                         antigen_mismatches: s.antigen_mismatches,
                         allele_mismatches: s.allele_mismatches,
                     };
-                    (l.name().to_string(), detail)
+                    (Cow::Borrowed(l.name()), detail)
                 })
                 .collect(),
         })
@@ -1029,7 +1035,7 @@ pub async fn create_search(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(criteria): ApiJson<SearchIn>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<axum::response::Response> {
     caller.require(&[Role::Coordinator])?;
     let criteria = criteria?;
     if criteria.max_mismatches > 5 {
@@ -1047,8 +1053,8 @@ pub async fn create_search(
         .registry
         .open_search_with_run(criteria.patient_id, &text, &run_text, &actor)
         .await?;
-    let body = serde_json::to_value(result.page(Some(id), 0, 20)).expect("page serialise");
-    Ok((StatusCode::CREATED, Json(body)))
+    // Written straight from the run (no intermediate JSON tree).
+    Ok((StatusCode::CREATED, Json(result.page(Some(id), 0, 20))).into_response())
 }
 
 /// A search's criteria and state (coordinator).
@@ -1073,15 +1079,12 @@ pub async fn search_results(
     caller: Caller,
     id: Path<i64>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     caller.require(&[Role::Coordinator])?;
     let Query(q) = query?;
     let s = state.registry.search_record(path_id(id)).await?;
     let result = SearchRun::stored(s.id, s.last_result.as_deref())?;
-    Ok(Json(
-        serde_json::to_value(result.page(None, q.offset, q.limit.unwrap_or(20)))
-            .expect("page serialise"),
-    ))
+    Ok(Json(result.page(None, q.offset, q.limit.unwrap_or(20))).into_response())
 }
 
 /// Re-run a search against today's registry; returns what changed since the last run: new
