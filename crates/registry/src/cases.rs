@@ -93,7 +93,7 @@ impl Registry {
                 "must be between 0 and 500",
             ));
         }
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO patients (external_id, gl, release, birth_date, sex, abo, cmv, weight_kg, diagnosis, transplant_centre, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
@@ -152,7 +152,7 @@ impl Registry {
     ) -> Result<i64> {
         serde_json::from_str::<serde_json::Value>(criteria)
             .map_err(|e| RegistryError::invalid("criteria", e.to_string()))?;
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let now = now_text();
         let id: i64 = sqlx::query_scalar("INSERT INTO searches (patient_id, criteria, created_at, updated_at, last_run_at, last_result) VALUES ($1, $2, $3, $3, $4, $5) RETURNING id")
             .bind(patient_id)
@@ -207,7 +207,7 @@ impl Registry {
                 ),
             ));
         }
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let current: String = sqlx::query_scalar("SELECT state FROM searches WHERE id = $1")
             .bind(search_id)
             .fetch_optional(&mut *tx)
@@ -285,7 +285,7 @@ impl Registry {
         }
         let expires = (kind == "reservation")
             .then(|| format_day((today + self.config.reservation_days as i64) as u16));
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let id: i64 = sqlx::query_scalar("INSERT INTO requests (patient_id, donor_id, kind, opened_at, expires_on) VALUES ($1, $2, $3, $4, $5) RETURNING id")
             .bind(patient_id)
             .bind(donor_id)
@@ -331,7 +331,7 @@ impl Registry {
                 "done, cancelled or refused",
             ));
         }
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let row = sqlx::query("SELECT donor_id, kind, state FROM requests WHERE id = $1")
             .bind(request_id)
             .fetch_optional(&mut *tx)
@@ -403,7 +403,7 @@ impl Registry {
             ));
         }
         date("on_date", on_date)?;
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let kind: Option<String> =
             sqlx::query_scalar("SELECT kind FROM requests WHERE id = $1 AND state = 'open'")
                 .bind(request_id)
@@ -454,7 +454,7 @@ impl Registry {
             ));
         }
         let day = date("donated_on", donated_on)?;
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
         let previous: Vec<String> = sqlx::query_scalar("SELECT donated_on FROM donations WHERE donor_id = $1 AND product = $2 ORDER BY donated_on")
             .bind(donor_id)
@@ -580,7 +580,7 @@ impl Registry {
                 "a done follow-up records its outcome",
             ));
         }
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let n = sqlx::query("UPDATE followups SET state = $1, done_on = $2, outcome = $3, adverse_event = $4 WHERE id = $5 AND state = 'due'")
             .bind(state)
             .bind(on)
@@ -647,7 +647,7 @@ impl Registry {
                 "name and national id are required",
             ));
         }
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO organ_registrations (family_name, given_name, national_id, birth_date, organs, tissues, whole_body, registered_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -686,7 +686,7 @@ impl Registry {
     ) -> Result<()> {
         check_choice(organs, &ORGANS, "organs")?;
         check_choice(tissues, &TISSUES, "tissues")?;
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let n = sqlx::query("UPDATE organ_registrations SET organs = $1, tissues = $2, whole_body = $3, changed_at = $4 WHERE id = $5 AND state = 'active'")
             .bind(organs.join(","))
             .bind(tissues.join(","))
@@ -716,7 +716,7 @@ impl Registry {
 
     /// Revoke a registration: final for that registration.
     pub async fn revoke_organ_donation(&self, id: i64, actor: &Actor) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let n = sqlx::query("UPDATE organ_registrations SET state = 'revoked', revoked_at = $1 WHERE id = $2 AND state = 'active'")
             .bind(now_text())
             .bind(id)
@@ -765,7 +765,7 @@ impl Registry {
                 "every donation case has a Red Cross witness",
             ));
         }
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         if let Some(r) = registration_id {
             let state: Option<String> =
                 sqlx::query_scalar("SELECT state FROM organ_registrations WHERE id = $1")
@@ -919,7 +919,7 @@ impl Registry {
         result: &str,
         actor: &Actor,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let n = sqlx::query(
             "UPDATE searches SET last_run_at = $1, last_result = $2, updated_at = $1 WHERE id = $3",
         )
@@ -1126,7 +1126,7 @@ impl Registry {
             parse_birth_date(d).map_err(|r| RegistryError::invalid("cmv_date", r))?;
         }
         let mut fields: Vec<&str> = Vec::new();
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
         let attributes: [(&str, Option<String>); 6] = [
             ("sex", update.sex.map(|s| s.code().to_string())),

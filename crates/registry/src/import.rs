@@ -760,7 +760,10 @@ impl Registry {
     async fn begin_import(&self, pg: Option<&sqlx::PgPool>) -> Result<ImportTx> {
         Ok(match pg {
             Some(pool) => ImportTx::Postgres(pool.begin().await?),
-            None => ImportTx::Sqlite(self.begin().await?),
+            None => {
+                let (turn, tx) = self.begin().await?;
+                ImportTx::Sqlite(tx, turn)
+            }
         })
     }
 
@@ -772,7 +775,7 @@ impl Registry {
         ctx: &BatchContext<'_>,
     ) -> Result<StoredBatch> {
         match tx {
-            ImportTx::Sqlite(tx) => self.store_batch_sqlite(tx, rows, ctx).await,
+            ImportTx::Sqlite(tx, _) => self.store_batch_sqlite(tx, rows, ctx).await,
             ImportTx::Postgres(tx) => self.store_batch_pg(tx, rows, ctx).await,
         }
     }
@@ -1187,14 +1190,15 @@ fn batch_audit_reason(rows: &[(&ImportRow, i64)], source: &str) -> String {
 /// The transaction an import batch runs in: SQLite through the shared pool, PostgreSQL on
 /// a native connection (for `COPY`).
 enum ImportTx {
-    Sqlite(Transaction<'static, Any>),
+    /// The transaction, then the writer's turn (dropped after it).
+    Sqlite(Transaction<'static, Any>, crate::WriteTurn),
     Postgres(Transaction<'static, sqlx::Postgres>),
 }
 
 impl ImportTx {
     async fn commit(self) -> Result<()> {
         match self {
-            ImportTx::Sqlite(tx) => tx.commit().await?,
+            ImportTx::Sqlite(tx, _turn) => tx.commit().await?,
             ImportTx::Postgres(tx) => tx.commit().await?,
         }
         Ok(())
@@ -1202,7 +1206,7 @@ impl ImportTx {
 
     async fn rollback(self) -> Result<()> {
         match self {
-            ImportTx::Sqlite(tx) => tx.rollback().await?,
+            ImportTx::Sqlite(tx, _turn) => tx.rollback().await?,
             ImportTx::Postgres(tx) => tx.rollback().await?,
         }
         Ok(())

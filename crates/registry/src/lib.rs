@@ -122,7 +122,15 @@ pub struct Registry {
     pub config: RegistryConfig,
     pub(crate) expander: Arc<Expander>,
     pub url: String,
+    /// SQLite writers queue here, in arrival order, before `BEGIN IMMEDIATE`: a writer
+    /// that found the file locked would sit in SQLite's busy handler, which sleeps in steps
+    /// of up to 100 ms however soon the lock frees.
+    write_turns: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// A writer's turn at the database (SQLite: held until its transaction ends; PostgreSQL
+/// writers need none). Declared before the transaction so it is dropped after it.
+pub(crate) type WriteTurn = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 impl Registry {
     /// Connect (creating a SQLite file if missing). Call [`Registry::migrate`] before use.
@@ -178,6 +186,7 @@ impl Registry {
             config,
             expander,
             url: url.to_string(),
+            write_turns: Arc::default(),
         })
     }
 
@@ -190,12 +199,17 @@ impl Registry {
         Ok(())
     }
 
-    /// Begin a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`), so
-    /// concurrent writers wait their turn (busy timeout) instead of failing on lock upgrade.
-    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    /// Begin a write transaction, with the turn to keep until it ends (bind both:
+    /// `let (_turn, mut tx) = …`). SQLite writers take turns in the process, then the write
+    /// lock up front (`BEGIN IMMEDIATE`) so a transaction never fails on lock upgrade; the
+    /// busy timeout still covers other processes writing the same file.
+    pub(crate) async fn begin(&self) -> Result<(WriteTurn, sqlx::Transaction<'static, sqlx::Any>)> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => {
+                let turn = self.write_turns.clone().lock_owned().await;
+                (Some(turn), self.pool.begin_with("BEGIN IMMEDIATE").await?)
+            }
+            Backend::Postgres => (None, self.pool.begin().await?),
         })
     }
 

@@ -99,7 +99,7 @@ impl Registry {
                 format!("unknown station `{}`", sample.station),
             ));
         }
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
         let id: i64 = match sqlx::query_scalar("INSERT INTO samples (donor_id, station_code, collected_at, volume_ml, barcode, lab, state) VALUES ($1, $2, $3, $4, $5, $6, 'collected') RETURNING id")
             .bind(donor_id)
@@ -145,7 +145,7 @@ impl Registry {
                 format!("`{state}` is not one of {}", SAMPLE_STATES.join(", ")),
             ));
         }
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let current: Option<String> = sqlx::query_scalar("SELECT state FROM samples WHERE id = $1")
             .bind(sample_id)
             .fetch_optional(&mut *tx)

@@ -273,7 +273,7 @@ impl Registry {
         region: &str,
         actor: &Actor,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         sqlx::query("INSERT INTO branches (code, name, region) VALUES ($1, $2, $3)")
             .bind(code)
             .bind(name)
@@ -307,7 +307,7 @@ impl Registry {
                 "must not be negative",
             ));
         }
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT code FROM branches WHERE code = $1")
                 .bind(branch)
@@ -367,7 +367,7 @@ impl Registry {
             Some(t) => Some(validate_gl(self, &t.gl)?),
             None => None,
         };
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let donor_id = self.insert_donor(&mut tx, new).await?;
         if let Some(identity) = &new.identity {
             insert_identity(&mut tx, donor_id, identity).await?;
@@ -493,7 +493,7 @@ impl Registry {
         today: i64,
     ) -> Result<i64> {
         let gl = validate_gl(self, &typing.gl)?;
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
         if let Some(sample) = typing.sample_id {
             let owner: Option<i64> =
@@ -564,7 +564,7 @@ impl Registry {
         if consent.form_version.trim().is_empty() {
             return Err(RegistryError::invalid("form_version", "required"));
         }
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
         let id = insert_consent(&mut tx, donor_id, scope, consent, actor).await?;
         if scope == "recruitment" {
@@ -602,7 +602,7 @@ impl Registry {
                 format!("unknown consent scope `{scope}`"),
             ));
         }
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
         let n = sqlx::query("UPDATE consents SET withdrawn_at = $1 WHERE donor_id = $2 AND scope = $3 AND withdrawn_at IS NULL")
             .bind(now_text())
@@ -656,7 +656,7 @@ impl Registry {
         change: &StatusChange,
         actor: &Actor,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         self.change_status_in(&mut tx, donor_id, change, actor)
             .await?;
         tx.commit().await?;
@@ -808,7 +808,7 @@ impl Registry {
         actor: &Actor,
         reason: &str,
     ) -> Result<Identity> {
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let row = sqlx::query("SELECT family_name, given_name, national_id, phone, email, address, emergency1_name, emergency1_phone, emergency2_name, emergency2_phone FROM donor_identity WHERE donor_id = $1")
             .bind(donor_id)
             .fetch_optional(&mut *tx)

@@ -62,7 +62,7 @@ impl Registry {
         }
         let bytes: [u8; 32] = rand::random();
         let secret = format!("boai_{}", hex::encode(bytes));
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let id: i64 = sqlx::query_scalar("INSERT INTO api_tokens (token_hash, role, station_code, label, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id")
             .bind(digest(&secret))
             .bind(role)
@@ -85,7 +85,7 @@ impl Registry {
     }
 
     pub async fn revoke_token(&self, token_id: i64, actor: &Actor) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let (_turn, mut tx) = self.begin().await?;
         let n = sqlx::query(
             "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
         )
