@@ -3,11 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use hla::{Expander, MacDictionary, Release};
-use matching::DonorIndex;
 use matching::model::days_from_civil;
 use registry::{Actor, Registry, RegistryConfig};
 use serde_json::{Value, json};
