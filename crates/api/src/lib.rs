@@ -50,18 +50,20 @@ pub struct AppState {
 /// their turn in arrival order. A search that has a core to itself finishes in its own
 /// time and keeps that core's caches; many sharing the cores would all finish late.
 pub struct SearchSlots {
-    turns: tokio::sync::Semaphore,
+    turns: Arc<tokio::sync::Semaphore>,
     pools: Vec<Arc<rayon::ThreadPool>>,
     free: std::sync::Mutex<Vec<usize>>,
 }
 
-/// A pool lent to one search, returned when dropped (also if the search panicked).
-struct Lease<'a> {
-    slots: &'a SearchSlots,
+/// A pool lent to one search with its turn, returned when dropped (also if the search
+/// panicked): the pool goes back in `drop`, the turn only after, with the fields.
+struct Lease {
+    slots: Arc<SearchSlots>,
     pool: usize,
+    _turn: tokio::sync::OwnedSemaphorePermit,
 }
 
-impl Drop for Lease<'_> {
+impl Drop for Lease {
     fn drop(&mut self) {
         self.slots
             .free
@@ -87,21 +89,24 @@ impl SearchSlots {
             })
             .collect();
         SearchSlots {
-            turns: tokio::sync::Semaphore::new(cores),
+            turns: Arc::new(tokio::sync::Semaphore::new(cores)),
             pools,
             free: std::sync::Mutex::new((0..cores).collect()),
         }
     }
 
-    /// Run `work` on a core of its own once it is this caller's turn.
+    /// Run `work` on a core of its own once it is this caller's turn. The turn and the
+    /// pool are given back when `work` ends, even if the request was dropped meanwhile
+    /// (client gone, timeout): a search still running keeps its core.
     pub async fn run<R: Send + 'static>(
-        &self,
+        self: &Arc<Self>,
         work: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, ApiError> {
         // The semaphore is never closed.
-        let _turn = self
+        let turn = self
             .turns
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         let pool = self
@@ -110,15 +115,20 @@ impl SearchSlots {
             .unwrap_or_else(|e| e.into_inner())
             .pop()
             .expect("a free pool for every turn");
-        let lease = Lease { slots: self, pool };
-        let on = self.pools[lease.pool].clone();
-        // The caller blocks a blocking-pool thread (holding any locks `work` takes) while
-        // the search runs on its single-thread pool.
-        let out = tokio::task::spawn_blocking(move || on.install(work))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        drop(lease);
-        Ok(out)
+        let lease = Lease {
+            slots: self.clone(),
+            pool,
+            _turn: turn,
+        };
+        // A blocking-pool thread (holding any locks `work` takes) waits while the search
+        // runs on its single-thread pool.
+        tokio::task::spawn_blocking(move || {
+            let out = lease.slots.pools[lease.pool].install(work);
+            drop(lease);
+            out
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
 }
 

@@ -283,6 +283,7 @@ fn fused_pass<const K: usize>(
 /// loci over the rows that passed, then the attribute filters.
 fn scan_rows(
     columns: &[GenotypeColumn; 6],
+    genotypes: &[GenotypeTable; 6],
     plans: &[LocusPlan],
     filters: &RowFilters<'_>,
     range: std::ops::Range<usize>,
@@ -304,24 +305,22 @@ fn scan_rows(
         _ => fused_pass::<FUSED>(columns, plans, max_total, range, &mut rows, &mut totals),
     };
     for p in &plans[head..] {
-        let column = &columns[p.locus];
-        let mut m = 0;
-        for k in 0..n {
-            let r = rows[k] as usize;
-            let t = totals[k]
-                + p.mismatches
-                    .get(column.get(r) as usize)
-                    .copied()
-                    .unwrap_or(OVER);
-            rows[m] = r as u32;
-            totals[m] = t;
-            m += usize::from(t <= max_total);
-        }
-        n = m;
+        n = locus_pass(
+            &columns[p.locus],
+            genotypes,
+            p,
+            max_total,
+            &mut rows[..n],
+            &mut totals,
+        );
     }
-    rows[..n]
-        .iter()
-        .zip(&totals[..n])
+    admitted(&rows[..n], &totals[..n], filters)
+}
+
+/// The rows (with their totals) that also pass the attribute filters.
+fn admitted(rows: &[u32], totals: &[u8], filters: &RowFilters<'_>) -> Vec<(Row, u8)> {
+    rows.iter()
+        .zip(totals)
         .filter(|(r, _)| filters.admit(**r as usize))
         .map(|(&r, &t)| (r as Row, t))
         .collect()
@@ -341,22 +340,32 @@ fn check_rows(
     let mut totals = vec![0u8; rows.len()];
     let mut n = rows.len();
     for p in plans {
-        let pairs = genotypes[p.locus].pairs.as_slice();
-        n = match &columns[p.locus] {
-            GenotypeColumn::Narrow(c) => {
-                check_pass(c, pairs, p, filters.max_total, &mut rows[..n], &mut totals)
-            }
-            GenotypeColumn::Wide(c) => {
-                check_pass(c, pairs, p, filters.max_total, &mut rows[..n], &mut totals)
-            }
-        };
+        n = locus_pass(
+            &columns[p.locus],
+            genotypes,
+            p,
+            filters.max_total,
+            &mut rows[..n],
+            &mut totals,
+        );
     }
-    rows[..n]
-        .iter()
-        .zip(&totals[..n])
-        .filter(|(r, _)| filters.admit(**r as usize))
-        .map(|(&r, &t)| (r as Row, t))
-        .collect()
+    admitted(&rows[..n], &totals[..n], filters)
+}
+
+/// `check_pass` over one locus's column, whichever its width.
+fn locus_pass(
+    column: &GenotypeColumn,
+    genotypes: &[GenotypeTable; 6],
+    plan: &LocusPlan,
+    max_total: u8,
+    rows: &mut [u32],
+    totals: &mut [u8],
+) -> usize {
+    let pairs = genotypes[plan.locus].pairs.as_slice();
+    match column {
+        GenotypeColumn::Narrow(c) => check_pass(c, pairs, plan, max_total, rows, totals),
+        GenotypeColumn::Wide(c) => check_pass(c, pairs, plan, max_total, rows, totals),
+    }
 }
 
 /// How far ahead `check_pass` prefetches.
@@ -710,7 +719,7 @@ impl DonorIndex {
                     .into_par_iter()
                     .map(|chunk| {
                         let range = chunk * CHUNK..((chunk + 1) * CHUNK).min(rows);
-                        scan_rows(&self.columns, plans, &filters, range)
+                        scan_rows(&self.columns, &self.genotypes, plans, &filters, range)
                     })
                     .collect()
             }
