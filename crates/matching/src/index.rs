@@ -238,6 +238,14 @@ impl Postings {
         }
     }
 
+    /// A hint to load the start of `rows_of(g)` (its offset is in cache by then, or loaded
+    /// here).
+    pub(crate) fn prefetch_rows_of(&self, g: usize) {
+        if let Some(&from) = self.offsets.get(g) {
+            crate::search::prefetch(self.rows.as_ptr().wrapping_add(from as usize));
+        }
+    }
+
     /// Genotypes interned when the snapshot was taken.
     pub(crate) fn genotypes(&self) -> usize {
         self.offsets.len().saturating_sub(1)

@@ -373,7 +373,7 @@ const PREFETCH_AHEAD: usize = 16;
 
 /// A hint to load the cache line holding `at` (never faults, whatever the address).
 #[inline(always)]
-fn prefetch<T>(at: *const T) {
+pub(crate) fn prefetch<T>(at: *const T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
@@ -395,11 +395,21 @@ fn check_pass<G: Copy + Into<u32>>(
     totals: &mut [u8],
 ) -> usize {
     let mut m = 0;
+    let tabulated = plan.mismatches.len();
     for k in 0..rows.len() {
         // Candidates are scattered over the column: ask for one a few rows ahead so its
-        // cache miss overlaps this one's work.
+        // cache miss overlaps this one's work; and, half as far ahead (its column entry
+        // has arrived by then), for what its genotype id is looked up in.
         if let Some(&ahead) = rows.get(k + PREFETCH_AHEAD) {
             prefetch(column.as_ptr().wrapping_add(ahead as usize));
+        }
+        if let Some(&near) = rows.get(k + PREFETCH_AHEAD / 2) {
+            let g: u32 = column[near as usize].into();
+            if (g as usize) < tabulated {
+                prefetch(plan.mismatches.as_ptr().wrapping_add(g as usize));
+            } else {
+                prefetch(pairs.as_ptr().wrapping_add(g as usize));
+            }
         }
         let r = rows[k];
         let g: u32 = column[r as usize].into();
@@ -533,7 +543,12 @@ impl DonorIndex {
             if code == 0 {
                 continue;
             }
-            for &g in postings.genotypes_of(p) {
+            let holding = postings.genotypes_of(p);
+            for (k, &g) in holding.iter().enumerate() {
+                // Scattered over the pair table: ask ahead so the misses overlap.
+                if let Some(&ahead) = holding.get(k + PREFETCH_AHEAD) {
+                    prefetch(pairs.as_ptr().wrapping_add(ahead as usize));
+                }
                 let pair = pairs[g as usize];
                 // Each genotype once: from its first position with a non-zero code.
                 let first = if plan.codes[pair[0] as usize] != 0 {
@@ -606,8 +621,14 @@ impl DonorIndex {
         };
         // Snapshot entries whose row has since changed genotype are stale; they are
         // checked like any other candidate and fail there.
-        for (_, postings, genotypes, _) in &zero {
-            for &g in genotypes {
+        for (_, postings, genotypes, _) in zero.iter_mut() {
+            // In genotype order the posting lists are read front to back; prefetching
+            // overlaps the misses of the short ones.
+            genotypes.sort_unstable();
+            for (k, &g) in genotypes.iter().enumerate() {
+                if let Some(&ahead) = genotypes.get(k + PREFETCH_AHEAD) {
+                    postings.prefetch_rows_of(ahead as usize);
+                }
                 postings.rows_of(g as usize).iter().for_each(|&r| mark(r));
             }
             postings.recent.iter().for_each(|&r| mark(r));
