@@ -48,6 +48,22 @@ pub struct DonorInput<'a> {
 pub(crate) struct PositionTable {
     pub(crate) infos: Vec<Option<Arc<PositionInfo>>>,
     by_text: FxHashMap<Box<str>, u32>,
+    /// Per typing id, what it is: a search codes every typing without reaching its info.
+    pub(crate) kinds: Vec<TypingKind>,
+    /// Per P-group key: the expressed typings whose set holds it, ascending. With `new`,
+    /// the typings a patient position meets are the union of its keys' lists.
+    pub(crate) by_key: FxHashMap<u32, Vec<u32>>,
+    /// The `NEW` typings (they meet every expressed position).
+    pub(crate) new: Vec<u32>,
+}
+
+/// What a position typing is, for the search's per-typing codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TypingKind {
+    Untyped,
+    Null,
+    Expressed,
+    New,
 }
 
 impl PositionTable {
@@ -55,7 +71,29 @@ impl PositionTable {
         PositionTable {
             infos: vec![None],
             by_text: FxHashMap::default(),
+            kinds: vec![TypingKind::Untyped],
+            by_key: FxHashMap::default(),
+            new: Vec::new(),
         }
+    }
+
+    fn push(&mut self, text: &str, info: PositionInfo) -> u32 {
+        let id = self.infos.len() as u32;
+        let kind = if info.is_null() {
+            TypingKind::Null
+        } else if info.is_new() {
+            self.new.push(id);
+            TypingKind::New
+        } else {
+            for &key in info.p_keys.iter() {
+                self.by_key.entry(key).or_default().push(id);
+            }
+            TypingKind::Expressed
+        };
+        self.kinds.push(kind);
+        self.infos.push(Some(Arc::new(info)));
+        self.by_text.insert(text.into(), id);
+        id
     }
 }
 
@@ -420,10 +458,7 @@ impl DonorIndex {
         }
         let list = AlleleList::parse(text, Some(locus.name()))?;
         let info = PositionInfo::new(&self.expander, &list)?;
-        let id = table.infos.len() as u32;
-        table.infos.push(Some(Arc::new(info)));
-        table.by_text.insert(text.into(), id);
-        Ok(id)
+        Ok(table.push(text, info))
     }
 
     /// A patient's subject from a GL string, sharing the index's typing where it holds the
@@ -705,6 +740,10 @@ impl DonorIndex {
             .map(|t| {
                 t.infos.capacity() * 8
                     + t.by_text.capacity() * 24
+                    + t.kinds.capacity()
+                    + t.by_key.capacity() * 32
+                    + t.by_key.values().map(|v| v.capacity() * 4).sum::<usize>()
+                    + t.new.capacity() * 4
                     + t.infos
                         .iter()
                         .flatten()

@@ -8,8 +8,8 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::index::{
-    DonorIndex, GenotypeColumn, GenotypeTable, POSTED, Postings, RankFacts, Row, flag_cord,
-    flag_live, flag_status,
+    DonorIndex, GenotypeColumn, GenotypeTable, POSTED, Postings, RankFacts, Row, TypingKind,
+    flag_cord, flag_live, flag_status,
 };
 use crate::model::{
     Abo, Cmv, DonorAttributes, DonorType, Locus, Status, age_in_years, days_from_civil,
@@ -467,18 +467,37 @@ impl DonorIndex {
 
     fn locus_plan(&self, l: usize, pair: &[Arc<PositionInfo>; 2], limit: u8) -> LocusPlan {
         let patient = effective(pair);
-        let codes: Vec<u8> = self.positions[l]
-            .infos
+        let table = &self.positions[l];
+        let mut codes: Vec<u8> = table
+            .kinds
             .iter()
-            .map(|info| match info {
-                None => UNTYPED,
-                Some(info) if info.is_null() => NULL_BIT,
-                Some(info) => match patient {
-                    None => 0,
-                    Some(p) => u8::from(p[0].meets(info)) | (u8::from(p[1].meets(info)) << 1),
-                },
+            .map(|kind| match kind {
+                TypingKind::Untyped => UNTYPED,
+                TypingKind::Null => NULL_BIT,
+                TypingKind::Expressed | TypingKind::New => 0,
             })
             .collect();
+        // Which patient positions each typing meets (rules §3: the P-group sets intersect;
+        // `NEW` meets every set), from the per-key lists rather than typing by typing.
+        for (bit, position) in patient.into_iter().flatten().enumerate() {
+            let bit = 1u8 << bit;
+            if position.is_new() {
+                for (code, kind) in codes.iter_mut().zip(&table.kinds) {
+                    if matches!(kind, TypingKind::Expressed | TypingKind::New) {
+                        *code |= bit;
+                    }
+                }
+                continue;
+            }
+            for key in position.p_keys.iter() {
+                for &t in table.by_key.get(key).map_or(&[][..], Vec::as_slice) {
+                    codes[t as usize] |= bit;
+                }
+            }
+            for &t in &table.new {
+                codes[t as usize] |= bit;
+            }
+        }
         let table = mismatch_table(patient.is_some()).map(|mm| if mm > limit { OVER } else { mm });
         LocusPlan {
             locus: l,
