@@ -501,28 +501,7 @@ pub fn search_file(args: SearchArgs, expander: Arc<Expander>) -> Result<i32> {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Build an index from a synthetic population and time 10/10 searches.
-    Search {
-        #[arg(long)]
-        donors: usize,
-        #[arg(long, default_value = "API")]
-        population: String,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long, default_value_t = 100)]
-        patients: usize,
-        #[arg(long)]
-        json: bool,
-        #[arg(long, env = "BOAI_FREQ_FILE")]
-        freqs: Option<PathBuf>,
-        /// Add a row: 10/10 searches tolerating 2 mismatches with match probabilities for the
-        /// top 1,000 results.
-        #[arg(long)]
-        probability: bool,
-        /// Run each search this many times and time its fastest run: steadier figures on a
-        /// shared machine (the first run also warms the caches).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
-        repeat: u32,
-    },
+    Search(SearchBench),
     /// Time genotype imputation of every distinct typing of a donor file.
     Impute {
         /// Donor file (default: the Atlas 20k corpus).
@@ -535,6 +514,31 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `boai bench search` options.
+#[derive(Debug, clap::Args)]
+pub struct SearchBench {
+    #[arg(long)]
+    donors: usize,
+    #[arg(long, default_value = "API")]
+    population: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 100)]
+    patients: usize,
+    #[arg(long)]
+    json: bool,
+    #[arg(long, env = "BOAI_FREQ_FILE")]
+    freqs: Option<PathBuf>,
+    /// Add a row: 10/10 searches tolerating 2 mismatches with match probabilities for the
+    /// top 1,000 results.
+    #[arg(long)]
+    probability: bool,
+    /// Run each search this many times and time its fastest run: steadier figures on a
+    /// shared machine (the first run also warms the caches).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeat: u32,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -642,26 +646,17 @@ fn bench_impute(
 }
 
 pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
-    let (donors, population, seed, patients, json, freqs, probability, repeat) = match cmd {
-        BenchCommand::Search {
-            donors,
-            population,
-            seed,
-            patients,
-            json,
-            freqs,
-            probability,
-            repeat,
-        } => (
-            donors,
-            population,
-            seed,
-            patients,
-            json,
-            freqs,
-            probability,
-            repeat,
-        ),
+    let SearchBench {
+        donors,
+        population,
+        seed,
+        patients,
+        json,
+        freqs,
+        probability,
+        repeat,
+    } = match cmd {
+        BenchCommand::Search(options) => options,
         BenchCommand::Impute {
             corpus,
             population,

@@ -720,3 +720,40 @@ fn serve_answers_tokens_and_stops_on_sigterm() {
     assert!(status.success(), "exit {status:?}: {err}");
     assert!(err.contains("stopped after draining"), "{err}");
 }
+
+#[test]
+fn bench_search_prints_its_figures_and_rejects_a_zero_repeat() {
+    let out = boai(&[
+        "bench",
+        "search",
+        "--donors",
+        "3000",
+        "--patients",
+        "4",
+        "--repeat",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = &stdout_lines(&out)[0];
+    assert_eq!(report["donors"], 3000);
+    assert_eq!(report["patients"], 4);
+    assert_eq!(report["repeat"], 2);
+    for figure in ["p50_ms", "p95_ms", "max_ms", "mean_ms"] {
+        for mm in ["0", "1", "2"] {
+            let ms = report[figure][mm].as_f64().unwrap_or(-1.0);
+            assert!(ms > 0.0, "{figure}[{mm}] = {}", report[figure][mm]);
+        }
+    }
+    // The fastest run of each search is no slower than the slowest search's fastest run.
+    assert!(report["p50_ms"]["2"].as_f64() <= report["max_ms"]["2"].as_f64());
+
+    let out = boai(&["bench", "search", "--donors", "10", "--repeat", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--repeat"), "{err}");
+}
