@@ -884,6 +884,37 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             .await
             .unwrap();
         assert!(reg.open_search(999_999, "{}", &coord).await.is_err());
+        // A stored run (tens of kilobytes under load) reads back as written; PostgreSQL
+        // keeps it uncompressed (migration 0004).
+        let run = format!(
+            "{{\"format\":2,\"hits\":[{}]}}",
+            "[1,2,\"A\"],".repeat(3000)
+        );
+        let with_run = reg
+            .open_search_with_run(patient, "{}", &run, &coord)
+            .await
+            .unwrap();
+        assert_eq!(
+            reg.search_record(with_run)
+                .await
+                .unwrap()
+                .last_result
+                .as_deref(),
+            Some(run.as_str()),
+            "{backend}"
+        );
+        if backend == "postgres" {
+            let storage: String = sqlx::query_scalar(
+                "SELECT attstorage::text FROM pg_attribute WHERE attrelid = 'searches'::regclass AND attname = 'last_result'",
+            )
+            .fetch_one(reg.pool())
+            .await
+            .unwrap();
+            assert_eq!(
+                storage, "e",
+                "last_result is stored out of line, uncompressed"
+            );
+        }
         // One open request of a kind per pair.
         let ct = reg
             .open_request(patient, d.id, "confirmatory_typing", &coord, today())
