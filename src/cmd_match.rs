@@ -535,8 +535,8 @@ pub struct SearchBench {
     /// top 1,000 results.
     #[arg(long)]
     probability: bool,
-    /// Run each search this many times and time its fastest run: steadier figures on a
-    /// shared machine (the first run also warms the caches).
+    /// Run each 10/10 search this many times and time its fastest run: steadier figures on
+    /// a shared machine (the first run also warms the caches). The probability row runs once.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeat: u32,
 }

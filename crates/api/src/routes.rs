@@ -922,7 +922,7 @@ impl SearchRun {
     /// not read back is an error, never an empty page or an "everything is new" diff.
     /// Reads the compact form `to_stored` writes and the page-shaped form written before it.
     fn stored(id: i64, text: Option<&str>) -> ApiResult<SearchRun> {
-        let unreadable = |e: serde_json::Error| {
+        let unreadable = |e: String| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("the stored run of search {id} does not read back: {e}"),
@@ -931,15 +931,12 @@ impl SearchRun {
         match text {
             None => Ok(SearchRun::default()),
             Some(text) if text.starts_with(STORED_RUN_PREFIX) => {
-                let stored: StoredRun = serde_json::from_str(text).map_err(unreadable)?;
-                stored.into_run().map_err(|e| {
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("the stored run of search {id} does not read back: {e}"),
-                    )
-                })
+                serde_json::from_str::<StoredRun>(text)
+                    .map_err(|e| e.to_string())
+                    .and_then(StoredRun::into_run)
+                    .map_err(unreadable)
             }
-            Some(text) => serde_json::from_str(text).map_err(unreadable),
+            Some(text) => serde_json::from_str(text).map_err(|e| unreadable(e.to_string())),
         }
     }
 
@@ -1031,7 +1028,7 @@ struct StoredLocus<'a>(u8, u8, u8, bool, [Cow<'a, str>; 2], u8, u8);
 
 impl StoredRun<'_> {
     fn into_run(self) -> Result<SearchRun, String> {
-        // Locus names and grade codes are few: share the static names where they are known.
+        // Locus names are few: share the static names where they are known.
         let name = |n: Cow<'_, str>| -> Cow<'static, str> {
             match n.parse::<Locus>() {
                 Ok(l) if l.name() == n => Cow::Borrowed(l.name()),
