@@ -220,9 +220,10 @@ pub(crate) struct Postings {
     pub(crate) rows: Vec<u32>,
     pub(crate) recent: Vec<u32>,
     /// `genotypes_of[position_offsets[p]..position_offsets[p+1]]`: snapshot genotypes
-    /// holding position typing `p` (once, also when homozygous).
+    /// holding position typing `p` (once, also when homozygous), each with its other
+    /// position typing, so that a walk over them reads no pair table.
     position_offsets: Vec<u32>,
-    genotypes_of: Vec<u32>,
+    genotypes_of: Vec<[u32; 2]>,
 }
 
 impl Postings {
@@ -252,10 +253,11 @@ impl Postings {
             position_offsets[p + 1] += position_offsets[p];
         }
         let mut next = position_offsets.clone();
-        let mut genotypes_of = vec![0u32; position_offsets[positions] as usize];
-        for (g, &pair) in genotypes.pairs.iter().enumerate() {
-            for p in holders(pair) {
-                genotypes_of[next[p as usize] as usize] = g as u32;
+        let mut genotypes_of = vec![[0u32; 2]; position_offsets[positions] as usize];
+        for (g, &[a, b]) in genotypes.pairs.iter().enumerate() {
+            for p in holders([a, b]) {
+                let other = if p == a { b } else { a };
+                genotypes_of[next[p as usize] as usize] = [g as u32, other];
                 next[p as usize] += 1;
             }
         }
@@ -289,8 +291,9 @@ impl Postings {
         self.offsets.len().saturating_sub(1)
     }
 
-    /// Snapshot genotypes holding position typing `p` (none for a typing interned since).
-    pub(crate) fn genotypes_of(&self, p: usize) -> &[u32] {
+    /// Snapshot genotypes holding position typing `p` (none for a typing interned since),
+    /// as (genotype, its other position typing).
+    pub(crate) fn genotypes_of(&self, p: usize) -> &[[u32; 2]] {
         match (
             self.position_offsets.get(p),
             self.position_offsets.get(p + 1),
@@ -305,7 +308,7 @@ impl Postings {
             + self.rows.capacity()
             + self.recent.capacity()
             + self.position_offsets.capacity()
-            + self.genotypes_of.capacity())
+            + self.genotypes_of.capacity() * 2)
             * 4
     }
 }

@@ -553,7 +553,6 @@ impl DonorIndex {
     /// and on the way every snapshot genotype's mismatches: those holding no typing with a
     /// non-zero code all count as a pair of code 0.
     fn zero_genotypes(&self, plan: &LocusPlan, postings: &Postings) -> (Vec<u32>, Vec<u8>) {
-        let pairs = &self.genotypes[plan.locus].pairs;
         let mut zero = Vec::new();
         let mut mismatches = vec![plan.table[0]; postings.genotypes()];
         for (p, &code) in plan.codes.iter().enumerate() {
@@ -562,23 +561,13 @@ impl DonorIndex {
             if code == 0 {
                 continue;
             }
-            let holding = postings.genotypes_of(p);
-            for (k, &g) in holding.iter().enumerate() {
-                // Scattered over the pair table: ask ahead so the misses overlap.
-                if let Some(&ahead) = holding.get(k + PREFETCH_AHEAD) {
-                    prefetch(pairs.as_ptr().wrapping_add(ahead as usize));
-                }
-                let pair = pairs[g as usize];
-                // Each genotype once: from its first position with a non-zero code.
-                let first = if plan.codes[pair[0] as usize] != 0 {
-                    pair[0]
-                } else {
-                    pair[1]
-                };
-                if first as usize != p {
+            for &[g, other] in postings.genotypes_of(p) {
+                // Each genotype once: from the lower of its positions with a non-zero code
+                // (the mismatch table is symmetric, so the pair's order does not matter).
+                if plan.codes[other as usize] != 0 && (other as usize) < p {
                     continue;
                 }
-                let m = plan.genotype_mismatches(pair);
+                let m = plan.genotype_mismatches([p as u32, other]);
                 mismatches[g as usize] = m;
                 if m == 0 {
                     zero.push(g);
@@ -971,5 +960,24 @@ impl DonorIndex {
                 (r as Row, counts)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mismatch_table;
+
+    /// The zero-genotype walk codes a genotype from whichever of its positions it reaches
+    /// first, so the table must not depend on the order of the two codes.
+    #[test]
+    fn mismatch_table_is_symmetric() {
+        for expresses in [true, false] {
+            let table = mismatch_table(expresses);
+            for a in 0..8 {
+                for b in 0..8 {
+                    assert_eq!(table[a << 3 | b], table[b << 3 | a], "codes {a}, {b}");
+                }
+            }
+        }
     }
 }
