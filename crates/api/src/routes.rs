@@ -1092,7 +1092,11 @@ impl StoredRun<'_> {
 
 /// Run a search's criteria against the live index, RS donors of this patient included.
 async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
-    let patient = state.registry.patient(criteria.patient_id).await?;
+    // The patient and the donors reserved for them (offered whatever their status).
+    let (patient, reserved) = state
+        .registry
+        .patient_with_reserved(criteria.patient_id)
+        .await?;
     // The subject is built under the index lock, sharing the index's expanded typings.
     let mut req = SearchRequest::new(Default::default(), criteria.max_mismatches);
     req.today = (state.today)();
@@ -1114,13 +1118,7 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
     };
     req.limit = criteria.keep.unwrap_or(1000).min(10_000);
     req.patient_weight_kg = patient.weight_kg.map(|w| w as f32);
-    req.also_offered = state
-        .registry
-        .donors_reserved_for(patient.id)
-        .await?
-        .into_iter()
-        .map(|id| id as u32)
-        .collect();
+    req.also_offered = reserved.into_iter().map(|id| id as u32).collect();
     req.validate()
         .map_err(|e| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "criteria", e))?;
     let index = state.index.clone();

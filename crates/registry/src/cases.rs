@@ -139,8 +139,45 @@ impl Registry {
         result: &str,
         actor: &Actor,
     ) -> Result<i64> {
+        if self.backend == crate::Backend::Postgres {
+            return self
+                .insert_search_with_run_pg(patient_id, criteria, result, actor)
+                .await;
+        }
         self.insert_search(patient_id, criteria, Some(result), actor)
             .await
+    }
+
+    /// PostgreSQL: the search and its two audit entries in one statement, so one round
+    /// trip instead of five (begin, insert, two audits, commit): a coordinator's search
+    /// writes this on every request. One statement is one transaction.
+    async fn insert_search_with_run_pg(
+        &self,
+        patient_id: i64,
+        criteria: &str,
+        result: &str,
+        actor: &Actor,
+    ) -> Result<i64> {
+        serde_json::from_str::<serde_json::Value>(criteria)
+            .map_err(|e| RegistryError::invalid("criteria", e.to_string()))?;
+        sqlx::query_scalar(
+            "WITH s AS (INSERT INTO searches (patient_id, criteria, created_at, updated_at, last_run_at, last_result) \
+               VALUES ($1, $2, $3, $3, $3, $4) RETURNING id), \
+             a AS (INSERT INTO audit_log (at, actor, role, action, entity, entity_id, reason, request_id) \
+               SELECT $3, $5, $6, v.action, 'search', CAST(s.id AS TEXT), NULL, $7 \
+               FROM s CROSS JOIN (VALUES (1, 'search.open'), (2, 'search.run')) AS v(ord, action) ORDER BY v.ord) \
+             SELECT id FROM s",
+        )
+        .bind(patient_id)
+        .bind(criteria)
+        .bind(now_text())
+        .bind(result)
+        .bind(&actor.name)
+        .bind(&actor.role)
+        .bind(actor.request_id.as_deref())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| search_insert_error(e, patient_id))
     }
 
     async fn insert_search(
@@ -162,10 +199,7 @@ impl Registry {
             .bind(result)
             .fetch_one(&mut *tx)
             .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.message().to_lowercase().contains("foreign key") => RegistryError::NotFound(format!("patient {patient_id}")),
-                _ => e.into(),
-            })?;
+            .map_err(|e| search_insert_error(e, patient_id))?;
         audit(
             &mut tx,
             actor,
@@ -835,6 +869,31 @@ impl Registry {
     }
 }
 
+fn patient_from_row(r: &sqlx::any::AnyRow) -> Result<Patient> {
+    Ok(Patient {
+        id: r.try_get("id")?,
+        external_id: r.try_get("external_id")?,
+        gl: r.try_get("gl")?,
+        birth_date: r.try_get("birth_date")?,
+        sex: r.try_get("sex")?,
+        abo: r.try_get("abo")?,
+        cmv: r.try_get("cmv")?,
+        weight_kg: r.try_get("weight_kg")?,
+        diagnosis: r.try_get("diagnosis")?,
+        transplant_centre: r.try_get("transplant_centre")?,
+    })
+}
+
+/// A search for a patient that is not there is a 404, not a database error.
+fn search_insert_error(e: sqlx::Error, patient_id: i64) -> RegistryError {
+    match &e {
+        sqlx::Error::Database(d) if d.message().to_lowercase().contains("foreign key") => {
+            RegistryError::NotFound(format!("patient {patient_id}"))
+        }
+        _ => e.into(),
+    }
+}
+
 fn check_choice(chosen: &[&str], allowed: &[&str], field: &str) -> Result<()> {
     for c in chosen {
         if !allowed.contains(c) {
@@ -881,18 +940,26 @@ impl Registry {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| RegistryError::NotFound(format!("patient {patient_id}")))?;
-        Ok(Patient {
-            id: r.try_get("id")?,
-            external_id: r.try_get("external_id")?,
-            gl: r.try_get("gl")?,
-            birth_date: r.try_get("birth_date")?,
-            sex: r.try_get("sex")?,
-            abo: r.try_get("abo")?,
-            cmv: r.try_get("cmv")?,
-            weight_kg: r.try_get("weight_kg")?,
-            diagnosis: r.try_get("diagnosis")?,
-            transplant_centre: r.try_get("transplant_centre")?,
-        })
+        patient_from_row(&r)
+    }
+
+    /// A patient and the donors reserved (RS) for them, ascending, in one query: what a
+    /// search needs before it runs (`patient` and `donors_reserved_for` in one round trip).
+    pub async fn patient_with_reserved(&self, patient_id: i64) -> Result<(Patient, Vec<i64>)> {
+        let rows = sqlx::query("SELECT p.id, p.external_id, p.gl, p.birth_date, p.sex, p.abo, p.cmv, p.weight_kg, p.diagnosis, p.transplant_centre, d.id AS reserved \
+             FROM patients p LEFT JOIN donors d ON d.reserved_for = p.id AND d.status = 'RS' WHERE p.id = $1 ORDER BY d.id")
+            .bind(patient_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| RegistryError::NotFound(format!("patient {patient_id}")))?;
+        let reserved = rows
+            .iter()
+            .map(|r| r.try_get::<Option<i64>, _>("reserved"))
+            .filter_map(|id| id.transpose())
+            .collect::<std::result::Result<Vec<i64>, _>>()?;
+        Ok((patient_from_row(first)?, reserved))
     }
 
     pub async fn search_record(&self, search_id: i64) -> Result<SearchRecord> {

@@ -890,10 +890,54 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             "{{\"format\":2,\"hits\":[{}]}}",
             "[1,2,\"A\"],".repeat(3000)
         );
+        let traced = Actor {
+            request_id: Some("req-7".into()),
+            ..coord.clone()
+        };
         let with_run = reg
-            .open_search_with_run(patient, "{}", &run, &coord)
+            .open_search_with_run(patient, "{}", &run, &traced)
             .await
             .unwrap();
+        // Opened and run: two audit entries, in that order, naming the caller and request.
+        let entries = reg
+            .audit_entries(Some("search"), Some(&with_run.to_string()), None, 10)
+            .await
+            .unwrap();
+        let seen: Vec<(&str, &str, &str, Option<&str>)> = entries
+            .iter()
+            .rev()
+            .map(|e| {
+                (
+                    e.action.as_str(),
+                    e.actor.as_str(),
+                    e.role.as_str(),
+                    e.request_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("search.open", "coord-1", "coordinator", Some("req-7")),
+                ("search.run", "coord-1", "coordinator", Some("req-7")),
+            ],
+            "{backend}"
+        );
+        assert!(
+            matches!(
+                reg.open_search_with_run(999_999, "{}", &run, &coord).await,
+                Err(RegistryError::NotFound(_))
+            ),
+            "{backend}: a search for a missing patient is not found"
+        );
+        assert!(
+            matches!(
+                reg.open_search_with_run(patient, "not json", &run, &coord)
+                    .await,
+                Err(RegistryError::Invalid { .. })
+            ),
+            "{backend}"
+        );
         assert_eq!(
             reg.search_record(with_run)
                 .await
@@ -964,6 +1008,26 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         };
         let own = reg.donors_reserved_for(patient).await.unwrap();
         assert_eq!(own, [d.id], "{backend}");
+        // The search's one-query read agrees: the patient, with and without reservations.
+        let (p, with) = reg.patient_with_reserved(patient).await.unwrap();
+        assert_eq!(
+            (p.id, &p.gl, with),
+            (
+                patient,
+                &reg.patient(patient).await.unwrap().gl,
+                own.clone()
+            ),
+            "{backend}"
+        );
+        let (p, without) = reg.patient_with_reserved(other).await.unwrap();
+        assert_eq!((p.id, without), (other, vec![]), "{backend}");
+        assert!(
+            matches!(
+                reg.patient_with_reserved(999_999).await,
+                Err(RegistryError::NotFound(_))
+            ),
+            "{backend}"
+        );
         assert!(
             keys_for(own).contains(&(d.id as u32)),
             "{backend}: own patient sees RS donor"
