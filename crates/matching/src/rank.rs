@@ -21,9 +21,11 @@ pub trait RankingPolicy: Send + Sync {
 }
 
 /// `hla-first-v1` (rules §6): fewer mismatches at the matched loci; then allele before
-/// antigen mismatches; higher confidence; permissive DPB1 before non-permissive; for two
-/// cord units, cord grade then cell dose; then younger donors; CMV serostatus matching the
-/// patient's; male before female; ABO identical before mismatched.
+/// antigen mismatches; higher confidence; permissive DPB1 before non-permissive; adult
+/// donors before cord units (the rules rank cord units among themselves, §8; an adult donor
+/// of the same HLA grade engrafts faster), cord units by cord grade then cell dose; then
+/// younger donors; CMV serostatus matching the patient's; male before female; ABO identical
+/// before mismatched.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultPolicy;
 
@@ -82,16 +84,72 @@ impl RankingPolicy for DefaultPolicy {
                     .cmp(&a.score.confidence_points(loci))
             })
             .then_with(|| tce(a).cmp(&tce(b)))
+            // Adult donors before cord units, and cord units by cord grade, then dose. The
+            // step must order every pair (adult–cord too), or the order is not transitive
+            // and a sort's result depends on its input order.
             .then_with(|| match (&a.cord, &b.cord) {
                 (Some(ca), Some(cb)) => ca.mismatches.cmp(&cb.mismatches).then_with(|| {
                     let dose = |c: &crate::search::CordResult| c.tnc_e7_per_kg.unwrap_or(0.0);
                     dose(cb).total_cmp(&dose(ca))
                 }),
-                _ => Ordering::Equal,
+                (None, None) => Ordering::Equal,
+                (None, Some(_)) => Ordering::Less,
+                (Some(_), None) => Ordering::Greater,
             })
             .then_with(|| a.age.unwrap_or(u32::MAX).cmp(&b.age.unwrap_or(u32::MAX)))
             .then_with(|| cmv_rank(a, req.patient_cmv).cmp(&cmv_rank(b, req.patient_cmv)))
             .then_with(|| sex_rank(a).cmp(&sex_rank(b)))
             .then_with(|| abo_rank(a, req.patient_abo).cmp(&abo_rank(b, req.patient_abo)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::PairScore;
+    use crate::search::CordResult;
+
+    fn hit(key: u32, age: u32, cord_mismatches: Option<u8>) -> SearchHit {
+        SearchHit {
+            rank: 0,
+            row: key,
+            key,
+            total: 0,
+            score: PairScore::compute(&Default::default(), &Default::default()),
+            facts: Default::default(),
+            age: Some(age),
+            cord: cord_mismatches.map(|mismatches| CordResult {
+                mismatches,
+                grade: String::new(),
+                tnc_e7_per_kg: None,
+                cd34_e5_per_kg: None,
+                dose_sufficient: None,
+            }),
+            attributes: Default::default(),
+            probability: None,
+        }
+    }
+
+    /// Two cord units and an adult donor whose ages alone would order them in a cycle
+    /// (cord 1 before cord 2 by grade, cord 2 before the adult and the adult before cord 1
+    /// by age): every input order must sort the same way.
+    #[test]
+    fn default_order_is_transitive_across_adults_and_cords() {
+        let req = SearchRequest::new(Default::default(), 2);
+        let hits = [hit(1, 40, Some(0)), hit(2, 20, Some(1)), hit(3, 30, None)];
+        let orders = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        for order in orders {
+            let mut sorted: Vec<SearchHit> = order.iter().map(|&i| hits[i].clone()).collect();
+            sorted.sort_by(|a, b| DefaultPolicy.compare(a, b, &req).then(a.key.cmp(&b.key)));
+            let keys: Vec<u32> = sorted.iter().map(|h| h.key).collect();
+            assert_eq!(keys, [3, 1, 2], "from input order {order:?}");
+        }
     }
 }
