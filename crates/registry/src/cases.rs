@@ -139,11 +139,6 @@ impl Registry {
         result: &str,
         actor: &Actor,
     ) -> Result<i64> {
-        if self.backend == crate::Backend::Postgres {
-            return self
-                .insert_search_with_run_pg(patient_id, criteria, result, actor)
-                .await;
-        }
         self.insert_search(patient_id, criteria, Some(result), actor)
             .await
     }
@@ -158,8 +153,6 @@ impl Registry {
         result: &str,
         actor: &Actor,
     ) -> Result<i64> {
-        serde_json::from_str::<serde_json::Value>(criteria)
-            .map_err(|e| RegistryError::invalid("criteria", e.to_string()))?;
         sqlx::query_scalar(
             "WITH s AS (INSERT INTO searches (patient_id, criteria, created_at, updated_at, last_run_at, last_result) \
                VALUES ($1, $2, $3, $3, $3, $4) RETURNING id), \
@@ -189,6 +182,11 @@ impl Registry {
     ) -> Result<i64> {
         serde_json::from_str::<serde_json::Value>(criteria)
             .map_err(|e| RegistryError::invalid("criteria", e.to_string()))?;
+        if let (crate::Backend::Postgres, Some(result)) = (self.backend, result) {
+            return self
+                .insert_search_with_run_pg(patient_id, criteria, result, actor)
+                .await;
+        }
         let (_turn, mut tx) = self.begin().await?;
         let now = now_text();
         let id: i64 = sqlx::query_scalar("INSERT INTO searches (patient_id, criteria, created_at, updated_at, last_run_at, last_result) VALUES ($1, $2, $3, $3, $4, $5) RETURNING id")
