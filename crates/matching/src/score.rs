@@ -410,30 +410,42 @@ impl PairScore {
     /// Cord unit grading (rules §8): antigen level at A and B, P-group level at DRB1;
     /// returns the mismatch count (0 → 6/6).
     pub fn cord_mismatches(patient: &Subject, donor: &Subject) -> u8 {
-        let mut total = 0;
-        for locus in [Locus::A, Locus::B] {
-            let (Some(p), Some(d)) = (&patient[locus.index()], &donor[locus.index()]) else {
-                continue;
-            };
-            let (Effective::Expressed(pe), Effective::Expressed(de)) = (effective(p), effective(d))
-            else {
-                total += score_locus(locus, Some(p), Some(d)).mismatches;
-                continue;
-            };
-            let antigen_meets =
-                |a: &PositionInfo, b: &PositionInfo| a.meets(b) || a.shares_antigen(b);
-            let m = [
-                [antigen_meets(pe[0], de[0]), antigen_meets(pe[0], de[1])],
-                [antigen_meets(pe[1], de[0]), antigen_meets(pe[1], de[1])],
-            ];
-            total += 2 - match_count(m);
-        }
-        total
-            + score_locus(
-                Locus::Drb1,
-                patient[Locus::Drb1.index()].as_ref(),
-                donor[Locus::Drb1.index()].as_ref(),
-            )
-            .mismatches
+        CORD_LOCI
+            .iter()
+            .map(|&locus| {
+                cord_locus_mismatches(
+                    locus,
+                    patient[locus.index()].as_ref(),
+                    donor[locus.index()].as_ref(),
+                )
+            })
+            .sum()
     }
+}
+
+/// The loci a cord unit is graded on (rules §8).
+pub const CORD_LOCI: [Locus; 3] = [Locus::A, Locus::B, Locus::Drb1];
+
+/// One locus's share of [`PairScore::cord_mismatches`]: it depends on that locus's typings
+/// alone, so a search can work it out once per distinct donor genotype.
+pub fn cord_locus_mismatches(
+    locus: Locus,
+    patient: Option<&[Arc<PositionInfo>; 2]>,
+    donor: Option<&[Arc<PositionInfo>; 2]>,
+) -> u8 {
+    if locus == Locus::Drb1 {
+        return score_locus(locus, patient, donor).mismatches;
+    }
+    let (Some(p), Some(d)) = (patient, donor) else {
+        return 0;
+    };
+    let (Effective::Expressed(pe), Effective::Expressed(de)) = (effective(p), effective(d)) else {
+        return score_locus(locus, Some(p), Some(d)).mismatches;
+    };
+    let antigen_meets = |a: &PositionInfo, b: &PositionInfo| a.meets(b) || a.shares_antigen(b);
+    let m = [
+        [antigen_meets(pe[0], de[0]), antigen_meets(pe[0], de[1])],
+        [antigen_meets(pe[1], de[0]), antigen_meets(pe[1], de[1])],
+    ];
+    2 - match_count(m)
 }

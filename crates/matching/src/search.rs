@@ -17,7 +17,9 @@ use crate::model::{
 use crate::position::PositionInfo;
 use crate::probability::{HaplotypeSet, MatchProbability};
 use crate::rank::{DefaultPolicy, RankingPolicy};
-use crate::score::{LocusScore, PairScore, Subject, match_count, score_locus};
+use crate::score::{
+    CORD_LOCI, LocusScore, PairScore, Subject, cord_locus_mismatches, match_count, score_locus,
+};
 
 /// What a coordinator asks.
 #[derive(Clone)]
@@ -769,11 +771,10 @@ impl DonorIndex {
         let qualifying = self.scan(req, &mut plans);
 
         // Cord units with more than 2 mismatches at the 6/6 loci are not offered (§8).
+        let cord_mismatches = self.cord_mismatches(req, &qualifying);
         let offered: Vec<(Row, u8)> = qualifying
-            .into_par_iter()
-            .filter(|&(row, _)| {
-                !flag_cord(self.flags[row as usize]) || self.cord_mismatches(req, row) <= 2
-            })
+            .into_iter()
+            .filter(|(row, _)| cord_mismatches.get(row).is_none_or(|&m| m <= 2))
             .collect();
         let total = offered.len();
         let scored = self.to_score(req, offered);
@@ -782,7 +783,7 @@ impl DonorIndex {
         let scores = self.genotype_scores(req, &scored);
         let mut hits: Vec<SearchHit> = scored
             .par_iter()
-            .map(|&(row, total)| self.score_hit(req, row, total, &scores))
+            .map(|&(row, total)| self.score_hit(req, row, total, &scores, &cord_mismatches))
             .collect();
         let policy = req.policy.clone();
         let order =
@@ -882,9 +883,35 @@ impl DonorIndex {
         offered.into_iter().filter(|&(_, t)| t <= cut).collect()
     }
 
-    /// Mismatches of a cord unit at the 6/6 loci (rules §8).
-    fn cord_mismatches(&self, req: &SearchRequest, row: Row) -> u8 {
-        PairScore::cord_mismatches(&req.patient, &self.subject(row))
+    /// Each cord unit's mismatches at the 6/6 loci (rules §8) among `rows`, keyed by row:
+    /// a locus's share depends on its genotype alone, so each distinct one is graded once.
+    fn cord_mismatches(&self, req: &SearchRequest, rows: &[(Row, u8)]) -> FxHashMap<Row, u8> {
+        let mut graded: [FxHashMap<u32, u8>; CORD_LOCI.len()] = Default::default();
+        rows.iter()
+            .filter(|&&(row, _)| flag_cord(self.flags[row as usize]))
+            .map(|&(row, _)| {
+                let mismatches = CORD_LOCI
+                    .iter()
+                    .zip(graded.iter_mut())
+                    .map(|(&locus, graded)| {
+                        let l = locus.index();
+                        let g = self.columns[l].get(row as usize);
+                        *graded.entry(g).or_insert_with(|| {
+                            let [a, b] = self.genotypes[l].pairs[g as usize];
+                            let donor = match (
+                                self.position_info(locus, a),
+                                self.position_info(locus, b),
+                            ) {
+                                (Some(a), Some(b)) => Some([a.clone(), b.clone()]),
+                                _ => None,
+                            };
+                            cord_locus_mismatches(locus, req.patient[l].as_ref(), donor.as_ref())
+                        })
+                    })
+                    .sum();
+                (row, mismatches)
+            })
+            .collect()
     }
 
     fn score_hit(
@@ -893,6 +920,7 @@ impl DonorIndex {
         row: Row,
         total: u8,
         scores: &GenotypeScores,
+        cord_mismatches: &FxHashMap<Row, u8>,
     ) -> SearchHit {
         let r = row as usize;
         let loci: [LocusScore; 6] = std::array::from_fn(|l| scores[l][&self.columns[l].get(r)]);
@@ -900,7 +928,7 @@ impl DonorIndex {
         debug_assert_eq!(score.total(&req.loci), total, "scan and scorer disagree");
         let facts = self.rank_facts(row);
         let cord = (facts.donor_type == DonorType::Cord).then(|| {
-            let mismatches = self.cord_mismatches(req, row);
+            let mismatches = cord_mismatches[&row];
             let cells = self.cords.get(&row).copied();
             let per_kg = |v: f32| req.patient_weight_kg.map(|w| v / w);
             let (tnc, cd34) = (

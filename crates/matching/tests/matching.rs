@@ -622,6 +622,12 @@ mod properties {
             let mut got: Vec<(u32, u8, PairScore)> = result.hits.iter().map(|h| (h.key, h.total, h.score)).collect();
             got.sort_by_key(|g| g.0);
             prop_assert_eq!(got, expected);
+            // Each cord unit's 6/6 grade (graded once per genotype) is its pairwise grade.
+            for h in &result.hits {
+                let pairwise = (index.attributes(h.row).donor_type == DonorType::Cord)
+                    .then(|| PairScore::cord_mismatches(&patient_subject, &index.subject(h.row)));
+                prop_assert_eq!(h.cord.as_ref().map(|c| c.mismatches), pairwise, "donor {}", h.key);
+            }
             // A limited request: scoring only the lowest totals that fill the limit (the
             // default policy ranks by total first) returns what scoring everyone would.
             req.limit = limit;
