@@ -199,7 +199,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
     let people = synth.patients(50, 11);
     let mut patients = Vec::new();
     for p in &people {
-        let new = registry::cases::NewPatient {
+        let new = registry::NewPatient {
             external_id: format!("PAT-{}", p.key),
             gl: synth.gl_string(p),
             ..Default::default()

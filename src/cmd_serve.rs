@@ -173,7 +173,7 @@ pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
         );
         let mut patients = Vec::new();
         for p in synth.patients(args.patients, args.seed + 1) {
-            let new = registry::cases::NewPatient {
+            let new = registry::NewPatient {
                 external_id: format!("PAT-{:04}", p.key),
                 gl: synth.gl_string(&p),
                 weight_kg: Some(65.0),

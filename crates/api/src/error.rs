@@ -106,6 +106,8 @@ impl From<RegistryError> for ApiError {
                 ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, &field, reason)
             }
             RegistryError::NotFound(what) => ApiError::not_found(what),
+            // The same answer as a route the role may not call: nothing more is told.
+            RegistryError::Forbidden(_) => ApiError::forbidden(),
             RegistryError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, what),
             RegistryError::Typing(t) => {
                 ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "typing", t.to_string())

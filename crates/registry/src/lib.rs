@@ -5,13 +5,25 @@
 //! ids refused, withdrawal takes a donor out of search, status transitions, audit of every
 //! change and every identity read.
 
-pub mod cases;
+mod audit;
+mod consents;
+mod donations;
+mod donors;
 pub mod grid;
 pub mod import;
-mod load;
+mod index_feed;
+mod model;
+mod organ;
+mod patients;
+mod requests;
 pub mod samples;
-mod store;
+mod searches;
+mod stations;
+mod stats;
+mod status;
+mod support;
 pub mod tokens;
+mod typings;
 
 use std::sync::Arc;
 
@@ -19,8 +31,21 @@ use hla::{Expander, TypingError};
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
+pub use audit::AuditEntry;
+pub use consents::{CONSENT_SCOPES, ConsentRecord};
+pub use donations::{PRODUCTS, follow_up_schedule};
+pub use donors::DonorUpdate;
 pub use grid::{GridError, make_grid, validate_grid};
-pub use store::*;
+pub use index_feed::IndexUpdate;
+pub use model::{
+    ConsentInput, CordUnit, Donor, Identity, NewDonor, StatusChange, TypingInput, rh_from_code,
+};
+pub use organ::{ORGANS, TISSUES};
+pub use patients::{NewPatient, Patient};
+pub use requests::{MILESTONES, REQUEST_KINDS};
+pub use searches::{SEARCH_STATES, SearchRecord};
+pub use status::REASON_CODES;
+pub use typings::TypingRecord;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -43,6 +68,9 @@ pub enum RegistryError {
     Conflict(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The actor's role may not do this (whoever calls: API, CLI or import).
+    #[error("not allowed: {0}")]
+    Forbidden(String),
     #[error("invalid HLA typing: {0}")]
     Typing(#[from] TypingError),
     #[error(transparent)]

@@ -4,7 +4,8 @@
 use matching::model::parse_birth_date;
 use sqlx::Row;
 
-use crate::store::{audit, is_unique_violation};
+use crate::audit::audit;
+use crate::support::is_unique_violation;
 use crate::{Actor, Registry, RegistryError, Result};
 
 /// Sample states, in the order a sample moves through them.

@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::store::audit;
+use crate::audit::audit;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const ROLES: [&str; 5] = ["station", "coordinator", "case_manager", "admin", "auditor"];

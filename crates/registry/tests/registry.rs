@@ -835,7 +835,7 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             .unwrap();
         let coord = Actor::new("coord-1", "coordinator");
         let cm = Actor::new("cm-1", "case_manager");
-        let mut p = registry::cases::NewPatient {
+        let mut p = registry::NewPatient {
             external_id: "PAT-1".into(),
             gl: TYPING.into(),
             weight_kg: Some(60.0),

@@ -1,0 +1,47 @@
+//! The OpenAPI document: every routed operation, and nothing that is not routed (the route
+//! test checks both directions).
+
+use utoipa::OpenApi;
+
+use crate::error;
+use crate::routes;
+use crate::stored_run;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Boai internal API", description = "Donor registry and HLA matching. Every /v1 route needs `Authorization: Bearer <token>`; errors are application/problem+json."),
+    paths(
+        routes::admin::healthz, routes::admin::readyz,
+        routes::admin::create_station, routes::admin::list_stations,
+        routes::admin::read_audit, routes::admin::hla_expand,
+        routes::donors::enrol_donor, routes::donors::get_donor, routes::donors::update_donor,
+        routes::donors::get_identity, routes::donors::change_status,
+        routes::donors::record_typing, routes::donors::list_typings,
+        routes::donors::record_sample, routes::donors::list_samples, routes::donors::set_sample_state,
+        routes::donors::give_consent, routes::donors::list_consents, routes::donors::withdraw_consent,
+        routes::patients::register_patient, routes::patients::get_patient,
+        routes::searches::create_search, routes::searches::get_search, routes::searches::search_results,
+        routes::searches::rerun_search, routes::searches::set_search_state,
+        routes::requests::open_request, routes::requests::close_request, routes::requests::record_milestone,
+        routes::donations::record_donation, routes::donations::followups_due, routes::donations::record_followup,
+        routes::organ::register_organ_donation, routes::organ::change_organ_donation,
+        routes::organ::revoke_organ_donation, routes::organ::record_organ_case,
+    ),
+    components(schemas(error::Problem, error::FieldError, stored_run::SearchRun, stored_run::SearchHitOut, stored_run::LocusDetail)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! Requests for a patient–donor pair (extended and confirmatory typing, reservation,
+//! workup) and workup milestones.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::{ApiJson, ApiResult, StateIn};
+use crate::AppState;
+use crate::access::{Allowed, CaseManagers, CaseWorkers};
+use crate::error::Problem;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/requests", post(open_request))
+        .route("/v1/requests/{id}/close", post(close_request))
+        .route("/v1/requests/{id}/milestones", post(record_milestone))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RequestIn {
+    pub patient_id: i64,
+    pub donor_id: i64,
+    /// extended_typing, confirmatory_typing, reservation, workup
+    pub kind: String,
+}
+
+/// Open a request for a patient–donor pair (coordinator; case managers open workups).
+#[utoipa::path(post, path = "/v1/requests", request_body = RequestIn, responses((status = 201, description = "request id"), (status = 409, body = Problem)))]
+pub async fn open_request(
+    State(state): State<AppState>,
+    Allowed { caller, .. }: Allowed<CaseWorkers>,
+    ApiJson(r): ApiJson<RequestIn>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    // Which kinds a role may open is the registry's rule (case managers open workups).
+    let r = r?;
+    let id = state
+        .registry
+        .open_request(
+            r.patient_id,
+            r.donor_id,
+            &r.kind,
+            &caller.actor(),
+            (state.today)(),
+        )
+        .await?;
+    state.refresh_donor(r.donor_id).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+}
+
+/// Close a request: done, cancelled or refused.
+#[utoipa::path(post, path = "/v1/requests/{id}/close", params(("id" = i64, Path)), request_body = StateIn, responses((status = 200, description = "closed"), (status = 409, body = Problem)))]
+pub async fn close_request(
+    State(state): State<AppState>,
+    Allowed { caller, .. }: Allowed<CaseWorkers>,
+    Path(id): Path<i64>,
+    ApiJson(s): ApiJson<StateIn>,
+) -> ApiResult<Json<Value>> {
+    let s = s?;
+    let donor_id = state.registry.request_donor(id).await?;
+    state
+        .registry
+        .close_request(id, &s.state, &caller.actor())
+        .await?;
+    state.refresh_donor(donor_id).await?;
+    Ok(Json(json!({"id": id, "state": s.state})))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MilestoneIn {
+    pub milestone: String,
+    /// `YYYY-MM-DD`.
+    pub on: String,
+    pub ok: Option<bool>,
+}
+
+/// Record a workup milestone (case manager).
+#[utoipa::path(post, path = "/v1/requests/{id}/milestones", params(("id" = i64, Path)), request_body = MilestoneIn, responses((status = 201, description = "recorded"), (status = 409, body = Problem)))]
+pub async fn record_milestone(
+    State(state): State<AppState>,
+    Allowed { caller, .. }: Allowed<CaseManagers>,
+    Path(id): Path<i64>,
+    ApiJson(m): ApiJson<MilestoneIn>,
+) -> ApiResult<StatusCode> {
+    let m = m?;
+    state
+        .registry
+        .record_milestone(id, &m.milestone, &m.on, m.ok, &caller.actor())
+        .await?;
+    Ok(StatusCode::CREATED)
+}

@@ -1,0 +1,152 @@
+//! What every handler shares: the registry, the matching index and where searches run.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::http::StatusCode;
+use matching::DonorIndex;
+use registry::Registry;
+
+use crate::error::ApiError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub index: Arc<RwLock<DonorIndex>>,
+    pub ready: Arc<AtomicBool>,
+    /// Today as days since 1900-01-01 (the registry's date arithmetic).
+    pub today: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Where searches run: one at a time per core, the rest waiting their turn.
+    pub search_slots: Arc<SearchSlots>,
+}
+
+/// Searches run one per core, each on a single-thread pool of its own, and the rest wait
+/// their turn in arrival order. A search that has a core to itself finishes in its own
+/// time and keeps that core's caches; many sharing the cores would all finish late.
+pub struct SearchSlots {
+    turns: Arc<tokio::sync::Semaphore>,
+    pools: Vec<Arc<rayon::ThreadPool>>,
+    free: std::sync::Mutex<Vec<usize>>,
+}
+
+/// A pool lent to one search with its turn, returned when dropped (also if the search
+/// panicked): the pool goes back in `drop`, the turn only after, with the fields.
+struct Lease {
+    slots: Arc<SearchSlots>,
+    pool: usize,
+    _turn: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.slots
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.pool);
+    }
+}
+
+impl SearchSlots {
+    /// `cores` single-thread pools.
+    pub fn new(cores: usize) -> SearchSlots {
+        let cores = cores.max(1);
+        let pools = (0..cores)
+            .map(|i| {
+                Arc::new(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(1)
+                        .thread_name(move |_| format!("boai-search-{i}"))
+                        .build()
+                        .expect("a search thread"),
+                )
+            })
+            .collect();
+        SearchSlots {
+            turns: Arc::new(tokio::sync::Semaphore::new(cores)),
+            pools,
+            free: std::sync::Mutex::new((0..cores).collect()),
+        }
+    }
+
+    /// Run `work` on a core of its own once it is this caller's turn. The turn and the
+    /// pool are given back when `work` ends, even if the request was dropped meanwhile
+    /// (client gone, timeout): a search still running keeps its core.
+    pub async fn run<R: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, ApiError> {
+        // The semaphore is never closed.
+        let turn = self
+            .turns
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        let pool = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .expect("a free pool for every turn");
+        let lease = Lease {
+            slots: self.clone(),
+            pool,
+            _turn: turn,
+        };
+        // A blocking-pool thread (holding any locks `work` takes) waits while the search
+        // runs on its single-thread pool.
+        tokio::task::spawn_blocking(move || {
+            let out = lease.slots.pools[lease.pool].install(work);
+            drop(lease);
+            out
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    }
+}
+
+impl AppState {
+    /// A server over `registry` with an empty index (`load_index` fills it).
+    pub fn new(registry: Arc<Registry>, today: Arc<dyn Fn() -> i64 + Send + Sync>) -> AppState {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        AppState {
+            index: Arc::new(RwLock::new(DonorIndex::new(registry.expander().clone()))),
+            registry,
+            ready: Arc::new(AtomicBool::new(false)),
+            today,
+            search_slots: Arc::new(SearchSlots::new(cores)),
+        }
+    }
+
+    /// Load the index from the registry; `/readyz` answers 200 afterwards.
+    pub async fn load_index(&self) -> Result<usize, registry::RegistryError> {
+        let mut fresh = DonorIndex::new(self.registry.expander().clone());
+        let n = self.registry.load_index(&mut fresh, (self.today)()).await?;
+        *self.index.write().expect("index lock") = fresh;
+        self.ready.store(true, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    /// Bring one donor's entry in the index up to date after a committed write, reading the
+    /// donor again; the index's write lock is held only to apply the prepared change.
+    pub async fn refresh_donor(&self, donor_id: i64) -> Result<(), ApiError> {
+        let update = self
+            .registry
+            .index_update_of(donor_id, (self.today)())
+            .await?;
+        self.apply(update)
+    }
+
+    /// [`AppState::refresh_donor`] for a write that returned the donor as it now is.
+    pub fn index_donor(&self, donor: &registry::Donor) -> Result<(), ApiError> {
+        let update = self.registry.index_update(donor, (self.today)())?;
+        self.apply(update)
+    }
+
+    fn apply(&self, update: registry::IndexUpdate) -> Result<(), ApiError> {
+        update.apply(&mut self.index.write().expect("index lock"))?;
+        Ok(())
+    }
+}

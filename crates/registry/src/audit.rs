@@ -1,0 +1,78 @@
+//! The audit log: every change and identity read writes an entry in the same transaction
+//! (`audit`, `commit_audited`); auditors read it newest first.
+
+use sqlx::{Any, Row, Transaction};
+
+use crate::{Actor, Registry, Result, now_text};
+
+pub(crate) async fn audit(
+    tx: &mut Transaction<'_, Any>,
+    actor: &Actor,
+    action: &str,
+    entity: &str,
+    entity_id: &str,
+    reason: Option<&str>,
+) -> Result<()> {
+    sqlx::query("INSERT INTO audit_log (at, actor, role, action, entity, entity_id, reason, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(now_text())
+        .bind(&actor.name)
+        .bind(&actor.role)
+        .bind(action)
+        .bind(entity)
+        .bind(entity_id)
+        .bind(reason)
+        .bind(actor.request_id.as_deref())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub entity: String,
+    pub entity_id: Option<String>,
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Registry {
+    /// Audit entries, newest first, optionally of one entity (and id), entries before
+    /// `before_id` for paging.
+    pub async fn audit_entries(
+        &self,
+        entity: Option<&str>,
+        entity_id: Option<&str>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT id, at, actor, role, action, entity, entity_id, reason, request_id FROM audit_log \
+             WHERE ($1 IS NULL OR entity = $1) AND ($2 IS NULL OR entity_id = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4")
+            .bind(entity)
+            .bind(entity_id)
+            .bind(before_id)
+            .bind(limit.clamp(1, 1000))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    role: r.try_get("role")?,
+                    action: r.try_get("action")?,
+                    entity: r.try_get("entity")?,
+                    entity_id: r.try_get("entity_id")?,
+                    reason: r.try_get("reason")?,
+                    request_id: r.try_get("request_id")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,211 @@
+//! Donations (interval per product, per-product limit, donor TU/TX) and the follow-ups they
+//! schedule (2 days, 1 week, 1 month, 6 months, yearly to 10 years).
+
+use matching::Status;
+use matching::model::{civil_from_days, days_from_civil, format_day};
+use sqlx::Row;
+
+use crate::audit::audit;
+use crate::model::*;
+use crate::support::*;
+use crate::{Actor, Registry, RegistryError, Result, now_text};
+
+pub const PRODUCTS: [&str; 3] = ["PBSC", "BM", "DLI"];
+
+/// The follow-up schedule after a donation: (label, days after).
+pub fn follow_up_schedule() -> Vec<(String, i64)> {
+    let mut v = vec![
+        ("2 days".to_string(), 2),
+        ("1 week".to_string(), 7),
+        ("1 month".to_string(), 30),
+        ("6 months".to_string(), 182),
+    ];
+    for y in 1..=10 {
+        v.push((format!("{y} year{}", if y > 1 { "s" } else { "" }), 365 * y));
+    }
+    v
+}
+
+fn add_years(day: i64, years: i32) -> i64 {
+    let (y, m, d) = civil_from_days(day);
+    let mut dd = d;
+    while civil_from_days(days_from_civil(y + years, m, dd)) != (y + years, m, dd) {
+        dd -= 1;
+    }
+    days_from_civil(y + years, m, dd)
+}
+
+impl Registry {
+    /// Record a donation, enforcing the interval since the donor's last donation of the
+    /// product and the per-product limit; creates the follow-up schedule; the donor goes TU
+    /// (reason TX). Returns the donation id.
+    pub async fn record_donation(
+        &self,
+        donor_id: i64,
+        patient_id: Option<i64>,
+        product: &str,
+        donated_on: &str,
+        station: Option<&str>,
+        actor: &Actor,
+    ) -> Result<i64> {
+        if !PRODUCTS.contains(&product) {
+            return Err(RegistryError::invalid(
+                "product",
+                format!("unknown product `{product}` ({})", PRODUCTS.join(", ")),
+            ));
+        }
+        let day = date("donated_on", donated_on)?;
+        let (_turn, mut tx) = self.begin().await?;
+        self.lock_donor(&mut tx, donor_id).await?;
+        let previous: Vec<String> = sqlx::query_scalar("SELECT donated_on FROM donations WHERE donor_id = $1 AND product = $2 ORDER BY donated_on")
+            .bind(donor_id)
+            .bind(product)
+            .fetch_all(&mut *tx)
+            .await?;
+        if previous.len() as u32 >= self.config.max_donations_per_product {
+            return Err(RegistryError::Conflict(format!(
+                "donor {donor_id} has reached the limit of {} {product} donations",
+                self.config.max_donations_per_product
+            )));
+        }
+        let interval = if product == "DLI" {
+            self.config.dli_interval_days
+        } else {
+            self.config.pbsc_interval_days
+        } as i64;
+        if let Some(last) = previous.last() {
+            let since = day - date("donated_on", last)?;
+            if since < interval {
+                return Err(RegistryError::Conflict(format!(
+                    "only {since} days since the last {product} donation; at least {interval} are needed"
+                )));
+            }
+        }
+        let id: i64 = sqlx::query_scalar("INSERT INTO donations (donor_id, patient_id, product, donated_on, station_code, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
+            .bind(donor_id)
+            .bind(patient_id)
+            .bind(product)
+            .bind(donated_on)
+            .bind(station)
+            .bind(now_text())
+            .fetch_one(&mut *tx)
+            .await?;
+        for (label, days) in follow_up_schedule() {
+            let due = if days >= 365 {
+                add_years(day, (days / 365) as i32)
+            } else {
+                day + days
+            };
+            sqlx::query("INSERT INTO followups (donation_id, donor_id, label, due_on) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(donor_id)
+                .bind(&label)
+                .bind(format_day(due as u16))
+                .execute(&mut *tx)
+                .await?;
+        }
+        audit(
+            &mut tx,
+            actor,
+            "donation.record",
+            "donor",
+            &donor_id.to_string(),
+            Some(product),
+        )
+        .await?;
+        let until = format_day((day + interval) as u16);
+        self.change_status_in(
+            &mut tx,
+            donor_id,
+            &StatusChange {
+                status: Status::TemporarilyUnavailable,
+                reason: Some("TX".into()),
+                until: Some(until),
+                patient_id: None,
+            },
+            actor,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Follow-ups due on or before `until` (`overdue_only`: before `today`), for donors who
+    /// have not withdrawn follow-up contact consent: (id, donor id, label, due date).
+    pub async fn followups_due(
+        &self,
+        today: i64,
+        overdue_only: bool,
+    ) -> Result<Vec<(i64, i64, String, String)>> {
+        let today_text = format_day(today as u16);
+        let sql = if overdue_only {
+            "SELECT f.id, f.donor_id, f.label, f.due_on FROM followups f WHERE f.state = 'due' AND f.due_on < $1 \
+             AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.donor_id = f.donor_id AND c.scope = 'follow_up_contact' AND c.withdrawn_at IS NOT NULL) ORDER BY f.due_on, f.id"
+        } else {
+            "SELECT f.id, f.donor_id, f.label, f.due_on FROM followups f WHERE f.state = 'due' AND f.due_on <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.donor_id = f.donor_id AND c.scope = 'follow_up_contact' AND c.withdrawn_at IS NOT NULL) ORDER BY f.due_on, f.id"
+        };
+        let rows = sqlx::query(sql)
+            .bind(&today_text)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("donor_id")?,
+                    r.try_get("label")?,
+                    r.try_get("due_on")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Record a follow-up as done (with outcome and any adverse event) or missed.
+    pub async fn record_followup(
+        &self,
+        followup_id: i64,
+        state: &str,
+        on: &str,
+        outcome: Option<&str>,
+        adverse_event: Option<&str>,
+        actor: &Actor,
+    ) -> Result<()> {
+        if !["done", "missed"].contains(&state) {
+            return Err(RegistryError::invalid("state", "done or missed"));
+        }
+        date("on", on)?;
+        if state == "done" && outcome.is_none_or(|o| o.trim().is_empty()) {
+            return Err(RegistryError::invalid(
+                "outcome",
+                "a done follow-up records its outcome",
+            ));
+        }
+        let (_turn, mut tx) = self.begin().await?;
+        let n = sqlx::query("UPDATE followups SET state = $1, done_on = $2, outcome = $3, adverse_event = $4 WHERE id = $5 AND state = 'due'")
+            .bind(state)
+            .bind(on)
+            .bind(outcome)
+            .bind(adverse_event)
+            .bind(followup_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::Conflict(format!(
+                "follow-up {followup_id} is not due (unknown or already recorded)"
+            )));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "followup.record",
+            "followup",
+            &followup_id.to_string(),
+            Some(state),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,236 @@
+//! A batch's rows written on PostgreSQL: `COPY` on a native connection, ids from the
+//! sequence.
+
+use std::collections::{HashMap, HashSet};
+
+use matching::model::format_day;
+use sqlx::Transaction;
+
+use crate::model::rh_code;
+use crate::{Registry, Result, now_text};
+
+use super::batch::*;
+
+/// Rows in `COPY … FROM STDIN` text format.
+#[derive(Default)]
+pub(crate) struct CopyText(Vec<u8>);
+
+impl CopyText {
+    fn row(&mut self, cells: &[Option<&str>]) {
+        for (i, cell) in cells.iter().enumerate() {
+            if i > 0 {
+                self.0.push(b'\t');
+            }
+            match cell {
+                None => self.0.extend_from_slice(b"\\N"),
+                Some(text) => {
+                    for b in text.bytes() {
+                        match b {
+                            b'\\' => self.0.extend_from_slice(b"\\\\"),
+                            b'\t' => self.0.extend_from_slice(b"\\t"),
+                            b'\n' => self.0.extend_from_slice(b"\\n"),
+                            b'\r' => self.0.extend_from_slice(b"\\r"),
+                            b => self.0.push(b),
+                        }
+                    }
+                }
+            }
+        }
+        self.0.push(b'\n');
+    }
+}
+
+impl Registry {
+    /// PostgreSQL: lookups by array, new rows by `COPY` (several times cheaper per row than
+    /// any `INSERT`), ids from the sequence so that concurrent batches never collide.
+    pub(crate) async fn store_batch_pg(
+        &self,
+        tx: &mut Transaction<'static, sqlx::Postgres>,
+        rows: &[ImportRow],
+        ctx: &BatchContext<'_>,
+    ) -> Result<StoredBatch> {
+        let (actor, source, today) = (ctx.actor, ctx.source, ctx.today);
+        let conn: &mut sqlx::PgConnection = tx;
+        // The donors table grows during the import and its statistics go stale: a generic
+        // plan of the lookups then scans every donor. Plan them each time, never by
+        // sequential scan; then back to normal, as planning every foreign-key check of every
+        // inserted row anew would cost more than the inserts.
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("SET LOCAL enable_seqscan = off")
+            .execute(&mut *conn)
+            .await?;
+        let external_ids: Vec<&str> = rows.iter().map(|r| r.external_id.as_str()).collect();
+        let found: Vec<(i64, String, Option<String>)> = sqlx::query_as("SELECT d.id, d.external_id, (SELECT t.gl FROM typings t WHERE t.donor_id = d.id AND t.is_current) FROM donors d WHERE d.external_id = ANY($1)")
+            .bind(&external_ids)
+            .fetch_all(&mut *conn)
+            .await?;
+        let existing: HashMap<String, (i64, Option<String>)> = found
+            .into_iter()
+            .map(|(id, external_id, gl)| (external_id, (id, gl)))
+            .collect();
+        let nationals: Vec<&str> = national_ids(rows).collect();
+        let taken: HashSet<String> = if nationals.is_empty() {
+            HashSet::new()
+        } else {
+            sqlx::query_scalar::<_, String>(
+                "SELECT national_id FROM donor_identity WHERE national_id = ANY($1)",
+            )
+            .bind(&nationals)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        sqlx::query("SET LOCAL enable_seqscan = on")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("SET LOCAL plan_cache_mode = auto")
+            .execute(&mut *conn)
+            .await?;
+        let sorted = classify(rows, &existing, taken);
+        let now = now_text();
+        let today_text = format_day(today as u16);
+        let release = self.expander.release().version.clone();
+        for (r, id) in &sorted.changed {
+            sqlx::query("UPDATE typings SET is_current = FALSE WHERE donor_id = $1 AND is_current")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("INSERT INTO typings (donor_id, gl, release, lab, method, typed_on, is_current, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7)")
+                .bind(id)
+                .bind(&r.gl)
+                .bind(&release)
+                .bind(r.lab.as_deref())
+                .bind(r.method.as_deref())
+                .bind(r.typed_on.as_deref().unwrap_or(&today_text))
+                .bind(&now)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "UPDATE donors SET row_version = row_version + 1, updated_at = $2 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&now)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("INSERT INTO audit_log (at, actor, role, action, entity, entity_id, reason, request_id) VALUES ($1, $2, $3, 'import.update', 'donor', $4, 'typing replaced', $5)")
+                .bind(&now)
+                .bind(&actor.name)
+                .bind(&actor.role)
+                .bind(id.to_string())
+                .bind(actor.request_id.as_deref())
+                .execute(&mut *conn)
+                .await?;
+        }
+        let outcome = sorted.outcome();
+        if sorted.new.is_empty() {
+            return Ok(outcome);
+        }
+        // The sequence's name as a literal: `nextval(pg_get_serial_sequence(…))` would look
+        // the name up again for every id.
+        let sequence: String =
+            sqlx::query_scalar("SELECT quote_literal(pg_get_serial_sequence('donors', 'id'))")
+                .fetch_one(&mut *conn)
+                .await?;
+        let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT nextval({sequence}::regclass) FROM generate_series(1, $1)"
+        )))
+        .bind(sorted.new.len() as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+        let new_rows: Vec<(&ImportRow, i64)> = sorted.new.iter().copied().zip(ids).collect();
+        let grids = self.grids(&new_rows)?;
+        let audit_id: i64 = sqlx::query_scalar("INSERT INTO audit_log (at, actor, role, action, entity, entity_id, reason, request_id) VALUES ($1, $2, $3, 'import.create', 'donor', NULL, $4, $5) RETURNING id")
+            .bind(&now)
+            .bind(&actor.name)
+            .bind(&actor.role)
+            .bind(batch_audit_reason(&new_rows, source))
+            .bind(actor.request_id.as_deref())
+            .fetch_one(&mut *conn)
+            .await?;
+        let audit_id = audit_id.to_string();
+        let mut donors = CopyText::default();
+        let mut typings = CopyText::default();
+        let mut consents = CopyText::default();
+        let mut identities = CopyText::default();
+        for ((r, id), grid) in new_rows.iter().zip(&grids) {
+            let id = id.to_string();
+            donors.row(&[
+                Some(&id),
+                Some(grid),
+                Some(&r.external_id),
+                Some(&r.station),
+                r.birth_date.as_deref(),
+                Some(r.sex.code()),
+                Some(r.abo.code()),
+                Some(rh_code(r.rh)),
+                Some(r.cmv.code()),
+                Some(&r.population),
+                Some(r.donor_type.code()),
+                Some("t"),
+                Some(&audit_id),
+                Some(&now),
+                Some(&now),
+            ]);
+            typings.row(&[
+                Some(&id),
+                Some(&r.gl),
+                Some(&release),
+                r.lab.as_deref(),
+                r.method.as_deref(),
+                Some(r.typed_on.as_deref().unwrap_or(&today_text)),
+                Some("t"),
+                Some(&now),
+            ]);
+            consents.row(&[
+                Some(&id),
+                Some("recruitment"),
+                Some(&r.consent_form),
+                Some(&now),
+                Some(&actor.name),
+                r.consent_note.as_deref(),
+            ]);
+            if let Some(i) = &r.identity {
+                identities.row(&[
+                    Some(&id),
+                    Some(&i.0),
+                    Some(&i.1),
+                    i.2.as_deref(),
+                    i.3.as_deref(),
+                    i.4.as_deref(),
+                ]);
+            }
+        }
+        for (statement, data) in [
+            (
+                "COPY donors (id, grid, external_id, station_code, birth_date, sex, abo, rh, cmv, population, donor_type, listed, created_by_audit, created_at, updated_at) FROM STDIN",
+                donors,
+            ),
+            (
+                "COPY typings (donor_id, gl, release, lab, method, typed_on, is_current, recorded_at) FROM STDIN",
+                typings,
+            ),
+            (
+                "COPY consents (donor_id, scope, form_version, given_at, recorded_by, note) FROM STDIN",
+                consents,
+            ),
+            (
+                "COPY donor_identity (donor_id, family_name, given_name, national_id, phone, email) FROM STDIN",
+                identities,
+            ),
+        ] {
+            if data.0.is_empty() {
+                continue;
+            }
+            let mut copy = conn.copy_in_raw(statement).await?;
+            if let Err(e) = copy.send(data.0).await {
+                copy.abort(e.to_string()).await.ok();
+                return Err(e.into());
+            }
+            copy.finish().await?;
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,219 @@
+//! Organ, tissue and whole-body donation: registrations of intent (18+, one active per
+//! national id, change, final revocation) and donation cases (family consent and a Red
+//! Cross witness required).
+
+use crate::audit::audit;
+use crate::support::*;
+use crate::{Actor, Registry, RegistryError, Result, now_text};
+
+pub const ORGANS: [&str; 6] = [
+    "kidney",
+    "liver",
+    "heart",
+    "lung",
+    "pancreas",
+    "small_bowel",
+];
+
+pub const TISSUES: [&str; 1] = ["cornea"];
+
+impl Registry {
+    /// Register an intent to donate organs, tissues or the whole body after death (18+).
+    /// One active registration per national id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn register_organ_donation(
+        &self,
+        family_name: &str,
+        given_name: &str,
+        national_id: &str,
+        birth_date: &str,
+        organs: &[&str],
+        tissues: &[&str],
+        whole_body: bool,
+        actor: &Actor,
+        today: i64,
+    ) -> Result<i64> {
+        let birth = date("birth_date", birth_date)?;
+        if matching::model::age_in_years(birth as u16, today) < 18 {
+            return Err(RegistryError::invalid(
+                "birth_date",
+                "registration is for adults (18+)",
+            ));
+        }
+        check_choice(organs, &ORGANS, "organs")?;
+        check_choice(tissues, &TISSUES, "tissues")?;
+        if organs.is_empty() && tissues.is_empty() && !whole_body {
+            return Err(RegistryError::invalid(
+                "organs",
+                "choose organs, tissues or whole-body donation",
+            ));
+        }
+        if national_id.trim().is_empty()
+            || family_name.trim().is_empty()
+            || given_name.trim().is_empty()
+        {
+            return Err(RegistryError::invalid(
+                "identity",
+                "name and national id are required",
+            ));
+        }
+        let (_turn, mut tx) = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO organ_registrations (family_name, given_name, national_id, birth_date, organs, tissues, whole_body, registered_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(family_name)
+        .bind(given_name)
+        .bind(national_id)
+        .bind(birth_date)
+        .bind(organs.join(","))
+        .bind(tissues.join(","))
+        .bind(whole_body)
+        .bind(now_text())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict("an active registration exists for this national id".into()) } else { e.into() })?;
+        audit(
+            &mut tx,
+            actor,
+            "organ.register",
+            "organ_registration",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn change_organ_donation(
+        &self,
+        id: i64,
+        organs: &[&str],
+        tissues: &[&str],
+        whole_body: bool,
+        actor: &Actor,
+    ) -> Result<()> {
+        check_choice(organs, &ORGANS, "organs")?;
+        check_choice(tissues, &TISSUES, "tissues")?;
+        let (_turn, mut tx) = self.begin().await?;
+        let n = sqlx::query("UPDATE organ_registrations SET organs = $1, tissues = $2, whole_body = $3, changed_at = $4 WHERE id = $5 AND state = 'active'")
+            .bind(organs.join(","))
+            .bind(tissues.join(","))
+            .bind(whole_body)
+            .bind(now_text())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::Conflict(format!(
+                "registration {id} is not active"
+            )));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "organ.change",
+            "organ_registration",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Revoke a registration: final for that registration.
+    pub async fn revoke_organ_donation(&self, id: i64, actor: &Actor) -> Result<()> {
+        let (_turn, mut tx) = self.begin().await?;
+        let n = sqlx::query("UPDATE organ_registrations SET state = 'revoked', revoked_at = $1 WHERE id = $2 AND state = 'active'")
+            .bind(now_text())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::Conflict(format!(
+                "registration {id} is not active"
+            )));
+        }
+        audit(
+            &mut tx,
+            actor,
+            "organ.revoke",
+            "organ_registration",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A donation case after death: family consent (who, jointly, in writing) and the Red
+    /// Cross witness are required.
+    pub async fn record_organ_case(
+        &self,
+        registration_id: Option<i64>,
+        died_on: &str,
+        family_consent: &str,
+        witness: &str,
+        outcome: Option<&str>,
+        actor: &Actor,
+    ) -> Result<i64> {
+        date("died_on", died_on)?;
+        if family_consent.trim().is_empty() {
+            return Err(RegistryError::invalid(
+                "family_consent",
+                "donation needs the family's written consent",
+            ));
+        }
+        if witness.trim().is_empty() {
+            return Err(RegistryError::invalid(
+                "witness",
+                "every donation case has a Red Cross witness",
+            ));
+        }
+        let (_turn, mut tx) = self.begin().await?;
+        if let Some(r) = registration_id {
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM organ_registrations WHERE id = $1")
+                    .bind(r)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match state.as_deref() {
+                None => {
+                    return Err(RegistryError::NotFound(format!("organ registration {r}")));
+                }
+                // A revoked intent is final (registry operations §9): it cannot back a case.
+                Some("revoked") => {
+                    return Err(RegistryError::Conflict(format!(
+                        "organ registration {r} was revoked"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let id: i64 = sqlx::query_scalar("INSERT INTO organ_cases (registration_id, died_on, family_consent, witness, outcome, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
+            .bind(registration_id)
+            .bind(died_on)
+            .bind(family_consent)
+            .bind(witness)
+            .bind(outcome)
+            .bind(now_text())
+            .fetch_one(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            "organ.case",
+            "organ_case",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+}

@@ -1,0 +1,137 @@
+//! Patients, and the donors reserved for one.
+
+use sqlx::Row;
+
+use crate::audit::audit;
+use crate::support::*;
+use crate::{Actor, Registry, RegistryError, Result, now_text};
+
+#[derive(Debug, Clone, Default)]
+pub struct NewPatient {
+    pub external_id: String,
+    pub gl: String,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+    pub abo: Option<String>,
+    pub cmv: Option<String>,
+    pub weight_kg: Option<f64>,
+    pub diagnosis: Option<String>,
+    pub transplant_centre: Option<String>,
+}
+
+fn patient_from_row(r: &sqlx::any::AnyRow) -> Result<Patient> {
+    Ok(Patient {
+        id: r.try_get("id")?,
+        external_id: r.try_get("external_id")?,
+        gl: r.try_get("gl")?,
+        birth_date: r.try_get("birth_date")?,
+        sex: r.try_get("sex")?,
+        abo: r.try_get("abo")?,
+        cmv: r.try_get("cmv")?,
+        weight_kg: r.try_get("weight_kg")?,
+        diagnosis: r.try_get("diagnosis")?,
+        transplant_centre: r.try_get("transplant_centre")?,
+    })
+}
+
+/// A patient as the registry holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patient {
+    pub id: i64,
+    pub external_id: String,
+    pub gl: String,
+    pub birth_date: Option<String>,
+    pub sex: String,
+    pub abo: String,
+    pub cmv: String,
+    pub weight_kg: Option<f64>,
+    pub diagnosis: Option<String>,
+    pub transplant_centre: Option<String>,
+}
+
+impl Registry {
+    pub async fn register_patient(&self, p: &NewPatient, actor: &Actor) -> Result<i64> {
+        if p.external_id.trim().is_empty() {
+            return Err(RegistryError::invalid("external_id", "must not be empty"));
+        }
+        let gl = validate_gl(self, &p.gl)?;
+        if let Some(b) = &p.birth_date {
+            date("birth_date", b)?;
+        }
+        if p.weight_kg.is_some_and(|w| !(w > 0.0 && w < 500.0)) {
+            return Err(RegistryError::invalid(
+                "weight_kg",
+                "must be between 0 and 500",
+            ));
+        }
+        let (_turn, mut tx) = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO patients (external_id, gl, release, birth_date, sex, abo, cmv, weight_kg, diagnosis, transplant_centre, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .bind(&p.external_id)
+        .bind(&gl)
+        .bind(&self.expander.release().version)
+        .bind(p.birth_date.as_deref())
+        .bind(p.sex.as_deref().unwrap_or("U"))
+        .bind(p.abo.as_deref().unwrap_or("?"))
+        .bind(p.cmv.as_deref().unwrap_or("?"))
+        .bind(p.weight_kg)
+        .bind(p.diagnosis.as_deref())
+        .bind(p.transplant_centre.as_deref())
+        .bind(now_text())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict(format!("patient `{}` exists", p.external_id)) } else { e.into() })?;
+        audit(
+            &mut tx,
+            actor,
+            "patient.register",
+            "patient",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn patient(&self, patient_id: i64) -> Result<Patient> {
+        let r = sqlx::query("SELECT id, external_id, gl, birth_date, sex, abo, cmv, weight_kg, diagnosis, transplant_centre FROM patients WHERE id = $1")
+            .bind(patient_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("patient {patient_id}")))?;
+        patient_from_row(&r)
+    }
+
+    /// A patient and the donors reserved (RS) for them, ascending, in one query: what a
+    /// search needs before it runs (`patient` and `donors_reserved_for` in one round trip).
+    pub async fn patient_with_reserved(&self, patient_id: i64) -> Result<(Patient, Vec<i64>)> {
+        let rows = sqlx::query("SELECT p.id, p.external_id, p.gl, p.birth_date, p.sex, p.abo, p.cmv, p.weight_kg, p.diagnosis, p.transplant_centre, d.id AS reserved \
+             FROM patients p LEFT JOIN donors d ON d.reserved_for = p.id AND d.status = 'RS' WHERE p.id = $1 ORDER BY d.id")
+            .bind(patient_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| RegistryError::NotFound(format!("patient {patient_id}")))?;
+        let reserved = rows
+            .iter()
+            .map(|r| r.try_get::<Option<i64>, _>("reserved"))
+            .filter_map(|id| id.transpose())
+            .collect::<std::result::Result<Vec<i64>, _>>()?;
+        Ok((patient_from_row(first)?, reserved))
+    }
+
+    /// Donors reserved (RS) for a patient: that patient's searches offer them
+    /// (`SearchRequest::also_offered`), no one else's do.
+    pub async fn donors_reserved_for(&self, patient_id: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM donors WHERE status = 'RS' AND reserved_for = $1 ORDER BY id",
+        )
+        .bind(patient_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

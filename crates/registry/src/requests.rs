@@ -1,0 +1,253 @@
+//! Requests per patient–donor pair (extended and confirmatory typing, reservation, workup):
+//! one open of a kind, reservations that expire, workup milestones.
+
+use matching::Status;
+use matching::model::format_day;
+use sqlx::Row;
+
+use crate::audit::audit;
+use crate::model::*;
+use crate::support::*;
+use crate::{Actor, Registry, RegistryError, Result, now_text};
+
+pub const REQUEST_KINDS: [&str; 4] = [
+    "extended_typing",
+    "confirmatory_typing",
+    "reservation",
+    "workup",
+];
+
+pub const MILESTONES: [&str; 6] = [
+    "information_session",
+    "medical_exam",
+    "infectious_markers",
+    "clearance",
+    "gcsf_start",
+    "collection",
+];
+
+impl Registry {
+    /// Open a request for a patient–donor pair; one open request of a kind per pair. A
+    /// reservation sets the donor RS for the patient until `reservation_days` from `today`.
+    pub async fn open_request(
+        &self,
+        patient_id: i64,
+        donor_id: i64,
+        kind: &str,
+        actor: &Actor,
+        today: i64,
+    ) -> Result<i64> {
+        if actor.role == "case_manager" && kind != "workup" {
+            return Err(RegistryError::Forbidden(format!(
+                "a case manager opens workup requests, not {kind}"
+            )));
+        }
+        if !REQUEST_KINDS.contains(&kind) {
+            return Err(RegistryError::invalid(
+                "kind",
+                format!(
+                    "unknown request kind `{kind}` ({})",
+                    REQUEST_KINDS.join(", ")
+                ),
+            ));
+        }
+        let donor = self.donor(donor_id).await?;
+        if !donor.listed || donor.status == Status::Deferred {
+            return Err(RegistryError::Conflict(format!(
+                "donor {donor_id} is not available for requests"
+            )));
+        }
+        if donor.status == Status::Reserved && donor.reserved_for != Some(patient_id) {
+            return Err(RegistryError::Conflict(format!(
+                "donor {donor_id} is reserved for another patient"
+            )));
+        }
+        let expires = (kind == "reservation")
+            .then(|| format_day((today + self.config.reservation_days as i64) as u16));
+        let (_turn, mut tx) = self.begin().await?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO requests (patient_id, donor_id, kind, opened_at, expires_on) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+            .bind(patient_id)
+            .bind(donor_id)
+            .bind(kind)
+            .bind(now_text())
+            .bind(expires.as_deref())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict(format!("an open {kind} request exists for patient {patient_id} and donor {donor_id}")) } else { e.into() })?;
+        audit(
+            &mut tx,
+            actor,
+            "request.open",
+            "request",
+            &id.to_string(),
+            Some(kind),
+        )
+        .await?;
+        if kind == "reservation" {
+            self.change_status_in(
+                &mut tx,
+                donor_id,
+                &StatusChange {
+                    status: Status::Reserved,
+                    reason: None,
+                    until: expires,
+                    patient_id: Some(patient_id),
+                },
+                actor,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Close a request (done, cancelled, refused). Closing a reservation other than done
+    /// releases the donor (AV).
+    pub async fn close_request(&self, request_id: i64, state: &str, actor: &Actor) -> Result<()> {
+        if !["done", "cancelled", "refused"].contains(&state) {
+            return Err(RegistryError::invalid(
+                "state",
+                "done, cancelled or refused",
+            ));
+        }
+        let (_turn, mut tx) = self.begin().await?;
+        let row = sqlx::query("SELECT donor_id, kind, state FROM requests WHERE id = $1")
+            .bind(request_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("request {request_id}")))?;
+        let (donor_id, kind, current): (i64, String, String) = (
+            row.try_get("donor_id")?,
+            row.try_get("kind")?,
+            row.try_get("state")?,
+        );
+        if current != "open" {
+            return Err(RegistryError::Conflict(format!(
+                "request {request_id} is already {current}"
+            )));
+        }
+        sqlx::query("UPDATE requests SET state = $1, closed_at = $2 WHERE id = $3")
+            .bind(state)
+            .bind(now_text())
+            .bind(request_id)
+            .execute(&mut *tx)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            "request.close",
+            "request",
+            &request_id.to_string(),
+            Some(state),
+        )
+        .await?;
+        let status: String = sqlx::query_scalar("SELECT status FROM donors WHERE id = $1")
+            .bind(donor_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if kind == "reservation" && state != "done" && status == Status::Reserved.code() {
+            self.change_status_in(
+                &mut tx,
+                donor_id,
+                &StatusChange {
+                    status: Status::Available,
+                    reason: None,
+                    until: None,
+                    patient_id: None,
+                },
+                actor,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Record a workup milestone (once each) on an open workup request.
+    pub async fn record_milestone(
+        &self,
+        request_id: i64,
+        milestone: &str,
+        on_date: &str,
+        ok: Option<bool>,
+        actor: &Actor,
+    ) -> Result<()> {
+        if !MILESTONES.contains(&milestone) {
+            return Err(RegistryError::invalid(
+                "milestone",
+                format!(
+                    "unknown milestone `{milestone}` ({})",
+                    MILESTONES.join(", ")
+                ),
+            ));
+        }
+        date("on_date", on_date)?;
+        let (_turn, mut tx) = self.begin().await?;
+        let kind: Option<String> =
+            sqlx::query_scalar("SELECT kind FROM requests WHERE id = $1 AND state = 'open'")
+                .bind(request_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if kind.as_deref() != Some("workup") {
+            return Err(RegistryError::Conflict(format!(
+                "request {request_id} is not an open workup"
+            )));
+        }
+        sqlx::query("INSERT INTO workup_milestones (request_id, milestone, on_date, ok) VALUES ($1, $2, $3, $4)")
+            .bind(request_id)
+            .bind(milestone)
+            .bind(on_date)
+            .bind(ok)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict(format!("{milestone} is already recorded")) } else { e.into() })?;
+        audit(
+            &mut tx,
+            actor,
+            "workup.milestone",
+            "request",
+            &request_id.to_string(),
+            Some(milestone),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Reservations past their expiry: the request is cancelled and the donor released.
+    /// Returns the donors released.
+    pub async fn expire_reservations(&self, today: i64, actor: &Actor) -> Result<Vec<i64>> {
+        let rows = sqlx::query("SELECT id, donor_id FROM requests WHERE kind = 'reservation' AND state = 'open' AND expires_on < $1")
+            .bind(format_day(today as u16))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut donors = Vec::new();
+        for row in rows {
+            self.close_request(row.try_get("id")?, "cancelled", actor)
+                .await?;
+            donors.push(row.try_get("donor_id")?);
+        }
+        Ok(donors)
+    }
+
+    /// Whether the donor is in an open case (an open request of any kind): case managers may
+    /// then read the donor's identity.
+    pub async fn donor_in_open_case(&self, donor_id: i64) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM requests WHERE donor_id = $1 AND state = 'open'",
+        )
+        .bind(donor_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// The donor a request is about.
+    pub async fn request_donor(&self, request_id: i64) -> Result<i64> {
+        sqlx::query_scalar("SELECT donor_id FROM requests WHERE id = $1")
+            .bind(request_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("request {request_id}")))
+    }
+}

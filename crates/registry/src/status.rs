@@ -1,0 +1,154 @@
+//! Donor status (registry operations §5): transitions, reason codes, and the daily job
+//! (TU expiry, reservation expiry, age-out).
+
+use matching::Status;
+use matching::model::format_day;
+use sqlx::{Any, Transaction};
+
+use crate::audit::audit;
+use crate::model::*;
+use crate::support::*;
+use crate::{Actor, Registry, RegistryError, Result, now_text};
+
+/// Status reason codes (registry operations §5).
+pub const REASON_CODES: [&str; 11] = [
+    "DO", "DD", "MR", "PR", "TX", "MO", "UC", "NS", "TQ", "OT", "UK",
+];
+
+impl Registry {
+    /// Change a donor's status, enforcing the transitions: DE is final; TU needs a reason,
+    /// RS a patient, DE a reason code.
+    pub async fn change_status(
+        &self,
+        donor_id: i64,
+        change: &StatusChange,
+        actor: &Actor,
+    ) -> Result<()> {
+        let (_turn, mut tx) = self.begin().await?;
+        self.change_status_in(&mut tx, donor_id, change, actor)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The status change inside a caller's transaction, so a request or donation and the
+    /// status it implies commit together or not at all.
+    pub(crate) async fn change_status_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        donor_id: i64,
+        change: &StatusChange,
+        actor: &Actor,
+    ) -> Result<()> {
+        self.lock_donor(tx, donor_id).await?;
+        let current: String = sqlx::query_scalar("SELECT status FROM donors WHERE id = $1")
+            .bind(donor_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let from = Status::from_code(&current).unwrap_or_default();
+        let to = change.status;
+        if from == Status::Deferred {
+            return Err(RegistryError::Conflict(format!(
+                "donor {donor_id} is DE (permanently unavailable); DE is final"
+            )));
+        }
+        match to {
+            Status::TemporarilyUnavailable | Status::Deferred => {
+                let reason = change.reason.as_deref().ok_or_else(|| {
+                    RegistryError::invalid("reason", format!("{} needs a reason code", to.code()))
+                })?;
+                if !REASON_CODES.contains(&reason) {
+                    return Err(RegistryError::invalid(
+                        "reason",
+                        format!(
+                            "unknown reason code `{reason}` ({})",
+                            REASON_CODES.join(", ")
+                        ),
+                    ));
+                }
+            }
+            Status::Reserved if change.patient_id.is_none() => {
+                return Err(RegistryError::invalid(
+                    "patient_id",
+                    "RS needs the patient the donor is reserved for",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(until) = &change.until {
+            check_date("until", until)?;
+        }
+        sqlx::query("UPDATE donors SET status = $1, status_reason = $2, status_until = $3, reserved_for = $4 WHERE id = $5")
+            .bind(to.code())
+            .bind(change.reason.as_deref())
+            .bind(change.until.as_deref())
+            .bind(if to == Status::Reserved { change.patient_id } else { None })
+            .bind(donor_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("INSERT INTO status_history (donor_id, status, reason, until, patient_id, actor, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(donor_id)
+            .bind(to.code())
+            .bind(change.reason.as_deref())
+            .bind(change.until.as_deref())
+            .bind(change.patient_id)
+            .bind(&actor.name)
+            .bind(now_text())
+            .execute(&mut **tx)
+            .await?;
+        audit(
+            tx,
+            actor,
+            "status.change",
+            "donor",
+            &donor_id.to_string(),
+            Some(&format!("{} → {}", from.code(), to.code())),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The daily job: TU past its end date → AV; donors at the age-out birthday → DE/DO.
+    /// Returns the donors changed.
+    pub async fn run_daily(&self, today: i64, actor: &Actor) -> Result<Vec<i64>> {
+        let today_text = format_day(today as u16);
+        let (y, m, d) = matching::model::civil_from_days(today);
+        let cutoff = format!("{:04}-{m:02}-{d:02}", y - self.config.age_out as i32);
+        let expired: Vec<i64> = sqlx::query_scalar("SELECT id FROM donors WHERE status = 'TU' AND status_until IS NOT NULL AND status_until < $1")
+            .bind(&today_text)
+            .fetch_all(&self.pool)
+            .await?;
+        let aged: Vec<i64> = sqlx::query_scalar("SELECT id FROM donors WHERE status <> 'DE' AND donor_type = 'adult' AND birth_date IS NOT NULL AND birth_date <= $1")
+            .bind(&cutoff)
+            .fetch_all(&self.pool)
+            .await?;
+        for &id in &expired {
+            self.change_status(
+                id,
+                &StatusChange {
+                    status: Status::Available,
+                    reason: None,
+                    until: None,
+                    patient_id: None,
+                },
+                actor,
+            )
+            .await?;
+        }
+        let released = self.expire_reservations(today, actor).await?;
+        for &id in &aged {
+            self.change_status(
+                id,
+                &StatusChange {
+                    status: Status::Deferred,
+                    reason: Some("DO".into()),
+                    until: None,
+                    patient_id: None,
+                },
+                actor,
+            )
+            .await?;
+        }
+        Ok(expired.into_iter().chain(released).chain(aged).collect())
+    }
+}

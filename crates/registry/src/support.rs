@@ -1,0 +1,120 @@
+//! What every resource's SQL shares: unique-violation detection, date and GL checks, the
+//! donor row and its decoder.
+
+use hla::GlString;
+use matching::model::parse_birth_date;
+use matching::{Abo, Cmv, CordCells, DonorType, Sex, Status};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::model::*;
+use crate::{Registry, RegistryError, Result};
+
+pub(crate) fn check_date(field: &str, text: &str) -> Result<u16> {
+    parse_birth_date(text).map_err(|reason| RegistryError::invalid(field, reason))
+}
+
+pub(crate) fn date(field: &str, text: &str) -> Result<i64> {
+    parse_birth_date(text)
+        .map(i64::from)
+        .map_err(|r| RegistryError::invalid(field, r))
+}
+
+/// Validate a GL string against the release: every position must expand.
+pub(crate) fn validate_gl(registry: &Registry, gl: &str) -> Result<String> {
+    validate_gl_with(&registry.expander, gl)
+}
+
+/// [`validate_gl`] without a registry at hand (the import's validation threads).
+pub(crate) fn validate_gl_with(expander: &hla::Expander, gl: &str) -> Result<String> {
+    let parsed = GlString::parse(gl)?;
+    expander.expand_gl(&parsed)?;
+    let loci = hla::locus_typings(&parsed)?;
+    for required in ["A", "B", "DRB1"] {
+        if !loci.iter().any(|t| t.locus == required) {
+            return Err(RegistryError::invalid(
+                "typing",
+                format!("a listed donor needs at least A, B and DRB1; {required} is missing"),
+            ));
+        }
+    }
+    Ok(parsed.to_string())
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation()
+                || d.message().contains("UNIQUE constraint failed")
+                || d.code().as_deref() == Some("23505")
+        }
+        _ => false,
+    }
+}
+
+pub(crate) fn check_choice(chosen: &[&str], allowed: &[&str], field: &str) -> Result<()> {
+    for c in chosen {
+        if !allowed.contains(c) {
+            return Err(RegistryError::invalid(
+                field,
+                format!("unknown choice `{c}` ({})", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+macro_rules! donor_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT d.id, d.grid, d.external_id, d.station_code, d.birth_date, d.sex, d.abo, d.rh, d.cmv, d.population, d.donor_type, \
+             d.cord_tnc_e7, d.cord_cd34_e5, d.status, d.status_reason, d.status_until, d.reserved_for, CAST(CASE WHEN d.listed THEN 1 ELSE 0 END AS BIGINT) AS listed, \
+             (SELECT t.gl FROM typings t WHERE t.donor_id = d.id AND t.is_current) AS current_typing FROM donors d ",
+            $rest
+        )
+    };
+}
+
+/// Decode a donor row; generated for the `Any`, SQLite and PostgreSQL row types (the bulk
+/// index load reads through the native drivers: the `Any` row conversion dominated it).
+pub(crate) use donor_select;
+
+macro_rules! donor_decoder {
+    ($name:ident, $row:ty) => {
+        pub(crate) fn $name(row: &$row) -> Result<Donor> {
+            let code = |c: &str| -> Result<String> { Ok(row.try_get::<String, _>(c)?) };
+            let tnc: Option<f64> = row.try_get("cord_tnc_e7")?;
+            let cd34: Option<f64> = row.try_get("cord_cd34_e5")?;
+            let donor_type = DonorType::from_code(&code("donor_type")?).unwrap_or_default();
+            Ok(Donor {
+                id: row.try_get("id")?,
+                grid: code("grid")?,
+                external_id: code("external_id")?,
+                station: code("station_code")?,
+                birth_date: row.try_get("birth_date")?,
+                sex: Sex::from_code(&code("sex")?).unwrap_or_default(),
+                abo: Abo::from_code(&code("abo")?).unwrap_or_default(),
+                rh_positive: match code("rh")?.as_str() {
+                    "+" => Some(true),
+                    "-" => Some(false),
+                    _ => None,
+                },
+                cmv: Cmv::from_code(&code("cmv")?).unwrap_or_default(),
+                population: code("population")?,
+                donor_type,
+                cord: (donor_type == DonorType::Cord).then(|| CordCells {
+                    tnc_e7: tnc.unwrap_or(0.0) as f32,
+                    cd34_e5: cd34.unwrap_or(0.0) as f32,
+                }),
+                status: Status::from_code(&code("status")?).unwrap_or_default(),
+                status_reason: row.try_get("status_reason")?,
+                status_until: row.try_get("status_until")?,
+                reserved_for: row.try_get("reserved_for")?,
+                listed: row.try_get::<i64, _>("listed")? != 0,
+                current_typing: row.try_get("current_typing")?,
+            })
+        }
+    };
+}
+
+donor_decoder!(donor_from_row, AnyRow);

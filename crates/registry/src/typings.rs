@@ -1,0 +1,122 @@
+//! Typings: each validated against the release; the newest becomes current.
+
+use matching::model::format_day;
+use sqlx::{Any, Row, Transaction};
+
+use crate::audit::audit;
+use crate::model::*;
+use crate::support::*;
+use crate::{Actor, Registry, RegistryError, Result, now_text};
+
+/// A typing as recorded (current or history).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TypingRecord {
+    pub id: i64,
+    pub gl: String,
+    pub release: String,
+    pub lab: Option<String>,
+    pub method: Option<String>,
+    pub typed_on: String,
+    pub sample_id: Option<i64>,
+    pub current: bool,
+}
+
+impl Registry {
+    pub(crate) async fn insert_typing(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        donor_id: i64,
+        t: &TypingInput,
+        gl: &str,
+        today: i64,
+    ) -> Result<i64> {
+        let typed_on = match &t.typed_on {
+            Some(d) => {
+                check_date("typed_on", d)?;
+                d.clone()
+            }
+            None => format_day(today as u16),
+        };
+        sqlx::query("UPDATE typings SET is_current = FALSE WHERE donor_id = $1 AND is_current")
+            .bind(donor_id)
+            .execute(&mut **tx)
+            .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO typings (donor_id, gl, release, lab, method, typed_on, sample_id, is_current, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8) RETURNING id",
+        )
+        .bind(donor_id)
+        .bind(gl)
+        .bind(&self.expander.release().version)
+        .bind(t.lab.as_deref())
+        .bind(t.method.as_deref())
+        .bind(&typed_on)
+        .bind(t.sample_id)
+        .bind(now_text())
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(id)
+    }
+
+    /// Record a new typing; it becomes current. Invalid HLA is refused with the reason.
+    pub async fn record_typing(
+        &self,
+        donor_id: i64,
+        typing: &TypingInput,
+        actor: &Actor,
+        today: i64,
+    ) -> Result<i64> {
+        let gl = validate_gl(self, &typing.gl)?;
+        let (_turn, mut tx) = self.begin().await?;
+        self.lock_donor(&mut tx, donor_id).await?;
+        if let Some(sample) = typing.sample_id {
+            let owner: Option<i64> =
+                sqlx::query_scalar("SELECT donor_id FROM samples WHERE id = $1")
+                    .bind(sample)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if owner != Some(donor_id) {
+                return Err(RegistryError::invalid(
+                    "sample_id",
+                    format!("sample {sample} is not one of this donor's samples"),
+                ));
+            }
+        }
+        let id = self
+            .insert_typing(&mut tx, donor_id, typing, &gl, today)
+            .await?;
+        audit(
+            &mut tx,
+            actor,
+            "typing.record",
+            "donor",
+            &donor_id.to_string(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Every typing a donor has had, newest first.
+    pub async fn typings(&self, donor_id: i64) -> Result<Vec<TypingRecord>> {
+        let rows = sqlx::query("SELECT id, gl, release, lab, method, typed_on, sample_id, CAST(CASE WHEN is_current THEN 1 ELSE 0 END AS BIGINT) AS current FROM typings WHERE donor_id = $1 ORDER BY id DESC")
+            .bind(donor_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TypingRecord {
+                    id: r.try_get("id")?,
+                    gl: r.try_get("gl")?,
+                    release: r.try_get("release")?,
+                    lab: r.try_get("lab")?,
+                    method: r.try_get("method")?,
+                    typed_on: r.try_get("typed_on")?,
+                    sample_id: r.try_get("sample_id")?,
+                    current: r.try_get::<i64, _>("current")? == 1,
+                })
+            })
+            .collect()
+    }
+}
