@@ -474,6 +474,18 @@ async fn the_donor_workflow_over_http() {
             409,
             "{b}: one open request of a kind"
         );
+        // A case manager opens workups only: refused by the registry, with the answer a
+        // route the role may not call gets.
+        let (s, r, _) = call(
+            addr,
+            "POST",
+            "/v1/requests",
+            Some(&t.case_manager),
+            Some(&req("extended_typing")),
+        )
+        .await;
+        assert_eq!(s, 403, "{b}: {r}");
+        assert_eq!(r["detail"], "this token may not do that", "{b}");
         assert_eq!(
             call(
                 addr,
@@ -762,6 +774,37 @@ async fn the_donor_workflow_over_http() {
         )
         .await;
         assert_eq!(s, 200, "{b}");
+        // What an active registration gives can change; a revoked one cannot, and only
+        // known organs are recorded.
+        let change = r#"{"organs": ["kidney"], "tissues": [], "whole_body": true}"#;
+        let (s, r, _) = call(
+            addr,
+            "POST",
+            &format!("/v1/organ-registrations/{registration}"),
+            Some(&t.station),
+            Some(change),
+        )
+        .await;
+        assert_eq!((s, r["state"].as_str()), (200, Some("active")), "{b}: {r}");
+        let (s, r, _) = call(
+            addr,
+            "POST",
+            &format!("/v1/organ-registrations/{revoked}"),
+            Some(&t.station),
+            Some(change),
+        )
+        .await;
+        assert_eq!(s, 409, "{b}: {r}");
+        let (s, r, _) = call(
+            addr,
+            "POST",
+            &format!("/v1/organ-registrations/{registration}"),
+            Some(&t.station),
+            Some(r#"{"organs": ["spleen"]}"#),
+        )
+        .await;
+        assert_eq!(s, 422, "{b}: {r}");
+        assert!(r.to_string().contains("organs"), "{b}: {r}");
         let (s, r, _) = call(
             addr,
             "POST",
@@ -839,6 +882,25 @@ async fn every_route_checks_the_token_and_the_role() {
                 vec![Station],
             ),
             (
+                "GET",
+                format!("/v1/donors/{d}/typings"),
+                "",
+                vec![Station, Coordinator, CaseManager],
+            ),
+            ("PATCH", format!("/v1/donors/{d}"), "{}", vec![Station]),
+            (
+                "GET",
+                format!("/v1/donors/{d}/samples"),
+                "",
+                vec![Station, CaseManager],
+            ),
+            (
+                "GET",
+                format!("/v1/donors/{d}/consents"),
+                "",
+                vec![Station, CaseManager],
+            ),
+            (
                 "POST",
                 format!("/v1/donors/{d}/samples"),
                 "{}",
@@ -914,6 +976,12 @@ async fn every_route_checks_the_token_and_the_role() {
             (
                 "POST",
                 "/v1/organ-registrations".into(),
+                "{}",
+                vec![Station],
+            ),
+            (
+                "POST",
+                "/v1/organ-registrations/1".into(),
                 "{}",
                 vec![Station],
             ),
@@ -1042,18 +1110,47 @@ async fn every_route_checks_the_token_and_the_role() {
             .keys()
             .map(String::as_str)
             .collect();
-        for (_, path, _, _) in &routes {
-            // The concrete path matches a documented template segment by segment.
+        // A concrete path matches a documented template segment by segment.
+        let fits = |template: &str, path: &str| {
             let concrete: Vec<&str> = path.split('?').next().unwrap().split('/').collect();
+            let parts: Vec<&str> = template.split('/').collect();
+            parts.len() == concrete.len()
+                && parts
+                    .iter()
+                    .zip(&concrete)
+                    .all(|(t, c)| t == c || t.starts_with('{'))
+        };
+        // Every routed operation above is documented, method and path.
+        for (method, path, _, _) in &routes {
             let found = documented.iter().any(|template| {
-                let parts: Vec<&str> = template.split('/').collect();
-                parts.len() == concrete.len()
-                    && parts
-                        .iter()
-                        .zip(&concrete)
-                        .all(|(t, c)| t == c || t.starts_with('{'))
+                fits(template, path) && doc["paths"][*template][method.to_lowercase()].is_object()
             });
-            assert!(found, "{path} is missing from the OpenAPI document");
+            assert!(
+                found,
+                "{method} {path} is missing from the OpenAPI document"
+            );
+        }
+        // And every documented operation is in the table above, so it was called (and, as
+        // a /v1 operation, answered 401 without a token: an unrouted one answers 404); the
+        // open health checks are called here.
+        for template in &documented {
+            for method in doc["paths"][*template].as_object().unwrap().keys() {
+                if !template.starts_with("/v1/") {
+                    let (s, p, _) = call(addr, &method.to_uppercase(), template, None, None).await;
+                    assert!(
+                        s != 404 && s != 405,
+                        "{method} {template} is not routed: {s} {p}"
+                    );
+                    continue;
+                }
+                let tested = routes
+                    .iter()
+                    .any(|(m, path, _, _)| m.eq_ignore_ascii_case(method) && fits(template, path));
+                assert!(
+                    tested,
+                    "{method} {template} is documented but not in the route table"
+                );
+            }
         }
         stop.send(()).ok();
         reg.close().await;
