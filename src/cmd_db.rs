@@ -181,7 +181,7 @@ pub fn search_db(args: SearchArgs, db: String, expander: Arc<Expander>) -> Resul
         // Donor ids shown are the registry's external ids (as in the file they came from).
         let mut ids = std::collections::HashMap::new();
         let started = Instant::now();
-        let result = index.search(&req).map_err(anyhow::Error::msg)?;
+        let result = index.search(&req)?;
         for h in &result.hits {
             let d = reg.donor(h.key as i64).await?;
             ids.insert(h.key, d.external_id);

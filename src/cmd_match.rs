@@ -361,12 +361,12 @@ pub fn build_request(args: &SearchArgs, builder: &mut SubjectBuilder) -> Result<
     req.today = today();
     if args.probability || args.rank_by_probability {
         let set = load_haplotype_set(&args.freqs, &args.population, builder.expander())?;
-        req.probability = Some(ProbabilityOptions {
-            set: Arc::new(set),
-            rank: args.rank_by_probability,
-        });
+        req.probability = Some(ProbabilityOptions { set: Arc::new(set) });
+        if args.rank_by_probability {
+            req.rank_by_probability();
+        }
     }
-    req.validate().map_err(anyhow::Error::msg)?;
+    req.validate()?;
     Ok(req)
 }
 
@@ -485,7 +485,7 @@ pub fn search_file(args: SearchArgs, expander: Arc<Expander>) -> Result<i32> {
     let req = build_request(&args, &mut builder)?;
     let loaded = load_donor_file(donors, expander)?;
     let started = Instant::now();
-    let result = loaded.index.search(&req).map_err(anyhow::Error::msg)?;
+    let result = loaded.index.search(&req)?;
     eprintln!(
         "{} of {} donors qualify ({:.1} ms)",
         result.total,
@@ -719,7 +719,7 @@ pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
             let mut result = None;
             for _ in 0..repeat {
                 let t = Instant::now();
-                let run = index.search(&req).map_err(anyhow::Error::msg)?;
+                let run = index.search(&req)?;
                 fastest = fastest.min(t.elapsed().as_secs_f64() * 1e3);
                 result = Some(run);
             }
@@ -746,12 +746,10 @@ pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
             let mut req = SearchRequest::new(subject.clone(), 2);
             req.today = today();
             req.limit = 1000;
-            req.probability = Some(ProbabilityOptions {
-                set: set.clone(),
-                rank: true,
-            });
+            req.probability = Some(ProbabilityOptions { set: set.clone() });
+            req.rank_by_probability();
             let t = Instant::now();
-            index.search(&req).map_err(anyhow::Error::msg)?;
+            index.search(&req)?;
             lat.push(t.elapsed().as_secs_f64() * 1e3);
         }
         lat.sort_by(f64::total_cmp);

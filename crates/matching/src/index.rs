@@ -282,7 +282,7 @@ impl Postings {
     /// here).
     pub(crate) fn prefetch_rows_of(&self, g: usize) {
         if let Some(&from) = self.offsets.get(g) {
-            crate::search::prefetch(self.rows.as_ptr().wrapping_add(from as usize));
+            prefetch(self.rows.as_ptr().wrapping_add(from as usize));
         }
     }
 
@@ -786,4 +786,17 @@ impl DonorIndex {
             + self.free_rows.capacity() * 4
             + tables
     }
+}
+
+/// A hint to load the cache line holding `at` (never faults, whatever the address).
+#[inline(always)]
+pub(crate) fn prefetch<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is only a hint; it does not dereference `at` and cannot fault.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }

@@ -2,6 +2,7 @@
 //! (`../shared/docs/hla-matching.md`, sections 3–6 and 8). Pure computation: no database,
 //! no HTTP.
 
+pub mod hit;
 pub mod index;
 pub mod model;
 pub mod position;
@@ -11,11 +12,12 @@ pub mod score;
 pub mod search;
 pub mod subject;
 
+pub use hit::{CordResult, SearchHit, SearchResult};
 pub use index::{DonorIndex, DonorInput, IndexError, RankFacts, Row};
 pub use model::{Abo, Cmv, CordCells, DonorAttributes, DonorType, Locus, Sex, Status};
 pub use position::PositionInfo;
 pub use probability::{HaplotypeSet, MatchProbability};
-pub use rank::{DefaultPolicy, RankingPolicy};
+pub use rank::{DefaultPolicy, ProbabilityWithinGrade, RankingContext, RankingPolicy};
 pub use score::{Confidence, Grade, LocusScore, PairScore, Subject, TceMatch};
-pub use search::{CordResult, ProbabilityOptions, SearchHit, SearchRequest, SearchResult};
+pub use search::{ProbabilityOptions, SearchError, SearchRequest};
 pub use subject::SubjectBuilder;

@@ -3,19 +3,40 @@
 
 use std::cmp::Ordering;
 
-use crate::model::{Abo, Cmv, Sex};
-use crate::search::{SearchHit, SearchRequest};
+use std::sync::Arc;
+
+use crate::hit::{CordResult, SearchHit};
+use crate::model::{Abo, Cmv, Locus, Sex};
+
+/// What a policy may read of the request besides the hits.
+#[derive(Debug, Clone, Copy)]
+pub struct RankingContext<'a> {
+    /// The matched loci.
+    pub loci: &'a [Locus],
+    pub patient_cmv: Cmv,
+    pub patient_abo: Abo,
+}
 
 pub trait RankingPolicy: Send + Sync {
     /// A stable name shown with every result.
     fn name(&self) -> &str;
     /// Order two hits (less = better). Return `Equal` to fall back on donor key.
-    fn compare(&self, a: &SearchHit, b: &SearchHit, request: &SearchRequest) -> Ordering;
+    fn compare(&self, a: &SearchHit, b: &SearchHit, context: &RankingContext<'_>) -> Ordering;
     /// True only when `compare` orders hits by fewer total mismatches (`SearchHit::total`)
     /// before anything else. The search then scores in full only the donors of the lowest
     /// totals that fill the request's limit. A policy that may put a higher total first
     /// must leave this false (the default), and every offered donor is scored.
     fn ranks_by_total_first(&self) -> bool {
+        false
+    }
+    /// A policy that orders by something known only for the hits returned (match
+    /// probability): the policy that chooses those hits. The search chooses and orders them
+    /// by it, works out what this policy needs, then sorts them stably by this one.
+    fn chosen_by(&self) -> Option<&dyn RankingPolicy> {
+        None
+    }
+    /// True when `compare` reads `SearchHit::probability` (the request must ask for it).
+    fn needs_probability(&self) -> bool {
         false
     }
 }
@@ -64,8 +85,8 @@ impl RankingPolicy for DefaultPolicy {
         true
     }
 
-    fn compare(&self, a: &SearchHit, b: &SearchHit, req: &SearchRequest) -> Ordering {
-        let loci = &req.loci;
+    fn compare(&self, a: &SearchHit, b: &SearchHit, req: &RankingContext<'_>) -> Ordering {
+        let loci = req.loci;
         let tce = |h: &SearchHit| {
             h.score.loci[crate::model::Locus::Dpb1.index()]
                 .tce
@@ -89,7 +110,7 @@ impl RankingPolicy for DefaultPolicy {
             // and a sort's result depends on its input order.
             .then_with(|| match (&a.cord, &b.cord) {
                 (Some(ca), Some(cb)) => ca.mismatches.cmp(&cb.mismatches).then_with(|| {
-                    let dose = |c: &crate::search::CordResult| c.tnc_e7_per_kg.unwrap_or(0.0);
+                    let dose = |c: &CordResult| c.tnc_e7_per_kg.unwrap_or(0.0);
                     dose(cb).total_cmp(&dose(ca))
                 }),
                 (None, None) => Ordering::Equal,
@@ -103,11 +124,52 @@ impl RankingPolicy for DefaultPolicy {
     }
 }
 
+/// `probability-within-grade-v1` (rules §7): the hits its chooser picks, ordered by total
+/// mismatches, then by the probability of no mismatch (highest first), the chooser breaking
+/// ties. Named `probability-within-grade-v1+<chooser>`.
+pub struct ProbabilityWithinGrade {
+    chooser: Arc<dyn RankingPolicy>,
+    name: String,
+}
+
+impl ProbabilityWithinGrade {
+    pub fn over(chooser: Arc<dyn RankingPolicy>) -> ProbabilityWithinGrade {
+        let name = format!("probability-within-grade-v1+{}", chooser.name());
+        ProbabilityWithinGrade { chooser, name }
+    }
+}
+
+impl RankingPolicy for ProbabilityWithinGrade {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn compare(&self, a: &SearchHit, b: &SearchHit, context: &RankingContext<'_>) -> Ordering {
+        // A hit without a probability (its typing outside the frequency set) comes last.
+        let p0 = |h: &SearchHit| h.probability.as_ref().and_then(|p| p.p0).unwrap_or(-1.0);
+        a.total
+            .cmp(&b.total)
+            .then(p0(b).total_cmp(&p0(a)))
+            .then_with(|| self.chooser.compare(a, b, context))
+    }
+
+    fn ranks_by_total_first(&self) -> bool {
+        true
+    }
+
+    fn chosen_by(&self) -> Option<&dyn RankingPolicy> {
+        Some(&*self.chooser)
+    }
+
+    fn needs_probability(&self) -> bool {
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::score::PairScore;
-    use crate::search::CordResult;
 
     fn hit(key: u32, age: u32, cord_mismatches: Option<u8>) -> SearchHit {
         SearchHit {
@@ -135,7 +197,12 @@ mod tests {
     /// by age): every input order must sort the same way.
     #[test]
     fn default_order_is_transitive_across_adults_and_cords() {
-        let req = SearchRequest::new(Default::default(), 2);
+        let loci = [Locus::A, Locus::B, Locus::C, Locus::Drb1, Locus::Dqb1];
+        let req = RankingContext {
+            loci: &loci,
+            patient_cmv: Cmv::Unknown,
+            patient_abo: Abo::Unknown,
+        };
         let hits = [hit(1, 40, Some(0)), hit(2, 20, Some(1)), hit(3, 30, None)];
         let orders = [
             [0, 1, 2],

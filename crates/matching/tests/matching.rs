@@ -461,7 +461,7 @@ fn filters_limits_and_index_updates() {
     assert!(index.search(&bad).is_err());
     bad.max_mismatches = 1;
     bad.loci = vec![Locus::A, Locus::B];
-    assert!(index.search(&bad).unwrap_err().contains("DRB1"));
+    assert!(index.search(&bad).unwrap_err().to_string().contains("DRB1"));
 }
 
 /// Typing pools per locus: high resolution, MACs, XX, G/P groups, serology, nulls, NEW.
@@ -554,9 +554,9 @@ mod properties {
             &self,
             a: &matching::SearchHit,
             b: &matching::SearchHit,
-            req: &SearchRequest,
+            context: &matching::RankingContext<'_>,
         ) -> std::cmp::Ordering {
-            matching::DefaultPolicy.compare(a, b, req)
+            matching::DefaultPolicy.compare(a, b, context)
         }
     }
 
@@ -967,7 +967,8 @@ mod probability {
             ),
         ]);
         let mut req = SearchRequest::new(subject(patient), 0);
-        req.probability = Some(matching::ProbabilityOptions { set, rank: true });
+        req.probability = Some(matching::ProbabilityOptions { set });
+        req.rank_by_probability();
         let result = index.search(&req).unwrap();
         assert_eq!(result.total, 3);
         assert!(result.policy.starts_with("probability-within-grade-v1"));
@@ -979,5 +980,9 @@ mod probability {
         assert!(p0.windows(2).all(|w| w[0] >= w[1]), "{p0:?}");
         assert_eq!(result.hits[0].key, 2);
         assert!((p0[0] - 1.0).abs() < 1e-12);
+        // Ranking by probability without a frequency set is refused, naming the field.
+        let mut without = SearchRequest::new(subject(patient), 0);
+        without.rank_by_probability();
+        assert_eq!(index.search(&without).unwrap_err().field(), "probability");
     }
 }

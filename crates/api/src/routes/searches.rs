@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use matching::{DonorType, Locus, SearchRequest};
+use matching::{DonorType, Locus, SearchError, SearchRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -44,16 +44,12 @@ pub struct SearchIn {
     pub keep: Option<usize>,
 }
 
-/// Run a search's criteria against the live index, RS donors of this patient included.
-async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
-    // The patient and the donors reserved for them (offered whatever their status).
-    let (patient, reserved) = state
-        .registry
-        .patient_with_reserved(criteria.patient_id)
-        .await?;
+/// The engine's request for these criteria, checked against the request's limits (one
+/// rule set: `SearchRequest::validate`) before anything is read.
+fn request_for(criteria: &SearchIn, today: i64) -> ApiResult<SearchRequest> {
     // The subject is built under the index lock, sharing the index's expanded typings.
     let mut req = SearchRequest::new(Default::default(), criteria.max_mismatches);
-    req.today = (state.today)();
+    req.today = today;
     if let Some(loci) = &criteria.loci {
         req.loci = loci
             .iter()
@@ -71,10 +67,25 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
         )?),
     };
     req.limit = criteria.keep.unwrap_or(1000).min(10_000);
+    req.validate().map_err(search_error)?;
+    Ok(req)
+}
+
+/// A request the engine refused, naming the field at fault.
+fn search_error(e: SearchError) -> ApiError {
+    ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, e.field(), e.reason())
+}
+
+/// Run a search's criteria against the live index, RS donors of this patient included.
+async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
+    let mut req = request_for(criteria, (state.today)())?;
+    // The patient and the donors reserved for them (offered whatever their status).
+    let (patient, reserved) = state
+        .registry
+        .patient_with_reserved(criteria.patient_id)
+        .await?;
     req.patient_weight_kg = patient.weight_kg.map(|w| w as f32);
     req.also_offered = reserved.into_iter().map(|id| id as u32).collect();
-    req.validate()
-        .map_err(|e| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "criteria", e))?;
     let index = state.index.clone();
     let started = std::time::Instant::now();
     let (result, loci) = state
@@ -88,9 +99,7 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
                     e.to_string(),
                 )
             })?;
-            let result = index
-                .search(&req)
-                .map_err(|e| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "criteria", e))?;
+            let result = index.search(&req).map_err(search_error)?;
             Ok::<_, ApiError>((result, req.loci))
         })
         .await??;
@@ -147,13 +156,6 @@ pub async fn create_search(
     ApiJson(criteria): ApiJson<SearchIn>,
 ) -> ApiResult<axum::response::Response> {
     let criteria = criteria?;
-    if criteria.max_mismatches > 5 {
-        return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "max_mismatches",
-            "at most 5",
-        ));
-    }
     let result = run(&state, &criteria).await?;
     let text = serde_json::to_string(&criteria).expect("criteria serialise");
     let run_text = result.to_stored();
