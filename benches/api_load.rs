@@ -179,7 +179,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
             writeln!(out, "D{:07}%{}", p.key, synth.gl_string(&p)).unwrap();
         }
     }
-    let today = boai_today();
+    let today = registry::today();
     let options = ImportOptions {
         station: Some("BJ01".into()),
         all_or_nothing: false,
@@ -413,12 +413,4 @@ fn process_cpu_seconds() -> Option<f64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
     Some((ticks(11)? + ticks(12)?) / 100.0)
-}
-
-/// Today as days since 1900-01-01.
-fn boai_today() -> i64 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    secs / 86_400 + 25_567
 }

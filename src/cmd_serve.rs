@@ -1,4 +1,4 @@
-//! `boai serve`, `boai token create|revoke`, `boai demo`.
+//! `boai serve` and `boai demo`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use hla::Expander;
 use registry::Registry;
 use registry::import::ImportOptions;
 
-use crate::cmd_db::{DbArgs, cli_actor, open, runtime};
+use crate::connect::{DbArgs, cli_actor, open, runtime};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -20,29 +20,6 @@ pub struct ServeArgs {
     pub db: DbArgs,
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Create an API token; the secret is printed once and stored only hashed.
-    Create {
-        #[command(flatten)]
-        db: DbArgs,
-        /// station, coordinator, case_manager, admin or auditor.
-        #[arg(long)]
-        role: String,
-        /// The station of a station token.
-        #[arg(long)]
-        station: Option<String>,
-        #[arg(long, default_value = "")]
-        label: String,
-    },
-    /// Revoke a token by id.
-    Revoke {
-        #[command(flatten)]
-        db: DbArgs,
-        id: i64,
-    },
 }
 
 #[derive(Debug, Args)]
@@ -64,7 +41,7 @@ pub struct DemoArgs {
 
 async fn state_for(reg: Registry) -> Result<api::AppState> {
     let reg = Arc::new(reg);
-    let state = api::AppState::new(reg, Arc::new(crate::cmd_match::today));
+    let state = api::AppState::new(reg, Arc::new(registry::today));
     Ok(state)
 }
 
@@ -112,32 +89,6 @@ pub fn serve(args: ServeArgs, expander: Arc<Expander>) -> Result<i32> {
     })
 }
 
-pub fn token(cmd: TokenCommand, expander: Arc<Expander>) -> Result<i32> {
-    runtime()?.block_on(async move {
-        match cmd {
-            TokenCommand::Create {
-                db,
-                role,
-                station,
-                label,
-            } => {
-                let reg = open(&db, expander).await?;
-                let (id, secret) = reg
-                    .create_token(&role, station.as_deref(), &label, &cli_actor())
-                    .await?;
-                eprintln!("token {id} ({role}) created; the secret is shown only now:");
-                println!("{secret}");
-            }
-            TokenCommand::Revoke { db, id } => {
-                let reg = open(&db, expander).await?;
-                reg.revoke_token(id, &cli_actor()).await?;
-                eprintln!("token {id} revoked");
-            }
-        }
-        Ok(0)
-    })
-}
-
 pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = args.file.clone().into_os_string();
@@ -145,7 +96,11 @@ pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
         std::fs::remove_file(&p).ok();
     }
     let url = format!("sqlite://{}", args.file.display());
-    let synth = synth::Synth::new(&expander, &crate::cmd_match::freqs_path(&args.freqs), "API")?;
+    let synth = synth::Synth::new(
+        &expander,
+        &crate::frequencies::freqs_path(&args.freqs),
+        "API",
+    )?;
     runtime()?.block_on(async move {
         let reg = open(&DbArgs { db: url.clone() }, expander.clone()).await?;
         let actor = cli_actor();
@@ -163,7 +118,7 @@ pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
         }
         let options = ImportOptions { station: Some("BJ01".into()), all_or_nothing: false, batch_size: 0 };
         let summary = reg
-            .import_donors(&file, &options, &actor, crate::cmd_match::today(), &|_| {})
+            .import_donors(&file, &options, &actor, registry::today(), &|_| {})
             .await?;
         std::fs::remove_file(&file).ok();
         eprintln!(

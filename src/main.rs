@@ -1,10 +1,17 @@
 //! The `boai` command line.
 
+mod cmd_bench;
 mod cmd_db;
 mod cmd_hla;
+mod cmd_import;
 mod cmd_match;
+mod cmd_search;
 mod cmd_serve;
+mod cmd_synth;
+mod cmd_token;
+mod connect;
 mod donors;
+mod frequencies;
 mod refdata;
 
 use std::sync::Arc;
@@ -36,14 +43,14 @@ enum Command {
     #[command(subcommand)]
     Hla(cmd_hla::HlaCommand),
     /// Write a synthetic donor or patient population.
-    Synth(cmd_match::SynthArgs),
+    Synth(cmd_synth::SynthArgs),
     /// Batch scoring of two typing files.
     #[command(subcommand)]
     Match(cmd_match::MatchCommand),
     /// Search donors for a patient: from a donor file (--donors) or the registry (--db).
     Search {
         #[command(flatten)]
-        args: cmd_match::SearchArgs,
+        args: cmd_search::SearchArgs,
         /// Search the registry at this URL (sqlite://PATH or postgres://…).
         #[arg(long, env = "BOAI_DATABASE_URL")]
         db: Option<String>,
@@ -53,15 +60,15 @@ enum Command {
     Db(cmd_db::DbCommand),
     /// Import into the registry.
     #[command(subcommand)]
-    Import(cmd_db::ImportCommand),
+    Import(cmd_import::ImportCommand),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
-    Bench(cmd_match::BenchCommand),
+    Bench(cmd_bench::BenchCommand),
     /// Serve the HTTP API over the registry (loads the matching index first).
     Serve(cmd_serve::ServeArgs),
     /// API tokens.
     #[command(subcommand)]
-    Token(cmd_serve::TokenCommand),
+    Token(cmd_token::TokenCommand),
     /// A fresh SQLite registry with a synthetic population, a coordinator token and ready
     /// `curl` commands; then serves.
     Demo(cmd_serve::DemoArgs),
@@ -90,19 +97,19 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let expander = cli.refdata.expander()?;
             cmd_hla::run(cmd, &expander)
         }
-        Command::Synth(args) => cmd_match::synth(args, &cli.refdata.expander()?),
+        Command::Synth(args) => cmd_synth::synth(args, &cli.refdata.expander()?),
         Command::Match(cmd) => cmd_match::match_cmd(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Search { args, db } => match db {
             Some(db) if args.donors.is_none() => {
-                cmd_db::search_db(args, db, Arc::new(cli.refdata.expander()?))
+                cmd_search::search_db(args, db, Arc::new(cli.refdata.expander()?))
             }
-            _ => cmd_match::search_file(args, Arc::new(cli.refdata.expander()?)),
+            _ => cmd_search::search_file(args, Arc::new(cli.refdata.expander()?)),
         },
         Command::Db(cmd) => cmd_db::db(cmd, Arc::new(cli.refdata.expander()?)),
-        Command::Import(cmd) => cmd_db::import(cmd, Arc::new(cli.refdata.expander()?)),
-        Command::Bench(cmd) => cmd_match::bench(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::Import(cmd) => cmd_import::import(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::Bench(cmd) => cmd_bench::bench(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Serve(args) => cmd_serve::serve(args, Arc::new(cli.refdata.expander()?)),
-        Command::Token(cmd) => cmd_serve::token(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::Token(cmd) => cmd_token::token(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Demo(args) => cmd_serve::demo(args, Arc::new(cli.refdata.expander()?)),
     }
 }

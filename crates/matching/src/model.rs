@@ -132,6 +132,11 @@ pub fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
 /// 1900-01-01 counted from 1970-01-01.
 const EPOCH_1900_FROM_1970: i64 = -25_567;
 
+/// The day (since 1900-01-01, UTC) holding `secs` seconds after the Unix epoch.
+pub fn day_of_unix_secs(secs: i64) -> i64 {
+    secs.div_euclid(86_400) - EPOCH_1900_FROM_1970
+}
+
 /// (year, month, day) of a day count since 1900-01-01.
 pub fn civil_from_days(days: i64) -> (i32, u32, u32) {
     let z = days + EPOCH_1900_FROM_1970 + 719_468;

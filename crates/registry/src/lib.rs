@@ -260,7 +260,7 @@ pub fn now_text() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let secs = d.as_secs() as i64;
-    let (y, m, day) = matching::model::civil_from_days(secs.div_euclid(86_400) + 25_567);
+    let (y, m, day) = matching::model::civil_from_days(matching::model::day_of_unix_secs(secs));
     let s = secs.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
@@ -271,10 +271,10 @@ pub fn now_text() -> String {
     )
 }
 
-/// Today (UTC) as days since 1900-01-01.
+/// Today (UTC) as days since 1900-01-01: the one clock every command and server reads.
 pub fn today() -> i64 {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    secs.div_euclid(86_400) + 25_567
+    matching::model::day_of_unix_secs(secs)
 }

@@ -1,0 +1,70 @@
+//! `boai import donors`: bulk import into the registry, every bad line named.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use hla::Expander;
+use registry::import::ImportOptions;
+
+use crate::connect::{DbArgs, cli_actor, open, runtime};
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import donors: `ID%GLSTRING` or Atlas TSV (legacy listing; needs --station) or the
+    /// enrolment CSV (`.csv`, columns in crates/registry/src/import.rs).
+    Donors {
+        #[command(flatten)]
+        db: DbArgs,
+        file: PathBuf,
+        #[arg(long)]
+        station: Option<String>,
+        /// Load nothing when any row is bad.
+        #[arg(long)]
+        all_or_nothing: bool,
+        /// Rows per transaction: a killed import loses at most the batch in flight.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+    },
+}
+
+pub fn import(cmd: ImportCommand, expander: Arc<Expander>) -> Result<i32> {
+    let ImportCommand::Donors {
+        db,
+        file,
+        station,
+        all_or_nothing,
+        batch,
+    } = cmd;
+    runtime()?.block_on(async move {
+        let reg = open(&db, expander).await?;
+        let started = Instant::now();
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {pos} rows stored ({per_sec})").expect("template"));
+        bar.set_message(format!("importing {}", file.display()));
+        let options = ImportOptions { station, all_or_nothing, batch_size: batch };
+        let summary = reg
+            .import_donors(&file, &options, &cli_actor(), registry::today(), &|n| bar.set_position(n as u64))
+            .await
+            .with_context(|| format!("importing {}", file.display()))?;
+        bar.finish_and_clear();
+        for e in &summary.errors {
+            println!("{}:{e}", file.display());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "read {}, created {}, updated {}, unchanged {}, rejected {}{} in {secs:.2} s ({:.0} rows/s)",
+            summary.read,
+            summary.created,
+            summary.updated,
+            summary.unchanged,
+            summary.rejected,
+            if all_or_nothing && summary.rejected > 0 { " — nothing loaded (--all-or-nothing)" } else { "" },
+            summary.read as f64 / secs.max(1e-9)
+        );
+        reg.close().await;
+        Ok(i32::from(summary.rejected > 0))
+    })
+}

@@ -1,0 +1,54 @@
+//! Haplotype frequency sets: where they are found (flag, environment, `../shared`) and
+//! how they load.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use hla::Expander;
+use matching::HaplotypeSet;
+
+pub fn freqs_path(freqs: &Option<PathBuf>) -> PathBuf {
+    freqs
+        .clone()
+        .unwrap_or_else(|| crate::refdata::fallback("frequencies/NMDP_2007_FiveLocus_Freqs.csv"))
+}
+
+/// A haplotype frequency set: the NMDP CSV layout, or the JSON layout for `.json` files.
+pub fn load_haplotype_set(
+    freqs: &Option<PathBuf>,
+    population: &str,
+    expander: &Expander,
+) -> Result<HaplotypeSet> {
+    let path = freqs_path(freqs);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let is_json = path.extension().is_some_and(|e| e == "json");
+    let set = if is_json {
+        HaplotypeSet::from_json(&text, expander.release())
+    } else {
+        HaplotypeSet::from_nmdp_csv(&text, population, true, expander.release())
+    }
+    .with_context(|| format!("frequency set {}", path.display()))?;
+    if !set.name.eq_ignore_ascii_case(population) && !is_json {
+        eprintln!(
+            "note: population {population} is not in {}; using the global set",
+            path.display()
+        );
+    }
+    if !set.unmapped.is_empty() {
+        eprintln!(
+            "note: {} names in {} are not in IMGT/HLA {} ({:.4} of the frequency mass left out): {}",
+            set.unmapped.len(),
+            path.display(),
+            expander.release().version,
+            set.unmapped_mass,
+            set.unmapped
+                .iter()
+                .take(8)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(set)
+}
