@@ -5,6 +5,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::{Actor, Registry, Result, now_text};
 
+/// The audit entry of a change, in the change's own transaction.
 pub(crate) async fn audit(
     tx: &mut Transaction<'_, Any>,
     actor: &Actor,
@@ -24,6 +25,21 @@ pub(crate) async fn audit(
         .bind(actor.request_id.as_deref())
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// The end of every audited write: its entry, then the commit, so a change and its entry
+/// land together or not at all.
+pub(crate) async fn commit_audited(
+    mut tx: Transaction<'_, Any>,
+    actor: &Actor,
+    action: &str,
+    entity: &str,
+    entity_id: &str,
+    reason: Option<&str>,
+) -> Result<()> {
+    audit(&mut tx, actor, action, entity, entity_id, reason).await?;
+    tx.commit().await?;
     Ok(())
 }
 

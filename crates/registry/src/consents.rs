@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use crate::audit::audit;
+use crate::audit::commit_audited;
 use crate::model::*;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
@@ -76,8 +76,8 @@ impl Registry {
                 .execute(&mut *tx)
                 .await?;
         }
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "consent.give",
             "donor",
@@ -85,7 +85,6 @@ impl Registry {
             Some(scope),
         )
         .await?;
-        tx.commit().await?;
         Ok(id)
     }
 
@@ -135,8 +134,8 @@ impl Registry {
                 ));
             }
         }
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "consent.withdraw",
             "donor",
@@ -147,7 +146,6 @@ impl Registry {
             )),
         )
         .await?;
-        tx.commit().await?;
         Ok(warnings)
     }
 

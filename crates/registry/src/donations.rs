@@ -5,7 +5,7 @@ use matching::Status;
 use matching::model::{civil_from_days, days_from_civil, format_day};
 use sqlx::Row;
 
-use crate::audit::audit;
+use crate::audit::{audit, commit_audited};
 use crate::model::*;
 use crate::support::*;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
@@ -196,8 +196,8 @@ impl Registry {
                 "follow-up {followup_id} is not due (unknown or already recorded)"
             )));
         }
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "followup.record",
             "followup",
@@ -205,7 +205,6 @@ impl Registry {
             Some(state),
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@ use matching::DonorType;
 use matching::model::{age_in_years, parse_birth_date};
 use sqlx::{Any, Row, Transaction};
 
-use crate::audit::audit;
+use crate::audit::commit_audited;
 use crate::consents::insert_consent;
 use crate::model::*;
 use crate::support::*;
@@ -104,8 +104,8 @@ impl Registry {
         if let (Some(t), Some(gl)) = (&new.typing, gl) {
             self.insert_typing(&mut tx, donor_id, t, &gl, today).await?;
         }
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "donor.enrol",
             "donor",
@@ -113,7 +113,6 @@ impl Registry {
             None,
         )
         .await?;
-        tx.commit().await?;
         self.donor(donor_id).await
     }
 
@@ -221,8 +220,8 @@ impl Registry {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| RegistryError::NotFound(format!("identity of donor {donor_id}")))?;
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "identity.read",
             "donor",
@@ -230,7 +229,6 @@ impl Registry {
             Some(reason),
         )
         .await?;
-        tx.commit().await?;
         Ok(Identity {
             family_name: row.try_get("family_name")?,
             given_name: row.try_get("given_name")?,
@@ -317,8 +315,8 @@ impl Registry {
         if fields.is_empty() {
             return Err(RegistryError::invalid("body", "nothing to update"));
         }
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "donor.update",
             "donor",
@@ -326,7 +324,6 @@ impl Registry {
             Some(&fields.join(", ")),
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

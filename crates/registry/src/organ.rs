@@ -2,7 +2,7 @@
 //! national id, change, final revocation) and donation cases (family consent and a Red
 //! Cross witness required).
 
-use crate::audit::audit;
+use crate::audit::commit_audited;
 use crate::support::*;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
@@ -73,8 +73,8 @@ impl Registry {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict("an active registration exists for this national id".into()) } else { e.into() })?;
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "organ.register",
             "organ_registration",
@@ -82,7 +82,6 @@ impl Registry {
             None,
         )
         .await?;
-        tx.commit().await?;
         Ok(id)
     }
 
@@ -111,8 +110,8 @@ impl Registry {
                 "registration {id} is not active"
             )));
         }
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "organ.change",
             "organ_registration",
@@ -120,7 +119,6 @@ impl Registry {
             None,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -138,8 +136,8 @@ impl Registry {
                 "registration {id} is not active"
             )));
         }
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "organ.revoke",
             "organ_registration",
@@ -147,7 +145,6 @@ impl Registry {
             None,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -204,16 +201,7 @@ impl Registry {
             .bind(now_text())
             .fetch_one(&mut *tx)
             .await?;
-        audit(
-            &mut tx,
-            actor,
-            "organ.case",
-            "organ_case",
-            &id.to_string(),
-            None,
-        )
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, "organ.case", "organ_case", &id.to_string(), None).await?;
         Ok(id)
     }
 }

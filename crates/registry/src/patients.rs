@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::audit::audit;
+use crate::audit::commit_audited;
 use crate::support::*;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
@@ -83,8 +83,8 @@ impl Registry {
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict(format!("patient `{}` exists", p.external_id)) } else { e.into() })?;
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "patient.register",
             "patient",
@@ -92,7 +92,6 @@ impl Registry {
             None,
         )
         .await?;
-        tx.commit().await?;
         Ok(id)
     }
 

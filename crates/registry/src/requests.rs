@@ -5,7 +5,7 @@ use matching::Status;
 use matching::model::format_day;
 use sqlx::Row;
 
-use crate::audit::audit;
+use crate::audit::{audit, commit_audited};
 use crate::model::*;
 use crate::support::*;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
@@ -201,8 +201,8 @@ impl Registry {
             .execute(&mut *tx)
             .await
             .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict(format!("{milestone} is already recorded")) } else { e.into() })?;
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "workup.milestone",
             "request",
@@ -210,7 +210,6 @@ impl Registry {
             Some(milestone),
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 use matching::model::parse_birth_date;
 use sqlx::Row;
 
-use crate::audit::audit;
+use crate::audit::commit_audited;
 use crate::support::is_unique_violation;
 use crate::{Actor, Registry, RegistryError, Result};
 
@@ -120,16 +120,7 @@ impl Registry {
             }
             Err(e) => return Err(e.into()),
         };
-        audit(
-            &mut tx,
-            actor,
-            "sample.record",
-            "sample",
-            &id.to_string(),
-            None,
-        )
-        .await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, "sample.record", "sample", &id.to_string(), None).await?;
         self.sample(id).await
     }
 
@@ -163,8 +154,8 @@ impl Registry {
             .bind(sample_id)
             .execute(&mut *tx)
             .await?;
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "sample.state",
             "sample",
@@ -172,7 +163,6 @@ impl Registry {
             Some(&format!("{current} → {state}")),
         )
         .await?;
-        tx.commit().await?;
         self.sample(sample_id).await
     }
 

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use crate::audit::audit;
+use crate::audit::{audit, commit_audited};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 /// Search states (WMDA): NEW → PRE → ACT ⇄ SUS → STP.
@@ -178,8 +178,8 @@ impl Registry {
         .bind(search_id)
         .execute(&mut *tx)
         .await?;
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "search.state",
             "search",
@@ -187,7 +187,6 @@ impl Registry {
             Some(&format!("{current} → {state}")),
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -228,8 +227,8 @@ impl Registry {
         if n == 0 {
             return Err(RegistryError::NotFound(format!("search {search_id}")));
         }
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "search.run",
             "search",
@@ -237,7 +236,6 @@ impl Registry {
             None,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Branches and their collection stations.
 
-use crate::audit::audit;
+use crate::audit::commit_audited;
 use crate::support::*;
 use crate::{Actor, Registry, RegistryError, Result};
 
@@ -26,8 +26,7 @@ impl Registry {
                     e.into()
                 }
             })?;
-        audit(&mut tx, actor, "branch.create", "branch", code, None).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, "branch.create", "branch", code, None).await?;
         Ok(())
     }
 
@@ -64,8 +63,7 @@ impl Registry {
             .execute(&mut *tx)
             .await
             .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict(format!("station {code} exists")) } else { e.into() })?;
-        audit(&mut tx, actor, "station.create", "station", code, None).await?;
-        tx.commit().await?;
+        commit_audited(tx, actor, "station.create", "station", code, None).await?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::audit::audit;
+use crate::audit::commit_audited;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const ROLES: [&str; 5] = ["station", "coordinator", "case_manager", "admin", "auditor"];
@@ -71,8 +71,8 @@ impl Registry {
             .bind(now_text())
             .fetch_one(&mut *tx)
             .await?;
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "token.create",
             "token",
@@ -80,7 +80,6 @@ impl Registry {
             Some(role),
         )
         .await?;
-        tx.commit().await?;
         Ok((id, secret))
     }
 
@@ -97,8 +96,8 @@ impl Registry {
         if n == 0 {
             return Err(RegistryError::NotFound(format!("active token {token_id}")));
         }
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "token.revoke",
             "token",
@@ -106,7 +105,6 @@ impl Registry {
             None,
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 use matching::model::format_day;
 use sqlx::{Any, Row, Transaction};
 
-use crate::audit::audit;
+use crate::audit::commit_audited;
 use crate::model::*;
 use crate::support::*;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
@@ -85,8 +85,8 @@ impl Registry {
         let id = self
             .insert_typing(&mut tx, donor_id, typing, &gl, today)
             .await?;
-        audit(
-            &mut tx,
+        commit_audited(
+            tx,
             actor,
             "typing.record",
             "donor",
@@ -94,7 +94,6 @@ impl Registry {
             None,
         )
         .await?;
-        tx.commit().await?;
         Ok(id)
     }
 

@@ -738,6 +738,64 @@ mod import {
         }
     }
 
+    /// A re-import whose typing changed replaces the current typing (the old one kept as
+    /// history), moves the donor's version on and audits it, the same on both backends.
+    #[tokio::test]
+    async fn a_changed_typing_on_reimport_replaces_the_current_one() {
+        for (backend, reg, dir) in backends("importchanged").await {
+            setup_station(&reg).await;
+            let tmp = dir.as_ref().map_or_else(
+                || std::env::temp_dir().join(format!("boai-changed-{}", std::process::id())),
+                |d| d.path().to_path_buf(),
+            );
+            std::fs::create_dir_all(&tmp).unwrap();
+            let file = tmp.join("changed.txt");
+            let other = "A*02:01+A*03:01^B*08:01+B*44:02^DRB1*01:01+DRB1*04:01";
+            std::fs::write(&file, format!("C1%{TYPING}\nC2%{TYPING}\n")).unwrap();
+            let s = reg
+                .import_donors(&file, &opts(false), &clerk(), today(), &|_| {})
+                .await
+                .unwrap();
+            assert_eq!((s.created, s.rejected), (2, 0), "{backend}: {:?}", s.errors);
+            std::fs::write(&file, format!("C1%{other}\nC2%{TYPING}\n")).unwrap();
+            let s = reg
+                .import_donors(&file, &opts(false), &clerk(), today(), &|_| {})
+                .await
+                .unwrap();
+            assert_eq!(
+                (s.created, s.updated, s.unchanged, s.rejected),
+                (0, 1, 1, 0),
+                "{backend}: {:?}",
+                s.errors
+            );
+            let d = reg.donor_by_external_id("C1").await.unwrap().unwrap();
+            let typings = reg.typings(d.id).await.unwrap();
+            assert_eq!(
+                typings.len(),
+                2,
+                "{backend}: the old typing stays as history"
+            );
+            let current: Vec<_> = typings.iter().filter(|t| t.current).collect();
+            assert_eq!(current.len(), 1, "{backend}");
+            assert_eq!(Some(current[0].gl.as_str()), d.current_typing.as_deref());
+            assert_ne!(d.current_typing.as_deref(), Some(TYPING), "{backend}");
+            let (version, audited): (i64, i64) = (
+                sqlx::query_scalar("SELECT row_version FROM donors WHERE id = $1")
+                    .bind(d.id)
+                    .fetch_one(reg.pool())
+                    .await
+                    .unwrap(),
+                sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'import.update' AND entity_id = $1 AND reason = 'typing replaced'")
+                    .bind(d.id.to_string())
+                    .fetch_one(reg.pool())
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!((version, audited), (2, 1), "{backend}");
+            reg.close().await;
+        }
+    }
+
     #[tokio::test]
     async fn bad_rows_name_line_and_field_and_all_or_nothing_loads_none() {
         for (backend, reg, dir) in backends("importbad").await {

@@ -185,3 +185,59 @@ pub(crate) struct StoredBatch {
     pub(crate) unchanged: usize,
     pub(crate) rejected: Vec<RowError>,
 }
+
+/// Rows whose typing changed: the new typing becomes current and the old one stays in the
+/// history, the donor's version moves on, and each gets an `import.update` entry. One loop
+/// for both backends (SQLite through the `Any` transaction, PostgreSQL on the native one).
+pub(crate) async fn replace_typings<DB>(
+    conn: &mut DB::Connection,
+    changed: &[(&ImportRow, i64)],
+    release: &str,
+    now: &str,
+    today_text: &str,
+    actor: &Actor,
+) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> &'t str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<&'t str>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    for (r, id) in changed {
+        sqlx::query::<DB>(
+            "UPDATE typings SET is_current = FALSE WHERE donor_id = $1 AND is_current",
+        )
+        .bind(*id)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query::<DB>("INSERT INTO typings (donor_id, gl, release, lab, method, typed_on, is_current, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7)")
+            .bind(*id)
+            .bind(r.gl.as_str())
+            .bind(release)
+            .bind(r.lab.as_deref())
+            .bind(r.method.as_deref())
+            .bind(r.typed_on.as_deref().unwrap_or(today_text))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query::<DB>(
+            "UPDATE donors SET row_version = row_version + 1, updated_at = $2 WHERE id = $1",
+        )
+        .bind(*id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query::<DB>("INSERT INTO audit_log (at, actor, role, action, entity, entity_id, reason, request_id) VALUES ($1, $2, $3, 'import.update', 'donor', $4, 'typing replaced', $5)")
+            .bind(now)
+            .bind(actor.name.as_str())
+            .bind(actor.role.as_str())
+            .bind(id.to_string())
+            .bind(actor.request_id.as_deref())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -93,37 +93,15 @@ impl Registry {
         let now = now_text();
         let today_text = format_day(today as u16);
         let release = self.expander.release().version.clone();
-        for (r, id) in &sorted.changed {
-            sqlx::query("UPDATE typings SET is_current = FALSE WHERE donor_id = $1 AND is_current")
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query("INSERT INTO typings (donor_id, gl, release, lab, method, typed_on, is_current, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7)")
-                .bind(id)
-                .bind(&r.gl)
-                .bind(&release)
-                .bind(r.lab.as_deref())
-                .bind(r.method.as_deref())
-                .bind(r.typed_on.as_deref().unwrap_or(&today_text))
-                .bind(&now)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query(
-                "UPDATE donors SET row_version = row_version + 1, updated_at = $2 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&now)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query("INSERT INTO audit_log (at, actor, role, action, entity, entity_id, reason, request_id) VALUES ($1, $2, $3, 'import.update', 'donor', $4, 'typing replaced', $5)")
-                .bind(&now)
-                .bind(&actor.name)
-                .bind(&actor.role)
-                .bind(id.to_string())
-                .bind(actor.request_id.as_deref())
-                .execute(&mut *conn)
-                .await?;
-        }
+        replace_typings::<sqlx::Postgres>(
+            &mut *conn,
+            &sorted.changed,
+            &release,
+            &now,
+            &today_text,
+            actor,
+        )
+        .await?;
         let outcome = sorted.outcome();
         if sorted.new.is_empty() {
             return Ok(outcome);
