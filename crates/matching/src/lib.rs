@@ -6,6 +6,7 @@ pub mod hit;
 pub mod index;
 pub mod model;
 pub mod position;
+mod prefetch;
 pub mod probability;
 pub mod rank;
 pub mod score;

@@ -1,7 +1,7 @@
 //! The audit log: every change and identity read writes an entry in the same transaction
 //! (`audit`, `commit_audited`); auditors read it newest first.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use crate::{Actor, Registry, Result, now_text};
 
@@ -44,7 +44,7 @@ pub(crate) async fn commit_audited(
 }
 
 /// One audit log entry.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,
@@ -67,28 +67,13 @@ impl Registry {
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query("SELECT id, at, actor, role, action, entity, entity_id, reason, request_id FROM audit_log \
+        Ok(sqlx::query_as::<_, AuditEntry>("SELECT id, at, actor, role, action, entity, entity_id, reason, request_id FROM audit_log \
              WHERE ($1 IS NULL OR entity = $1) AND ($2 IS NULL OR entity_id = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4")
             .bind(entity)
             .bind(entity_id)
             .bind(before_id)
             .bind(limit.clamp(1, 1000))
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    role: r.try_get("role")?,
-                    action: r.try_get("action")?,
-                    entity: r.try_get("entity")?,
-                    entity_id: r.try_get("entity_id")?,
-                    reason: r.try_get("reason")?,
-                    request_id: r.try_get("request_id")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 }

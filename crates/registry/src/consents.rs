@@ -1,10 +1,10 @@
 //! Consents per scope (registry operations §4): recruitment lists the donor, withdrawal
 //! de-lists at once and warns of open workups.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use crate::audit::commit_audited;
-use crate::model::*;
+use crate::model::ConsentInput;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 /// Consent scopes (registry operations §4).
@@ -18,7 +18,7 @@ pub const CONSENT_SCOPES: [&str; 6] = [
 ];
 
 /// A consent record.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct ConsentRecord {
     pub id: i64,
     pub scope: String,
@@ -151,22 +151,9 @@ impl Registry {
 
     /// A donor's consent records, oldest first.
     pub async fn consents(&self, donor_id: i64) -> Result<Vec<ConsentRecord>> {
-        let rows = sqlx::query("SELECT id, scope, form_version, given_at, withdrawn_at, recorded_by, note FROM consents WHERE donor_id = $1 ORDER BY id")
+        Ok(sqlx::query_as::<_, ConsentRecord>("SELECT id, scope, form_version, given_at, withdrawn_at, recorded_by, note FROM consents WHERE donor_id = $1 ORDER BY id")
             .bind(donor_id)
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ConsentRecord {
-                    id: r.try_get("id")?,
-                    scope: r.try_get("scope")?,
-                    form_version: r.try_get("form_version")?,
-                    given_at: r.try_get("given_at")?,
-                    withdrawn_at: r.try_get("withdrawn_at")?,
-                    recorded_by: r.try_get("recorded_by")?,
-                    note: r.try_get("note")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 }

@@ -6,8 +6,8 @@ use matching::model::{civil_from_days, days_from_civil, format_day};
 use sqlx::Row;
 
 use crate::audit::{audit, commit_audited};
-use crate::model::*;
-use crate::support::*;
+use crate::model::StatusChange;
+use crate::support::date;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const PRODUCTS: [&str; 3] = ["PBSC", "BM", "DLI"];

@@ -7,8 +7,8 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::audit::commit_audited;
 use crate::consents::insert_consent;
-use crate::model::*;
-use crate::support::*;
+use crate::model::{Donor, Identity, NewDonor, rh_code};
+use crate::support::{check_date, donor_from_row, donor_select, is_unique_violation, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, make_grid, now_text};
 
 /// Each matched locus's two positions as text.

@@ -3,7 +3,7 @@
 //! Cross witness required).
 
 use crate::audit::commit_audited;
-use crate::support::*;
+use crate::support::{check_choice, date, is_unique_violation};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const ORGANS: [&str; 6] = [

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use crate::audit::commit_audited;
-use crate::support::*;
+use crate::support::{date, is_unique_violation, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 #[derive(Debug, Clone, Default)]
@@ -20,22 +20,13 @@ pub struct NewPatient {
 }
 
 fn patient_from_row(r: &sqlx::any::AnyRow) -> Result<Patient> {
-    Ok(Patient {
-        id: r.try_get("id")?,
-        external_id: r.try_get("external_id")?,
-        gl: r.try_get("gl")?,
-        birth_date: r.try_get("birth_date")?,
-        sex: r.try_get("sex")?,
-        abo: r.try_get("abo")?,
-        cmv: r.try_get("cmv")?,
-        weight_kg: r.try_get("weight_kg")?,
-        diagnosis: r.try_get("diagnosis")?,
-        transplant_centre: r.try_get("transplant_centre")?,
-    })
+    Ok(<Patient as sqlx::FromRow<'_, sqlx::any::AnyRow>>::from_row(
+        r,
+    )?)
 }
 
 /// A patient as the registry holds it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Patient {
     pub id: i64,
     pub external_id: String,

@@ -6,8 +6,8 @@ use matching::model::format_day;
 use sqlx::Row;
 
 use crate::audit::{audit, commit_audited};
-use crate::model::*;
-use crate::support::*;
+use crate::model::StatusChange;
+use crate::support::{date, is_unique_violation};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const REQUEST_KINDS: [&str; 4] = [

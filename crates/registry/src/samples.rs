@@ -2,7 +2,6 @@
 //! volume, barcode, the lab it goes to, and its state as it travels.
 
 use matching::model::parse_birth_date;
-use sqlx::Row;
 
 use crate::audit::commit_audited;
 use crate::support::is_unique_violation;
@@ -44,11 +43,13 @@ pub struct NewSample {
     pub lab: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Sample {
     pub id: i64,
     pub donor_id: i64,
+    #[sqlx(rename = "station_code")]
     pub station: String,
+    #[sqlx(rename = "collected_at")]
     pub collected_on: String,
     pub volume_ml: Option<f64>,
     pub barcode: String,
@@ -60,16 +61,9 @@ const SAMPLE_COLUMNS: &str =
     "id, donor_id, station_code, collected_at, volume_ml, barcode, lab, state";
 
 fn sample_from_row(row: &sqlx::any::AnyRow) -> Result<Sample> {
-    Ok(Sample {
-        id: row.try_get("id")?,
-        donor_id: row.try_get("donor_id")?,
-        station: row.try_get("station_code")?,
-        collected_on: row.try_get("collected_at")?,
-        volume_ml: row.try_get("volume_ml")?,
-        barcode: row.try_get("barcode")?,
-        lab: row.try_get("lab")?,
-        state: row.try_get("state")?,
-    })
+    Ok(<Sample as sqlx::FromRow<'_, sqlx::any::AnyRow>>::from_row(
+        row,
+    )?)
 }
 
 impl Registry {

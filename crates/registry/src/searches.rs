@@ -1,7 +1,5 @@
 //! Searches for a patient (NEW → PRE → ACT ⇄ SUS → STP) and their stored last run.
 
-use sqlx::Row;
-
 use crate::audit::{audit, commit_audited};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
@@ -19,7 +17,7 @@ fn search_insert_error(e: sqlx::Error, patient_id: i64) -> RegistryError {
 }
 
 /// A search: its patient, lifecycle state, criteria (JSON) and its last run's result (JSON).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SearchRecord {
     pub id: i64,
     pub patient_id: i64,
@@ -191,20 +189,11 @@ impl Registry {
     }
 
     pub async fn search_record(&self, search_id: i64) -> Result<SearchRecord> {
-        let r = sqlx::query("SELECT id, patient_id, state, state_reason, criteria, last_run_at, last_result FROM searches WHERE id = $1")
+        sqlx::query_as::<_, SearchRecord>("SELECT id, patient_id, state, state_reason, criteria, last_run_at, last_result FROM searches WHERE id = $1")
             .bind(search_id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("search {search_id}")))?;
-        Ok(SearchRecord {
-            id: r.try_get("id")?,
-            patient_id: r.try_get("patient_id")?,
-            state: r.try_get("state")?,
-            state_reason: r.try_get("state_reason")?,
-            criteria: r.try_get("criteria")?,
-            last_run_at: r.try_get("last_run_at")?,
-            last_result: r.try_get("last_result")?,
-        })
+            .ok_or_else(|| RegistryError::NotFound(format!("search {search_id}")))
     }
 
     /// Keep a run's result (JSON) as the search's last, audited.

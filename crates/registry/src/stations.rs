@@ -1,7 +1,7 @@
 //! Branches and their collection stations.
 
 use crate::audit::commit_audited;
-use crate::support::*;
+use crate::support::is_unique_violation;
 use crate::{Actor, Registry, RegistryError, Result};
 
 impl Registry {

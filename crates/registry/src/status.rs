@@ -6,8 +6,8 @@ use matching::model::format_day;
 use sqlx::{Any, Transaction};
 
 use crate::audit::audit;
-use crate::model::*;
-use crate::support::*;
+use crate::model::StatusChange;
+use crate::support::check_date;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 /// Status reason codes (registry operations §5).

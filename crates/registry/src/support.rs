@@ -7,7 +7,7 @@ use matching::{Abo, Cmv, CordCells, DonorType, Sex, Status};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::model::*;
+use crate::model::Donor;
 use crate::{Registry, RegistryError, Result};
 
 pub(crate) fn check_date(field: &str, text: &str) -> Result<u16> {

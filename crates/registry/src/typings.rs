@@ -4,8 +4,8 @@ use matching::model::format_day;
 use sqlx::{Any, Row, Transaction};
 
 use crate::audit::commit_audited;
-use crate::model::*;
-use crate::support::*;
+use crate::model::TypingInput;
+use crate::support::{check_date, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 /// A typing as recorded (current or history).

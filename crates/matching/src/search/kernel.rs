@@ -10,10 +10,11 @@ use rayon::prelude::*;
 use super::request::SearchRequest;
 use crate::index::{
     DonorIndex, GenotypeColumn, GenotypeTable, POSTED, Postings, Row, TypingKind, flag_cord,
-    flag_live, flag_status, prefetch,
+    flag_live, flag_status,
 };
 use crate::model::{DonorType, days_from_civil};
 use crate::position::PositionInfo;
+use crate::prefetch::prefetch;
 use crate::score::match_count;
 
 /// Codes for one donor position against the patient: bit 0 meets patient position 1,

@@ -29,10 +29,10 @@ use std::path::Path;
 use crate::{Actor, Backend, Registry, RegistryError, Result, make_grid};
 
 pub use batch::RowError;
-use batch::*;
-use source::*;
+use batch::{BatchContext, CheckedBatch, ImportRow, ImportTx, StoredBatch};
+use source::Source;
 pub use validate::GlCanonicaliser;
-use validate::*;
+use validate::{Validator, read_and_validate};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportSummary {

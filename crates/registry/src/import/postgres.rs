@@ -9,7 +9,10 @@ use sqlx::Transaction;
 use crate::model::rh_code;
 use crate::{Registry, Result, now_text};
 
-use super::batch::*;
+use super::batch::{
+    BatchContext, ImportRow, StoredBatch, batch_audit_reason, classify, national_ids,
+    replace_typings,
+};
 
 /// Rows in `COPY … FROM STDIN` text format.
 #[derive(Default)]

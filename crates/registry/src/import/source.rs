@@ -7,7 +7,7 @@ use hla::input::{SubjectReader, SubjectRecord};
 
 use crate::{RegistryError, Result};
 
-use super::batch::*;
+use super::batch::{RowError, err};
 
 /// A record as read, before validation.
 pub(crate) enum RawRecord {

@@ -10,7 +10,10 @@ use sqlx::{Any, Row, Transaction};
 use crate::model::rh_code;
 use crate::{Registry, Result, now_text};
 
-use super::batch::*;
+use super::batch::{
+    BatchContext, IdentityCells, ImportRow, StoredBatch, batch_audit_reason, classify,
+    national_ids, replace_typings,
+};
 
 /// One cell of a bulk-inserted row.
 #[derive(Clone, Copy, PartialEq, Eq)]

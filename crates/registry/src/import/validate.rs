@@ -15,8 +15,8 @@ use crate::model::rh_from_code;
 use crate::support::validate_gl_with;
 use crate::{RegistryConfig, Result};
 
-use super::batch::*;
-use super::source::*;
+use super::batch::{CheckedBatch, ImportRow, RowError, err};
+use super::source::{RawRecord, Source};
 
 /// The canonical GL text of a typing-only record (`A+A^B+B^…`, one-copy loci doubled), from
 /// a cache of validated positions: a million donors share a few tens of thousands of

@@ -9,7 +9,7 @@ use matching::{
     Abo, Cmv, CordCells, DonorAttributes, DonorIndex, DonorInput, DonorType, Locus, Sex, Status,
 };
 
-use crate::model::*;
+use crate::model::Donor;
 use crate::{Registry, RegistryError, Result};
 
 mod postgres;

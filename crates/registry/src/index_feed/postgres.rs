@@ -3,7 +3,7 @@
 use matching::DonorIndex;
 use sqlx::Row;
 
-use crate::model::*;
+use crate::model::Donor;
 use crate::{Registry, Result};
 
 impl Registry {
