@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::{ApiJson, ApiResult};
+use super::input::{ApiJson, ApiResult};
 use crate::AppState;
 use crate::access::{Admins, Allowed, Anyone, Auditors};
 use crate::error::{ApiError, Problem};

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::{ApiJson, ApiResult};
+use super::input::{ApiJson, ApiResult};
 use crate::AppState;
 use crate::access::{Allowed, CaseManagers};
 use crate::error::{ApiError, Problem};

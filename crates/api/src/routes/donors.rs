@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::{ApiJson, ApiResult, StateIn, code, rh_field};
+use super::input::{ApiJson, ApiResult, StateIn, code, rh_field};
 use crate::AppState;
 use crate::access::{
     Allowed, DonorAccess, DonorReaders, IdentityAccess, SampleAccess, Stations,

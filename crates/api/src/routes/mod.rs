@@ -5,21 +5,15 @@
 pub mod admin;
 pub mod donations;
 pub mod donors;
+mod input;
 pub mod organ;
 pub mod patients;
 pub mod requests;
 pub mod searches;
 
 use axum::Router;
-use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
-use serde::Deserialize;
-use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::error::ApiError;
-
-type ApiResult<T> = Result<T, ApiError>;
 
 /// Every route of the API.
 pub fn router() -> Router<AppState> {
@@ -31,67 +25,4 @@ pub fn router() -> Router<AppState> {
         .merge(requests::router())
         .merge(donations::router())
         .merge(organ::router())
-}
-
-/// A JSON body as parsed, or the problem with it: access is checked first, so a caller
-/// who may not call the route gets 403 whatever the body.
-pub struct ApiJson<T>(pub Result<T, ApiError>);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ApiJson(
-            axum::Json::<T>::from_request(req, state)
-                .await
-                .map(|axum::Json(v)| v)
-                .map_err(ApiError::from),
-        ))
-    }
-}
-
-/// A state change with an optional reason (samples, searches, requests).
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct StateIn {
-    pub state: String,
-    pub reason: Option<String>,
-}
-
-/// An optional coded field: absent is `default`, a value must parse.
-fn code<T>(
-    field: &str,
-    value: Option<&str>,
-    parse: impl Fn(&str) -> Option<T>,
-    default: T,
-) -> ApiResult<T> {
-    match value {
-        None => Ok(default),
-        Some(v) => parse(v).ok_or_else(|| {
-            ApiError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                field,
-                format!("`{v}` is not a valid {field}"),
-            )
-        }),
-    }
-}
-
-/// Rh as `+` or `-` (absent: unknown).
-fn rh_field(value: Option<&str>) -> ApiResult<Option<bool>> {
-    match value {
-        None => Ok(None),
-        Some(r) => registry::rh_from_code(r)
-            .filter(Option::is_some)
-            .ok_or_else(|| {
-                ApiError::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "rh",
-                    format!("`{r}` is not + or -"),
-                )
-            }),
-    }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::{ApiJson, ApiResult, StateIn};
+use super::input::{ApiJson, ApiResult, StateIn};
 use crate::AppState;
 use crate::access::{Allowed, CaseManagers, CaseWorkers};
 use crate::error::Problem;

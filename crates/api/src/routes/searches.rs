@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::{ApiJson, ApiResult, StateIn, code};
+use super::input::{ApiJson, ApiResult, StateIn, code};
 use crate::AppState;
 use crate::access::{Allowed, Coordinators};
 use crate::error::{ApiError, Problem};

@@ -15,8 +15,8 @@ impl Registry {
             .max_connections(1)
             .connect(&self.url)
             .await?;
-        let sql = format!("{} ORDER BY d.id", super::INDEX_COLUMNS);
-        let splitter = super::PositionSplitter::new();
+        let sql = format!("{} ORDER BY d.id", super::rows::INDEX_COLUMNS);
+        let splitter = super::rows::PositionSplitter::new();
         let mut loaded = 0;
         let mut chunk: Vec<(Donor, String)> = Vec::with_capacity(CHUNK);
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&pool);
@@ -26,7 +26,7 @@ impl Registry {
             if let Some(row) = row {
                 let text = |i: usize| -> Result<String> { Ok(row.try_get::<String, _>(i)?) };
                 let gl = text(12)?;
-                let donor = super::index_donor(
+                let donor = super::rows::index_donor(
                     row.try_get(0)?,
                     row.try_get(1)?,
                     [
@@ -48,7 +48,7 @@ impl Registry {
                 }
             }
             if chunk.len() == CHUNK || (end && !chunk.is_empty()) {
-                let positions: Vec<super::PositionTexts> = chunk
+                let positions: Vec<super::rows::PositionTexts> = chunk
                     .par_iter()
                     .map(|(_, gl)| splitter.positions(gl))
                     .collect::<Result<_>>()?;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use matching::DonorIndex;
 
-use super::{INDEX_COLUMNS, LoadedDonor, PositionSplitter, index_donor};
+use super::rows::{INDEX_COLUMNS, LoadedDonor, PositionSplitter, index_donor};
 use crate::{Registry, RegistryError, Result};
 /// The file of a `sqlite:` URL.
 fn sqlite_file(url: &str) -> Result<std::path::PathBuf> {
