@@ -5,7 +5,7 @@
 
 use std::marker::PhantomData;
 
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use registry::Donor;
 use registry::samples::Sample;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
+use crate::json_body::ApiJson;
 
 /// A set of roles allowed to call a route.
 pub trait Roles: Send + Sync + 'static {
@@ -156,5 +157,34 @@ impl FromRequestParts<AppState> for IdentityAccess {
             _ => return Err(ApiError::forbidden()),
         }
         Ok(IdentityAccess { caller, donor_id })
+    }
+}
+
+/// A body that names the station it acts for.
+pub trait NamesStation {
+    fn station(&self) -> &str;
+}
+
+/// A station token's JSON body naming a station, which must be the token's own: the role
+/// is checked first, then the body parsed, then its station compared.
+pub struct StationBody<T> {
+    pub caller: Caller,
+    pub body: T,
+}
+
+impl<T> FromRequest<AppState> for StationBody<T>
+where
+    T: serde::de::DeserializeOwned + NamesStation + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let Allowed { caller, .. } =
+            Allowed::<Stations>::from_request_parts(&mut parts, state).await?;
+        let ApiJson(body) =
+            ApiJson::<T>::from_request(Request::from_parts(parts, body), state).await?;
+        caller.own_station(body.station())?;
+        Ok(StationBody { caller, body })
     }
 }

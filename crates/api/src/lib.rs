@@ -9,6 +9,7 @@
 pub mod access;
 pub mod auth;
 pub mod error;
+pub mod json_body;
 pub mod openapi;
 pub mod routes;
 pub mod state;

@@ -61,7 +61,6 @@ pub async fn create_station(
     Allowed { caller, .. }: Allowed<Admins>,
     ApiJson(s): ApiJson<StationIn>,
 ) -> ApiResult<(StatusCode, Json<StationIn>)> {
-    let s = s?;
     let actor = caller.actor();
     match state
         .registry
@@ -137,7 +136,6 @@ pub async fn hla_expand(
     _: Allowed<Anyone>,
     ApiJson(e): ApiJson<ExpandIn>,
 ) -> ApiResult<Json<Value>> {
-    let e = e?;
     if e.typings.len() > 1000 {
         return Err(ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -37,7 +37,6 @@ pub async fn record_donation(
     Allowed { caller, .. }: Allowed<CaseManagers>,
     ApiJson(d): ApiJson<DonationIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let d = d?;
     let id = state
         .registry
         .record_donation(
@@ -97,7 +96,6 @@ pub async fn record_followup(
     Path(id): Path<i64>,
     ApiJson(f): ApiJson<FollowupIn>,
 ) -> ApiResult<Json<Value>> {
-    let f = f?;
     state
         .registry
         .record_followup(

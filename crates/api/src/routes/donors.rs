@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::input::{ApiJson, ApiResult, StateIn, code, rh_field};
 use crate::AppState;
 use crate::access::{
-    Allowed, DonorAccess, DonorReaders, IdentityAccess, SampleAccess, Stations,
+    DonorAccess, DonorReaders, IdentityAccess, NamesStation, SampleAccess, StationBody, Stations,
     StationsAndCaseManagers,
 };
 use crate::error::{ApiError, Problem};
@@ -88,6 +88,12 @@ pub struct DonorIn {
     pub typing: Option<String>,
 }
 
+impl NamesStation for DonorIn {
+    fn station(&self) -> &str {
+        &self.station
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DonorOut {
     pub id: i64,
@@ -128,15 +134,14 @@ impl From<Donor> for DonorOut {
         }
     }
 }
+
+/// Enrol a donor at the caller's station (station role). Identity goes to its own table.
 #[utoipa::path(post, path = "/v1/donors", request_body = DonorIn,
     responses((status = 201, body = DonorOut), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn enrol_donor(
     State(state): State<AppState>,
-    Allowed { caller, .. }: Allowed<Stations>,
-    ApiJson(d): ApiJson<DonorIn>,
+    StationBody { caller, body: d }: StationBody<DonorIn>,
 ) -> ApiResult<(StatusCode, Json<DonorOut>)> {
-    let d = d?;
-    caller.own_station(&d.station)?;
     let mut emergency: [(Option<String>, Option<String>); 2] = Default::default();
     if d.identity.emergency_contacts.len() > 2 {
         return Err(ApiError::field(
@@ -225,7 +230,6 @@ pub async fn update_donor(
     ApiJson(u): ApiJson<DonorUpdateIn>,
 ) -> ApiResult<Json<DonorOut>> {
     let id = donor.id;
-    let u = u?;
     let update = registry::DonorUpdate {
         sex: u
             .sex
@@ -326,7 +330,6 @@ pub async fn record_typing(
     ApiJson(t): ApiJson<TypingIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = donor.id;
-    let t = t?;
     let typing = TypingInput {
         gl: t.gl,
         lab: t.lab,
@@ -359,7 +362,6 @@ pub async fn record_sample(
     ApiJson(s): ApiJson<SampleIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = donor.id;
-    let s = s?;
     let sample = registry::samples::NewSample {
         station: donor.station,
         collected_on: s.collected_on,
@@ -385,7 +387,6 @@ pub async fn set_sample_state(
     SampleAccess { caller, sample }: SampleAccess,
     ApiJson(s): ApiJson<StateIn>,
 ) -> ApiResult<Json<Value>> {
-    let s = s?;
     let s = state
         .registry
         .set_sample_state(sample.id, &s.state, &caller.actor())
@@ -410,7 +411,6 @@ pub async fn give_consent(
     ApiJson(c): ApiJson<ConsentIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = donor.id;
-    let c = c?;
     let consent_id = state
         .registry
         .give_consent(
@@ -443,7 +443,6 @@ pub async fn withdraw_consent(
     ApiJson(w): ApiJson<WithdrawalIn>,
 ) -> ApiResult<Json<Value>> {
     let id = donor.id;
-    let w = w?;
     let warnings = state
         .registry
         .withdraw_consent(id, &scope, &caller.actor(), w.reason.as_deref())
@@ -472,7 +471,6 @@ pub async fn change_status(
     ApiJson(s): ApiJson<StatusIn>,
 ) -> ApiResult<Json<DonorOut>> {
     let id = donor.id;
-    let s = s?;
     let status = code(
         "status",
         Some(&s.status),

@@ -1,7 +1,6 @@
 //! What a request brings, shared by the resources' routes: the JSON body (parsed after the
 //! access check) and the coded fields every resource reads the same way.
 
-use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -10,26 +9,7 @@ use crate::error::ApiError;
 
 pub(super) type ApiResult<T> = Result<T, ApiError>;
 
-/// A JSON body as parsed, or the problem with it: access is checked first, so a caller
-/// who may not call the route gets 403 whatever the body.
-pub struct ApiJson<T>(pub Result<T, ApiError>);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ApiJson(
-            axum::Json::<T>::from_request(req, state)
-                .await
-                .map(|axum::Json(v)| v)
-                .map_err(ApiError::from),
-        ))
-    }
-}
+pub use crate::json_body::ApiJson;
 
 /// A state change with an optional reason (samples, searches, requests).
 #[derive(Debug, Deserialize, ToSchema)]

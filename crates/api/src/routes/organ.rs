@@ -45,7 +45,6 @@ pub async fn register_organ_donation(
     Allowed { caller, .. }: Allowed<Stations>,
     ApiJson(o): ApiJson<OrganIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let o = o?;
     let organs: Vec<&str> = o.organs.iter().map(String::as_str).collect();
     let tissues: Vec<&str> = o.tissues.iter().map(String::as_str).collect();
     let id = state
@@ -83,7 +82,6 @@ pub async fn change_organ_donation(
     Path(id): Path<i64>,
     ApiJson(o): ApiJson<OrganChangeIn>,
 ) -> ApiResult<Json<Value>> {
-    let o = o?;
     let organs: Vec<&str> = o.organs.iter().map(String::as_str).collect();
     let tissues: Vec<&str> = o.tissues.iter().map(String::as_str).collect();
     state
@@ -131,7 +129,6 @@ pub async fn record_organ_case(
     Allowed { caller, .. }: Allowed<CaseManagers>,
     ApiJson(c): ApiJson<OrganCaseIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let c = c?;
     let id = state
         .registry
         .record_organ_case(

@@ -40,7 +40,6 @@ pub async fn register_patient(
     Allowed { caller, .. }: Allowed<Coordinators>,
     ApiJson(p): ApiJson<PatientIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let p = p?;
     let new = registry::NewPatient {
         external_id: p.external_id,
         gl: p.gl,

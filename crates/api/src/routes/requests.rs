@@ -37,7 +37,6 @@ pub async fn open_request(
     ApiJson(r): ApiJson<RequestIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     // Which kinds a role may open is the registry's rule (case managers open workups).
-    let r = r?;
     let id = state
         .registry
         .open_request(
@@ -60,7 +59,6 @@ pub async fn close_request(
     Path(id): Path<i64>,
     ApiJson(s): ApiJson<StateIn>,
 ) -> ApiResult<Json<Value>> {
-    let s = s?;
     let donor_id = state.registry.request_donor(id).await?;
     state
         .registry
@@ -86,7 +84,6 @@ pub async fn record_milestone(
     Path(id): Path<i64>,
     ApiJson(m): ApiJson<MilestoneIn>,
 ) -> ApiResult<StatusCode> {
-    let m = m?;
     state
         .registry
         .record_milestone(id, &m.milestone, &m.on, m.ok, &caller.actor())

@@ -155,7 +155,6 @@ pub async fn create_search(
     Allowed { caller, .. }: Allowed<Coordinators>,
     ApiJson(criteria): ApiJson<SearchIn>,
 ) -> ApiResult<axum::response::Response> {
-    let criteria = criteria?;
     let result = run(&state, &criteria).await?;
     let text = serde_json::to_string(&criteria).expect("criteria serialise");
     let run_text = result.to_stored();
@@ -255,7 +254,6 @@ pub async fn set_search_state(
     Path(id): Path<i64>,
     ApiJson(s): ApiJson<StateIn>,
 ) -> ApiResult<Json<Value>> {
-    let s = s?;
     state
         .registry
         .set_search_state(id, &s.state, s.reason.as_deref(), &caller.actor())
