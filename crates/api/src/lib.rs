@@ -2,9 +2,9 @@
 //! `application/problem+json` errors, OpenAPI at `/openapi.json` and Swagger UI at `/docs`.
 //!
 //! The server owns the matching index: it is loaded from the registry at start, and every
-//! write that changes a donor re-reads that donor and applies it to the index before the
-//! response goes out, so a new donor is searchable, and a withdrawn one gone, as soon as the
-//! write returns.
+//! write that changes a donor returns what that means for the index (`registry::Indexed`),
+//! applied before the response goes out, so a new donor is searchable, and a withdrawn one
+//! gone, as soon as the write returns.
 
 pub mod access;
 pub mod auth;

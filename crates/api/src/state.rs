@@ -129,24 +129,17 @@ impl AppState {
         Ok(n)
     }
 
-    /// Bring one donor's entry in the index up to date after a committed write, reading the
-    /// donor again; the index's write lock is held only to apply the prepared change.
-    pub async fn refresh_donor(&self, donor_id: i64) -> Result<(), ApiError> {
-        let update = self
-            .registry
-            .index_update_of(donor_id, (self.today)())
-            .await?;
-        self.apply(update)
-    }
-
-    /// [`AppState::refresh_donor`] for a write that returned the donor as it now is.
+    /// [`AppState::update_index`] for a write that returned the donor as it now is.
     pub fn index_donor(&self, donor: &registry::Donor) -> Result<(), ApiError> {
-        let update = self.registry.index_update(donor, (self.today)())?;
-        self.apply(update)
+        let update = self.registry.index_update(donor)?;
+        self.update_index(update)
     }
 
-    fn apply(&self, update: registry::IndexUpdate) -> Result<(), ApiError> {
-        update.apply(&mut self.index.write().expect("index lock"))?;
+    /// Apply a committed write's index update before the response goes out; the index's
+    /// write lock is held only to apply the prepared change.
+    pub fn update_index(&self, update: registry::IndexUpdate) -> Result<(), ApiError> {
+        let today = (self.today)();
+        update.apply(&mut self.index.write().expect("index lock"), today)?;
         Ok(())
     }
 }

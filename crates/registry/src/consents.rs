@@ -4,6 +4,7 @@
 use sqlx::{Any, Transaction};
 
 use crate::audit::commit_audited;
+use crate::index_feed::Indexed;
 use crate::model::ConsentInput;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
@@ -54,7 +55,7 @@ impl Registry {
         scope: &str,
         consent: &ConsentInput,
         actor: &Actor,
-    ) -> Result<i64> {
+    ) -> Result<Indexed<i64>> {
         if !CONSENT_SCOPES.contains(&scope) {
             return Err(RegistryError::invalid(
                 "scope",
@@ -76,6 +77,7 @@ impl Registry {
                 .execute(&mut *tx)
                 .await?;
         }
+        let index = self.index_update_in(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,
@@ -85,7 +87,7 @@ impl Registry {
             Some(scope),
         )
         .await?;
-        Ok(id)
+        Ok(Indexed { value: id, index })
     }
 
     /// Withdraw a consent. Withdrawing recruitment consent takes the donor out of every
@@ -97,7 +99,7 @@ impl Registry {
         scope: &str,
         actor: &Actor,
         reason: Option<&str>,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Indexed<Vec<String>>> {
         if !CONSENT_SCOPES.contains(&scope) {
             return Err(RegistryError::invalid(
                 "scope",
@@ -134,6 +136,7 @@ impl Registry {
                 ));
             }
         }
+        let index = self.index_update_in(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,
@@ -146,7 +149,10 @@ impl Registry {
             )),
         )
         .await?;
-        Ok(warnings)
+        Ok(Indexed {
+            value: warnings,
+            index,
+        })
     }
 
     /// A donor's consent records, oldest first.

@@ -6,6 +6,7 @@ use matching::model::{civil_from_days, days_from_civil, format_day};
 use sqlx::Row;
 
 use crate::audit::{audit, commit_audited};
+use crate::index_feed::Indexed;
 use crate::model::StatusChange;
 use crate::support::date;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
@@ -47,7 +48,7 @@ impl Registry {
         donated_on: &str,
         station: Option<&str>,
         actor: &Actor,
-    ) -> Result<i64> {
+    ) -> Result<Indexed<i64>> {
         if !PRODUCTS.contains(&product) {
             return Err(RegistryError::invalid(
                 "product",
@@ -126,8 +127,9 @@ impl Registry {
             actor,
         )
         .await?;
+        let index = self.index_update_in(&mut tx, donor_id).await?;
         tx.commit().await?;
-        Ok(id)
+        Ok(Indexed { value: id, index })
     }
 
     /// Follow-ups due on or before `until` (`overdue_only`: before `today`), for donors who

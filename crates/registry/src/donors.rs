@@ -7,6 +7,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::audit::commit_audited;
 use crate::consents::insert_consent;
+use crate::index_feed::Indexed;
 use crate::model::{Donor, Identity, NewDonor, rh_code};
 use crate::support::{check_date, donor_from_row, donor_select, is_unique_violation, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, make_grid, now_text};
@@ -199,6 +200,16 @@ impl Registry {
         donor_from_row(&row)
     }
 
+    /// The donor as a transaction sees it.
+    pub(crate) async fn donor_in(&self, tx: &mut Transaction<'_, Any>, id: i64) -> Result<Donor> {
+        let row = sqlx::query(donor_select!("WHERE d.id = $1"))
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("donor {id}")))?;
+        donor_from_row(&row)
+    }
+
     pub async fn donor_by_external_id(&self, external_id: &str) -> Result<Option<Donor>> {
         let row = sqlx::query(donor_select!("WHERE d.external_id = $1"))
             .bind(external_id)
@@ -256,7 +267,7 @@ impl Registry {
         donor_id: i64,
         update: &DonorUpdate,
         actor: &Actor,
-    ) -> Result<()> {
+    ) -> Result<Indexed<()>> {
         if let Some(d) = &update.cmv_date {
             parse_birth_date(d).map_err(|r| RegistryError::invalid("cmv_date", r))?;
         }
@@ -315,6 +326,7 @@ impl Registry {
         if fields.is_empty() {
             return Err(RegistryError::invalid("body", "nothing to update"));
         }
+        let index = self.index_update_in(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,
@@ -324,6 +336,6 @@ impl Registry {
             Some(&fields.join(", ")),
         )
         .await?;
-        Ok(())
+        Ok(Indexed { value: (), index })
     }
 }

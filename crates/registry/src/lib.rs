@@ -36,7 +36,7 @@ pub use consents::{CONSENT_SCOPES, ConsentRecord};
 pub use donations::{PRODUCTS, follow_up_schedule};
 pub use donors::DonorUpdate;
 pub use grid::{GridError, make_grid, validate_grid};
-pub use index_feed::IndexUpdate;
+pub use index_feed::{IndexUpdate, Indexed};
 pub use model::{
     ConsentInput, CordUnit, Donor, Identity, NewDonor, StatusChange, TypingInput, rh_from_code,
 };

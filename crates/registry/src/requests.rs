@@ -6,6 +6,7 @@ use matching::model::format_day;
 use sqlx::Row;
 
 use crate::audit::{audit, commit_audited};
+use crate::index_feed::Indexed;
 use crate::model::StatusChange;
 use crate::support::{date, is_unique_violation};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
@@ -36,7 +37,7 @@ impl Registry {
         kind: &str,
         actor: &Actor,
         today: i64,
-    ) -> Result<i64> {
+    ) -> Result<Indexed<i64>> {
         if actor.role == "case_manager" && kind != "workup" {
             return Err(RegistryError::Forbidden(format!(
                 "a case manager opens workup requests, not {kind}"
@@ -97,13 +98,19 @@ impl Registry {
             )
             .await?;
         }
+        let index = self.index_update_in(&mut tx, donor_id).await?;
         tx.commit().await?;
-        Ok(id)
+        Ok(Indexed { value: id, index })
     }
 
     /// Close a request (done, cancelled, refused). Closing a reservation other than done
     /// releases the donor (AV).
-    pub async fn close_request(&self, request_id: i64, state: &str, actor: &Actor) -> Result<()> {
+    pub async fn close_request(
+        &self,
+        request_id: i64,
+        state: &str,
+        actor: &Actor,
+    ) -> Result<Indexed<()>> {
         if !["done", "cancelled", "refused"].contains(&state) {
             return Err(RegistryError::invalid(
                 "state",
@@ -159,8 +166,9 @@ impl Registry {
             )
             .await?;
         }
+        let index = self.index_update_in(&mut tx, donor_id).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Indexed { value: (), index })
     }
 
     /// Record a workup milestone (once each) on an open workup request.
@@ -222,7 +230,9 @@ impl Registry {
             .await?;
         let mut donors = Vec::new();
         for row in rows {
-            self.close_request(row.try_get("id")?, "cancelled", actor)
+            // Returned by donor id: a server refreshes them (`index_update_of`).
+            let _ = self
+                .close_request(row.try_get("id")?, "cancelled", actor)
                 .await?;
             donors.push(row.try_get("donor_id")?);
         }
@@ -239,14 +249,5 @@ impl Registry {
         .fetch_one(&self.pool)
         .await?;
         Ok(n > 0)
-    }
-
-    /// The donor a request is about.
-    pub async fn request_donor(&self, request_id: i64) -> Result<i64> {
-        sqlx::query_scalar("SELECT donor_id FROM requests WHERE id = $1")
-            .bind(request_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("request {request_id}")))
     }
 }

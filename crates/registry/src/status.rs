@@ -6,6 +6,7 @@ use matching::model::format_day;
 use sqlx::{Any, Transaction};
 
 use crate::audit::audit;
+use crate::index_feed::Indexed;
 use crate::model::StatusChange;
 use crate::support::check_date;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
@@ -23,12 +24,13 @@ impl Registry {
         donor_id: i64,
         change: &StatusChange,
         actor: &Actor,
-    ) -> Result<()> {
+    ) -> Result<Indexed<()>> {
         let (_turn, mut tx) = self.begin().await?;
         self.change_status_in(&mut tx, donor_id, change, actor)
             .await?;
+        let index = self.index_update_in(&mut tx, donor_id).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Indexed { value: (), index })
     }
 
     /// The status change inside a caller's transaction, so a request or donation and the
@@ -122,32 +124,35 @@ impl Registry {
             .bind(&cutoff)
             .fetch_all(&self.pool)
             .await?;
+        // The changed donors are returned by id: a server refreshes them (`index_update_of`).
         for &id in &expired {
-            self.change_status(
-                id,
-                &StatusChange {
-                    status: Status::Available,
-                    reason: None,
-                    until: None,
-                    patient_id: None,
-                },
-                actor,
-            )
-            .await?;
+            let _ = self
+                .change_status(
+                    id,
+                    &StatusChange {
+                        status: Status::Available,
+                        reason: None,
+                        until: None,
+                        patient_id: None,
+                    },
+                    actor,
+                )
+                .await?;
         }
         let released = self.expire_reservations(today, actor).await?;
         for &id in &aged {
-            self.change_status(
-                id,
-                &StatusChange {
-                    status: Status::Deferred,
-                    reason: Some("DO".into()),
-                    until: None,
-                    patient_id: None,
-                },
-                actor,
-            )
-            .await?;
+            let _ = self
+                .change_status(
+                    id,
+                    &StatusChange {
+                        status: Status::Deferred,
+                        reason: Some("DO".into()),
+                        until: None,
+                        patient_id: None,
+                    },
+                    actor,
+                )
+                .await?;
         }
         Ok(expired.into_iter().chain(released).chain(aged).collect())
     }

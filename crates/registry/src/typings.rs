@@ -4,6 +4,7 @@ use matching::model::format_day;
 use sqlx::{Any, Row, Transaction};
 
 use crate::audit::commit_audited;
+use crate::index_feed::Indexed;
 use crate::model::TypingInput;
 use crate::support::{check_date, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
@@ -65,7 +66,7 @@ impl Registry {
         typing: &TypingInput,
         actor: &Actor,
         today: i64,
-    ) -> Result<i64> {
+    ) -> Result<Indexed<i64>> {
         let gl = validate_gl(self, &typing.gl)?;
         let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
@@ -85,6 +86,7 @@ impl Registry {
         let id = self
             .insert_typing(&mut tx, donor_id, typing, &gl, today)
             .await?;
+        let index = self.index_update_in(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,
@@ -94,7 +96,7 @@ impl Registry {
             None,
         )
         .await?;
-        Ok(id)
+        Ok(Indexed { value: id, index })
     }
 
     /// Every typing a donor has had, newest first.

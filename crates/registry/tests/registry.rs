@@ -250,14 +250,13 @@ async fn withdrawn_donors_leave_search_at_once_and_stay_out() {
             [a.id as u32, b.id as u32],
             "{backend}"
         );
-        let warnings = reg
+        // The write returns what the index needs; applying it is all a server does.
+        let withdrawn = reg
             .withdraw_consent(a.id, "recruitment", &clerk(), Some("moved away"))
             .await
             .unwrap();
-        assert!(warnings.is_empty());
-        reg.refresh_in_index(&mut index, a.id, today())
-            .await
-            .unwrap();
+        assert!(withdrawn.value.is_empty());
+        withdrawn.index.apply(&mut index, today()).unwrap();
         assert_eq!(search_keys(&index).await, [b.id as u32], "{backend}");
         // A fresh load from the database agrees.
         let mut fresh = DonorIndex::new(expander());
@@ -279,11 +278,57 @@ async fn withdrawn_donors_leave_search_at_once_and_stay_out() {
             &clerk(),
         )
         .await
+        .unwrap()
+        .index
+        .apply(&mut index, today())
         .unwrap();
-        reg.refresh_in_index(&mut index, a.id, today())
+        assert_eq!(search_keys(&index).await.len(), 2);
+    }
+}
+
+/// What a write returns for the index is what the index would hold after a fresh load:
+/// the donor with its new typing, taken out on withdrawal, and out past the age-out birthday
+/// whenever the update is applied on or after it.
+#[tokio::test]
+async fn a_writes_index_update_matches_a_fresh_load() {
+    for (backend, reg, _dir) in backends("indexed").await {
+        setup_station(&reg).await;
+        let d = reg
+            .enrol(&donor("I1", "NI1"), &clerk(), today())
             .await
             .unwrap();
-        assert_eq!(search_keys(&index).await.len(), 2);
+        let mut index = DonorIndex::new(expander());
+        let other = "A*02:01+A*03:01^B*08:01+B*44:02^DRB1*01:01+DRB1*04:01";
+        let typed = reg
+            .record_typing(
+                d.id,
+                &TypingInput {
+                    gl: other.into(),
+                    ..Default::default()
+                },
+                &clerk(),
+                today(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            typed.index.clone().apply(&mut index, today()).unwrap(),
+            "{backend}"
+        );
+        let mut fresh = DonorIndex::new(expander());
+        reg.load_index(&mut fresh, today()).await.unwrap();
+        let key = d.id as u32;
+        let row = |i: &DonorIndex| i.row(key).map(|r| (i.subject(r), i.attributes(r)));
+        assert_eq!(
+            format!("{:?}", row(&index)),
+            format!("{:?}", row(&fresh)),
+            "{backend}"
+        );
+        // Born 1995: the same update applied past the 61st birthday takes the donor out.
+        let later = matching::model::days_from_civil(2056, 4, 10);
+        assert!(!typed.index.apply(&mut index, later).unwrap(), "{backend}");
+        assert!(!index.contains(key), "{backend}");
+        reg.close().await;
     }
 }
 
@@ -314,7 +359,7 @@ async fn status_transitions_expiry_and_age_out() {
             reason: Some("MR".into()),
             ..tu
         };
-        reg.change_status(d.id, &tu, &cm).await.unwrap();
+        let _ = reg.change_status(d.id, &tu, &cm).await.unwrap();
         assert_eq!(
             reg.donor(d.id).await.unwrap().status,
             Status::TemporarilyUnavailable
@@ -347,7 +392,7 @@ async fn status_transitions_expiry_and_age_out() {
             until: None,
             patient_id: None,
         };
-        reg.change_status(d.id, &de, &cm).await.unwrap();
+        let _ = reg.change_status(d.id, &de, &cm).await.unwrap();
         let av = StatusChange {
             status: Status::Available,
             reason: None,
@@ -395,17 +440,18 @@ async fn typings_history_identity_audit() {
             .await
             .unwrap();
         let newer = TYPING.replace("A*02:01", "A*02:07");
-        reg.record_typing(
-            d.id,
-            &TypingInput {
-                gl: newer.clone(),
-                ..Default::default()
-            },
-            &clerk(),
-            today(),
-        )
-        .await
-        .unwrap();
+        let _ = reg
+            .record_typing(
+                d.id,
+                &TypingInput {
+                    gl: newer.clone(),
+                    ..Default::default()
+                },
+                &clerk(),
+                today(),
+            )
+            .await
+            .unwrap();
         assert_eq!(
             reg.donor(d.id).await.unwrap().current_typing.as_deref(),
             Some(newer.as_str()),
@@ -518,33 +564,35 @@ async fn concurrent_writers_lose_no_update() {
                 } else {
                     "follow_up_contact"
                 };
-                reg.give_consent(
-                    d.id,
-                    scope,
-                    &ConsentInput {
-                        form_version: format!("v{i}"),
-                        note: None,
-                    },
-                    &Actor::new(&format!("w{i}"), "station"),
-                )
-                .await
-                .unwrap();
+                let _ = reg
+                    .give_consent(
+                        d.id,
+                        scope,
+                        &ConsentInput {
+                            form_version: format!("v{i}"),
+                            note: None,
+                        },
+                        &Actor::new(&format!("w{i}"), "station"),
+                    )
+                    .await
+                    .unwrap();
                 let gl = if i % 2 == 0 {
                     TYPING.to_string()
                 } else {
                     TYPING.replace("C*01:02", "C*01:03")
                 };
-                reg.record_typing(
-                    d.id,
-                    &TypingInput {
-                        gl,
-                        ..Default::default()
-                    },
-                    &Actor::new(&format!("w{i}"), "station"),
-                    today(),
-                )
-                .await
-                .unwrap();
+                let _ = reg
+                    .record_typing(
+                        d.id,
+                        &TypingInput {
+                            gl,
+                            ..Default::default()
+                        },
+                        &Actor::new(&format!("w{i}"), "station"),
+                        today(),
+                    )
+                    .await
+                    .unwrap();
             }));
         }
         for t in tasks {
@@ -1021,7 +1069,8 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         let ct = reg
             .open_request(patient, d.id, "confirmatory_typing", &coord, today())
             .await
-            .unwrap();
+            .unwrap()
+            .value;
         assert!(
             matches!(
                 reg.open_request(patient, d.id, "confirmatory_typing", &coord, today())
@@ -1030,13 +1079,14 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             ),
             "{backend}"
         );
-        reg.close_request(ct, "done", &coord).await.unwrap();
+        let _ = reg.close_request(ct, "done", &coord).await.unwrap();
         assert!(reg.close_request(ct, "done", &coord).await.is_err());
         // Reservation: RS for this patient only; expires.
         let res = reg
             .open_request(patient, d.id, "reservation", &coord, today())
             .await
-            .unwrap();
+            .unwrap()
+            .value;
         let reserved = reg.donor(d.id).await.unwrap();
         assert_eq!(
             (reserved.status, reserved.reserved_for),
@@ -1099,7 +1149,8 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         let w = reg
             .open_request(patient, d.id, "workup", &cm, today())
             .await
-            .unwrap();
+            .unwrap()
+            .value;
         reg.record_milestone(w, "medical_exam", "2026-12-01", Some(true), &cm)
             .await
             .unwrap();
@@ -1121,7 +1172,8 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         let donation = reg
             .record_donation(d.id, Some(patient), "PBSC", "2026-12-10", Some("BJ01"), &cm)
             .await
-            .unwrap();
+            .unwrap()
+            .value;
         let after = reg.donor(d.id).await.unwrap();
         assert_eq!(
             (after.status, after.status_reason.as_deref()),
@@ -1150,7 +1202,8 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             ),
             "{backend}: 3-month interval"
         );
-        reg.record_donation(d.id, Some(patient), "PBSC", "2027-03-20", None, &cm)
+        let _ = reg
+            .record_donation(d.id, Some(patient), "PBSC", "2027-03-20", None, &cm)
             .await
             .unwrap();
         assert!(
@@ -1197,18 +1250,20 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             1
         );
         // A donor who withdrew follow-up contact is not listed.
-        reg.give_consent(
-            d.id,
-            "follow_up_contact",
-            &ConsentInput {
-                form_version: "F1".into(),
-                note: None,
-            },
-            &cm,
-        )
-        .await
-        .unwrap();
-        reg.withdraw_consent(d.id, "follow_up_contact", &cm, None)
+        let _ = reg
+            .give_consent(
+                d.id,
+                "follow_up_contact",
+                &ConsentInput {
+                    form_version: "F1".into(),
+                    note: None,
+                },
+                &cm,
+            )
+            .await
+            .unwrap();
+        let _ = reg
+            .withdraw_consent(d.id, "follow_up_contact", &cm, None)
             .await
             .unwrap();
         assert!(
@@ -1223,7 +1278,8 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             .enrol(&donor("P2", "Z2"), &clerk(), today())
             .await
             .unwrap();
-        reg.open_request(other, e.id, "reservation", &coord, today())
+        let _ = reg
+            .open_request(other, e.id, "reservation", &coord, today())
             .await
             .unwrap();
         let released = reg.run_daily(today() + 54, &Actor::system()).await.unwrap();
@@ -1233,16 +1289,18 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         let w2 = reg
             .open_request(other, e.id, "workup", &cm, today())
             .await
-            .unwrap();
+            .unwrap()
+            .value;
         let warnings = reg
             .withdraw_consent(e.id, "recruitment", &clerk(), None)
             .await
-            .unwrap();
+            .unwrap()
+            .value;
         assert!(
             warnings.iter().any(|w| w.contains("conditioning")),
             "{backend}: {warnings:?}"
         );
-        reg.close_request(w2, "cancelled", &cm).await.unwrap();
+        let _ = reg.close_request(w2, "cancelled", &cm).await.unwrap();
 
         // Organ, tissue and body donation registrations.
         let staff = Actor::new("rc-1", "station");
@@ -1546,7 +1604,8 @@ async fn samples_move_forward_and_typings_name_their_own_donors_sample() {
             sample_id: Some(sample_id),
             ..Default::default()
         };
-        reg.record_typing(d.id, &typing(s.id), &clerk(), today())
+        let _ = reg
+            .record_typing(d.id, &typing(s.id), &clerk(), today())
             .await
             .unwrap();
         match reg

@@ -4,6 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use registry::Indexed;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -37,7 +38,7 @@ pub async fn record_donation(
     Allowed { caller, .. }: Allowed<CaseManagers>,
     ApiJson(d): ApiJson<DonationIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = state
+    let Indexed { value: id, index } = state
         .registry
         .record_donation(
             d.donor_id,
@@ -48,7 +49,7 @@ pub async fn record_donation(
             &caller.actor(),
         )
         .await?;
-    state.refresh_donor(d.donor_id).await?;
+    state.update_index(index)?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))
 }
 

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use matching::{Abo, Cmv, DonorType, Sex, Status};
+use registry::Indexed;
 use registry::{ConsentInput, Donor, Identity, NewDonor, StatusChange, TypingInput};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -253,12 +254,13 @@ pub async fn update_donor(
         email: u.email,
         address: u.address,
     };
-    state
+    let index = state
         .registry
         .update_donor(id, &update, &caller.actor())
-        .await?;
+        .await?
+        .index;
+    state.update_index(index)?;
     let donor = state.registry.donor(id).await?;
-    state.index_donor(&donor)?;
     Ok(Json(donor.into()))
 }
 
@@ -337,11 +339,14 @@ pub async fn record_typing(
         typed_on: t.typed_on,
         sample_id: t.sample_id,
     };
-    let typing_id = state
+    let Indexed {
+        value: typing_id,
+        index,
+    } = state
         .registry
         .record_typing(id, &typing, &caller.actor(), (state.today)())
         .await?;
-    state.refresh_donor(id).await?;
+    state.update_index(index)?;
     Ok((StatusCode::CREATED, Json(json!({"id": typing_id}))))
 }
 
@@ -411,7 +416,10 @@ pub async fn give_consent(
     ApiJson(c): ApiJson<ConsentIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = donor.id;
-    let consent_id = state
+    let Indexed {
+        value: consent_id,
+        index,
+    } = state
         .registry
         .give_consent(
             id,
@@ -423,7 +431,7 @@ pub async fn give_consent(
             &caller.actor(),
         )
         .await?;
-    state.refresh_donor(id).await?;
+    state.update_index(index)?;
     Ok((StatusCode::CREATED, Json(json!({"id": consent_id}))))
 }
 
@@ -443,11 +451,14 @@ pub async fn withdraw_consent(
     ApiJson(w): ApiJson<WithdrawalIn>,
 ) -> ApiResult<Json<Value>> {
     let id = donor.id;
-    let warnings = state
+    let Indexed {
+        value: warnings,
+        index,
+    } = state
         .registry
         .withdraw_consent(id, &scope, &caller.actor(), w.reason.as_deref())
         .await?;
-    state.refresh_donor(id).await?;
+    state.update_index(index)?;
     Ok(Json(json!({"warnings": warnings})))
 }
 
@@ -483,12 +494,13 @@ pub async fn change_status(
         until: s.until,
         patient_id: s.patient_id,
     };
-    state
+    let index = state
         .registry
         .change_status(id, &change, &caller.actor())
-        .await?;
+        .await?
+        .index;
+    state.update_index(index)?;
     let donor = state.registry.donor(id).await?;
-    state.index_donor(&donor)?;
     Ok(Json(donor.into()))
 }
 

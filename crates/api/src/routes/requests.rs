@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use registry::Indexed;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -37,7 +38,7 @@ pub async fn open_request(
     ApiJson(r): ApiJson<RequestIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     // Which kinds a role may open is the registry's rule (case managers open workups).
-    let id = state
+    let Indexed { value: id, index } = state
         .registry
         .open_request(
             r.patient_id,
@@ -47,7 +48,7 @@ pub async fn open_request(
             (state.today)(),
         )
         .await?;
-    state.refresh_donor(r.donor_id).await?;
+    state.update_index(index)?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))
 }
 
@@ -59,12 +60,12 @@ pub async fn close_request(
     Path(id): Path<i64>,
     ApiJson(s): ApiJson<StateIn>,
 ) -> ApiResult<Json<Value>> {
-    let donor_id = state.registry.request_donor(id).await?;
-    state
+    let index = state
         .registry
         .close_request(id, &s.state, &caller.actor())
-        .await?;
-    state.refresh_donor(donor_id).await?;
+        .await?
+        .index;
+    state.update_index(index)?;
     Ok(Json(json!({"id": id, "state": s.state})))
 }
 

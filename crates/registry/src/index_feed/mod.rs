@@ -6,6 +6,8 @@
 use matching::model::{age_in_years, parse_birth_date};
 use matching::{DonorAttributes, DonorIndex, DonorInput, DonorType, Locus, Status};
 
+use sqlx::{Any, Transaction};
+
 use crate::model::Donor;
 use crate::{Registry, RegistryError, Result};
 
@@ -54,11 +56,12 @@ impl Registry {
         upsert(index, index_key(donor.id)?, donor.attributes(), texts)
     }
 
-    /// What `donor`'s current state means for the index, worked out without it: its key, and
-    /// its attributes and typing split into positions when it belongs there.
-    pub fn index_update(&self, donor: &Donor, today: i64) -> Result<IndexUpdate> {
+    /// What `donor`'s current state means for the index, worked out without it: its key,
+    /// and when it is listed, not DE and typed, its attributes and typing split into
+    /// positions. Age-out depends on the day the update is applied (`IndexUpdate::apply`).
+    pub fn index_update(&self, donor: &Donor) -> Result<IndexUpdate> {
         let key = index_key(donor.id)?;
-        if !self.is_indexable(donor, today) {
+        if !donor.listed || donor.status == Status::Deferred || donor.current_typing.is_none() {
             return Ok(IndexUpdate::Remove(key));
         }
         let positions = full_positions(donor.current_typing.as_deref().unwrap_or_default())?;
@@ -66,38 +69,29 @@ impl Registry {
             key,
             attributes: donor.attributes(),
             positions,
+            age_out: self.config.age_out,
         })
+    }
+
+    /// [`Registry::index_update`] for the donor as a write's own transaction sees it, just
+    /// before it commits: what the write returns for the index.
+    pub(crate) async fn index_update_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        donor_id: i64,
+    ) -> Result<IndexUpdate> {
+        let donor = self.donor_in(tx, donor_id).await?;
+        self.index_update(&donor)
     }
 
     /// [`Registry::index_update`] for a donor read now (a donor that does not exist leaves the
     /// index).
-    pub async fn index_update_of(&self, donor_id: i64, today: i64) -> Result<IndexUpdate> {
+    pub async fn index_update_of(&self, donor_id: i64) -> Result<IndexUpdate> {
         match self.donor(donor_id).await {
-            Ok(d) => self.index_update(&d, today),
+            Ok(d) => self.index_update(&d),
             Err(RegistryError::NotFound(_)) => Ok(IndexUpdate::Remove(index_key(donor_id)?)),
             Err(e) => Err(e),
         }
-    }
-
-    /// Put one donor into the index, or take it out when it no longer belongs there.
-    pub fn apply_to_index(
-        &self,
-        index: &mut DonorIndex,
-        donor: &Donor,
-        today: i64,
-    ) -> Result<bool> {
-        self.index_update(donor, today)?.apply(index)
-    }
-
-    /// Re-read one donor after a committed write and apply it to the index.
-    pub async fn refresh_in_index(
-        &self,
-        index: &mut DonorIndex,
-        donor_id: i64,
-        today: i64,
-    ) -> Result<()> {
-        self.index_update_of(donor_id, today).await?.apply(index)?;
-        Ok(())
     }
 }
 
@@ -110,33 +104,50 @@ fn index_key(donor_id: i64) -> Result<u32> {
 /// taken, so the lock is held only for `apply`.
 #[derive(Debug, Clone)]
 pub enum IndexUpdate {
-    /// The donor belongs in the index with these attributes and positions.
+    /// The donor belongs in the index with these attributes and positions, until the
+    /// `age_out` birthday (adult donors).
     Upsert {
         key: u32,
         attributes: DonorAttributes,
         positions: PositionTexts,
+        age_out: u32,
     },
     /// The donor does not (or no longer) belong in the index.
     Remove(u32),
 }
 
+/// What a write that changes a donor returns: its own result, and what the change means for
+/// the matching index (the caller applies it after the commit, without reading the donor
+/// again).
+#[derive(Debug, Clone)]
+#[must_use = "the index must learn of the change"]
+pub struct Indexed<T> {
+    pub value: T,
+    pub index: IndexUpdate,
+}
+
 impl IndexUpdate {
-    /// Apply to `index`; true when the donor is in it afterwards.
-    pub fn apply(self, index: &mut DonorIndex) -> Result<bool> {
+    /// Apply to `index` on `today`; true when the donor is in it afterwards.
+    pub fn apply(self, index: &mut DonorIndex, today: i64) -> Result<bool> {
         match self {
-            IndexUpdate::Remove(key) => {
-                if index.contains(key) {
-                    index.remove(key).ok();
-                }
-                Ok(false)
-            }
             IndexUpdate::Upsert {
                 key,
                 attributes,
                 positions,
-            } => {
+                age_out,
+            } if attributes.donor_type == DonorType::Cord
+                || attributes
+                    .birth_day
+                    .is_none_or(|b| age_in_years(b, today) < age_out) =>
+            {
                 upsert(index, key, attributes, &positions)?;
                 Ok(true)
+            }
+            IndexUpdate::Upsert { key, .. } | IndexUpdate::Remove(key) => {
+                if index.contains(key) {
+                    index.remove(key).ok();
+                }
+                Ok(false)
             }
         }
     }
