@@ -371,6 +371,23 @@ async fn the_donor_workflow_over_http() {
             p["detail"].as_str().unwrap().contains("B*40:9999"),
             "{b}: {p}"
         );
+        // Two copies of different loci joined by `+` are refused, the token named.
+        let (s, p, _) = call(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d1}/typings"),
+            Some(&t.station),
+            Some(
+                &json!({"gl": "A*02:01+B*40:01^B*07:02+B*07:02^DRB1*15:01+DRB1*15:01"}).to_string(),
+            ),
+        )
+        .await;
+        assert_eq!(s, 422, "{b}: {p}");
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("A*02:01") && detail.contains("different loci"),
+            "{b}: {p}"
+        );
         // A coordinator registers the patient and finds both donors.
         let patient_body =
             json!({"external_id": "PAT-1", "gl": TYPING, "weight_kg": 60.0}).to_string();

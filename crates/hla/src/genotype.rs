@@ -62,6 +62,30 @@ pub fn locus_typings(gl: &GlString) -> Result<Vec<LocusTyping>, TypingError> {
                     entry.1[copy] = Some(list.clone());
                 }
             }
+            // Two copies must type the same loci: `A*01:01+B*08:01` is not two homozygous loci
+            // but a malformed genotype (a person's two copies of one gene joined by `+`).
+            if genotype.0.len() == 2
+                && let Some((locus, lists)) = copies
+                    .iter()
+                    .find(|(_, lists)| lists[0].is_none() || lists[1].is_none())
+            {
+                let (given, other_copy) = match &lists[0] {
+                    Some(list) => (list, 1),
+                    None => (lists[1].as_ref().expect("one copy is given"), 0),
+                };
+                let other: Vec<String> = genotype.0[other_copy]
+                    .0
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect();
+                return Err(TypingError::syntax(
+                    given.to_string(),
+                    format!(
+                        "the two copies joined by `+` type different loci: {locus} on one, `{}` on the other",
+                        other.join("~")
+                    ),
+                ));
+            }
             for (locus, lists) in copies {
                 let (p1, p2, single) = match (lists[0].clone(), lists[1].clone()) {
                     (Some(a), Some(b)) => (a, b, false),

@@ -627,6 +627,26 @@ fn locus_positions_from_gl_strings() {
     assert!(locus_typings(&GlString::parse("A*01:01^A*02:01").unwrap()).is_err());
 }
 
+/// Two copies joined by `+` type one gene: copies of different loci are refused with the
+/// token named, not read as two homozygous loci; one copy alone is still homozygous.
+#[test]
+fn copies_of_different_loci_are_refused_naming_the_token() {
+    for (text, token) in [
+        ("A*01:01+B*08:01", "A*01:01"),
+        ("A*02:01+A*03:01^B*07:02+DRB1*15:01", "B*07:02"),
+        ("A*01:01~B*08:01+A*02:01", "B*08:01"),
+        ("A*01:01+A*02:01|B*08:01+C*07:01", "B*08:01"),
+    ] {
+        let e = locus_typings(&GlString::parse(text).unwrap()).unwrap_err();
+        assert!(
+            matches!(&e, TypingError::Syntax { token: t, reason } if t == token && reason.contains("different loci")),
+            "{text}: {e}"
+        );
+    }
+    let one = locus_typings(&GlString::parse("A*01:01^B*08:01+B*44:02").unwrap()).unwrap();
+    assert!(one[0].single_copy && one[0].positions[0] == one[0].positions[1]);
+}
+
 #[test]
 fn reductions() {
     let e = expander();

@@ -884,6 +884,24 @@ mod import {
                 .await
                 .unwrap();
             assert_eq!((s.created, s.rejected), (2, 4), "{backend}");
+            // Copies of two loci joined by `+` are refused on their line, the token named.
+            let crossed = tmp.join("crossed.txt");
+            std::fs::write(
+                &crossed,
+                "X1%A*01:01+B*08:01^B*07:02+B*07:02^DRB1*01:01+DRB1*01:01\n",
+            )
+            .unwrap();
+            let s = reg
+                .import_donors(&crossed, &opts(false), &clerk(), today(), &|_| {})
+                .await
+                .unwrap();
+            assert_eq!((s.created, s.rejected), (0, 1), "{backend}");
+            assert!(
+                s.errors[0].reason.contains("A*01:01")
+                    && s.errors[0].reason.contains("different loci"),
+                "{backend}: {}",
+                s.errors[0]
+            );
             // The enrolment CSV: age, consent and duplicate national ids are checked per row.
             let csv = tmp.join("enrol.csv");
             std::fs::write(
