@@ -56,6 +56,7 @@ impl Caller {
             &self.holder.role,
         );
         actor.request_id = self.request_id.clone();
+        actor.station = self.holder.station.clone();
         actor
     }
 

@@ -803,6 +803,23 @@ async fn the_donor_workflow_over_http() {
         )
         .await;
         assert_eq!((s, r["state"].as_str()), (200, Some("active")), "{b}: {r}");
+        // Another station may neither change nor revoke it; an unknown one is 404.
+        for path in [
+            format!("/v1/organ-registrations/{registration}"),
+            format!("/v1/organ-registrations/{registration}/revocation"),
+        ] {
+            let (s, r, _) = call(addr, "POST", &path, Some(&t.other_station), Some(change)).await;
+            assert_eq!(s, 403, "{b} {path}: {r}");
+        }
+        let (s, r, _) = call(
+            addr,
+            "POST",
+            "/v1/organ-registrations/999999/revocation",
+            Some(&t.station),
+            None,
+        )
+        .await;
+        assert_eq!(s, 404, "{b}: {r}");
         let (s, r, _) = call(
             addr,
             "POST",

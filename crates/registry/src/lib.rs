@@ -128,6 +128,8 @@ pub struct Actor {
     pub name: String,
     pub role: String,
     pub request_id: Option<String>,
+    /// The station a station's actor acts for (ownership rules read it).
+    pub station: Option<String>,
 }
 
 impl Actor {
@@ -136,7 +138,14 @@ impl Actor {
             name: name.into(),
             role: role.into(),
             request_id: None,
+            station: None,
         }
+    }
+
+    /// The same actor acting for `station`.
+    pub fn at_station(mut self, station: &str) -> Actor {
+        self.station = Some(station.into());
+        self
     }
     pub fn system() -> Actor {
         Actor::new("system", "system")

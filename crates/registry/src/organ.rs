@@ -2,6 +2,8 @@
 //! national id, change, final revocation) and donation cases (family consent and a Red
 //! Cross witness required).
 
+use sqlx::{Any, Transaction};
+
 use crate::audit::commit_audited;
 use crate::support::{check_choice, date, is_unique_violation};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
@@ -57,10 +59,15 @@ impl Registry {
                 "name and national id are required",
             ));
         }
+        if actor.role == "station" && actor.station.is_none() {
+            return Err(RegistryError::Forbidden(
+                "a station's registration names its station".into(),
+            ));
+        }
         let (_turn, mut tx) = self.begin().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO organ_registrations (family_name, given_name, national_id, birth_date, organs, tissues, whole_body, registered_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO organ_registrations (family_name, given_name, national_id, birth_date, organs, tissues, whole_body, registered_at, station_code) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(family_name)
         .bind(given_name)
@@ -70,6 +77,7 @@ impl Registry {
         .bind(tissues.join(","))
         .bind(whole_body)
         .bind(now_text())
+        .bind(actor.station.as_deref())
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict("an active registration exists for this national id".into()) } else { e.into() })?;
@@ -85,6 +93,7 @@ impl Registry {
         Ok(id)
     }
 
+    /// Change what an active registration gives. Only its station, or an admin.
     pub async fn change_organ_donation(
         &self,
         id: i64,
@@ -96,6 +105,7 @@ impl Registry {
         check_choice(organs, &ORGANS, "organs")?;
         check_choice(tissues, &TISSUES, "tissues")?;
         let (_turn, mut tx) = self.begin().await?;
+        owned_registration(&mut tx, id, actor).await?;
         let n = sqlx::query("UPDATE organ_registrations SET organs = $1, tissues = $2, whole_body = $3, changed_at = $4 WHERE id = $5 AND state = 'active'")
             .bind(organs.join(","))
             .bind(tissues.join(","))
@@ -122,9 +132,10 @@ impl Registry {
         Ok(())
     }
 
-    /// Revoke a registration: final for that registration.
+    /// Revoke a registration: final for that registration. Only its station, or an admin.
     pub async fn revoke_organ_donation(&self, id: i64, actor: &Actor) -> Result<()> {
         let (_turn, mut tx) = self.begin().await?;
+        owned_registration(&mut tx, id, actor).await?;
         let n = sqlx::query("UPDATE organ_registrations SET state = 'revoked', revoked_at = $1 WHERE id = $2 AND state = 'active'")
             .bind(now_text())
             .bind(id)
@@ -203,5 +214,23 @@ impl Registry {
             .await?;
         commit_audited(tx, actor, "organ.case", "organ_case", &id.to_string(), None).await?;
         Ok(id)
+    }
+}
+
+/// Refuse unless `actor` may change registration `id`: the station that took it, or an
+/// admin (registrations from before stations were recorded: an admin only).
+async fn owned_registration(tx: &mut Transaction<'_, Any>, id: i64, actor: &Actor) -> Result<()> {
+    let owner: Option<Option<String>> =
+        sqlx::query_scalar("SELECT station_code FROM organ_registrations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let owner = owner.ok_or_else(|| RegistryError::NotFound(format!("organ registration {id}")))?;
+    if actor.role == "admin" || (owner.is_some() && owner == actor.station) {
+        Ok(())
+    } else {
+        Err(RegistryError::Forbidden(format!(
+            "organ registration {id} belongs to another station"
+        )))
     }
 }

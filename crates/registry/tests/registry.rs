@@ -1321,7 +1321,7 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         let _ = reg.close_request(w2, "cancelled", &cm).await.unwrap();
 
         // Organ, tissue and body donation registrations.
-        let staff = Actor::new("rc-1", "station");
+        let staff = Actor::new("rc-1", "station").at_station("BJ01");
         assert!(
             reg.register_organ_donation(
                 "Chen",
@@ -1397,6 +1397,51 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             .await,
             Err(RegistryError::Conflict(_))
         ));
+        // Only the station that took a registration, or an admin, changes or revokes it.
+        let admin = Actor::new("admin", "admin");
+        reg.add_station("BJ02", "BJ", "Beijing station 2", "North", 0, &admin)
+            .await
+            .unwrap();
+        let elsewhere = Actor::new("rc-2", "station").at_station("BJ02");
+        assert!(
+            matches!(
+                reg.change_organ_donation(r, &["heart"], &[], false, &elsewhere)
+                    .await,
+                Err(RegistryError::Forbidden(_))
+            ),
+            "{backend}"
+        );
+        assert!(
+            matches!(
+                reg.revoke_organ_donation(r, &elsewhere).await,
+                Err(RegistryError::Forbidden(_))
+            ),
+            "{backend}"
+        );
+        assert!(matches!(
+            reg.revoke_organ_donation(999_999, &staff).await,
+            Err(RegistryError::NotFound(_))
+        ));
+        let (organs, owner): (String, Option<String>) = (
+            sqlx::query_scalar("SELECT organs FROM organ_registrations WHERE id = $1")
+                .bind(r)
+                .fetch_one(reg.pool())
+                .await
+                .unwrap(),
+            sqlx::query_scalar("SELECT station_code FROM organ_registrations WHERE id = $1")
+                .bind(r)
+                .fetch_one(reg.pool())
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            (organs.as_str(), owner.as_deref()),
+            ("kidney,liver", Some("BJ01")),
+            "{backend}: unchanged, owned by the station that took it"
+        );
+        reg.change_organ_donation(r, &["kidney", "liver"], &["cornea"], false, &admin)
+            .await
+            .unwrap();
         reg.change_organ_donation(r, &["kidney"], &[], true, &staff)
             .await
             .unwrap();
