@@ -5,16 +5,15 @@
 
 use std::marker::PhantomData;
 
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use registry::Donor;
 use registry::samples::Sample;
-use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::json_body::ApiJson;
+use crate::extract::{ApiJson, PathId};
 
 /// A set of roles allowed to call a route.
 pub trait Roles: Send + Sync + 'static {
@@ -66,17 +65,6 @@ impl<R: Roles> FromRequestParts<AppState> for Allowed<R> {
     }
 }
 
-/// The `{id}` of a route's path (other path parameters are ignored).
-#[derive(Deserialize)]
-struct IdPath {
-    id: i64,
-}
-
-async fn path_id(parts: &mut Parts, state: &AppState) -> Result<i64, ApiError> {
-    let Path(IdPath { id }) = Path::<IdPath>::from_request_parts(parts, state).await?;
-    Ok(id)
-}
-
 /// The donor of the path's `{id}`, for a caller whose role is one of `R`'s; a station token
 /// reaches only its own station's donors.
 pub struct DonorAccess<R: Roles> {
@@ -90,7 +78,7 @@ impl<R: Roles> FromRequestParts<AppState> for DonorAccess<R> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Allowed { caller, .. } = Allowed::<R>::from_request_parts(parts, state).await?;
-        let id = path_id(parts, state).await?;
+        let PathId(id) = PathId::from_request_parts(parts, state).await?;
         let donor = visible_donor(state, &caller, id).await?;
         Ok(DonorAccess {
             caller,
@@ -125,7 +113,7 @@ impl FromRequestParts<AppState> for SampleAccess {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Allowed { caller, .. } = Allowed::<Stations>::from_request_parts(parts, state).await?;
-        let id = path_id(parts, state).await?;
+        let PathId(id) = PathId::from_request_parts(parts, state).await?;
         let sample = match state.registry.sample(id).await {
             Ok(s) => s,
             Err(registry::RegistryError::NotFound(_)) => return Err(ApiError::forbidden()),
@@ -148,7 +136,7 @@ impl FromRequestParts<AppState> for IdentityAccess {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        let donor_id = path_id(parts, state).await?;
+        let PathId(donor_id) = PathId::from_request_parts(parts, state).await?;
         match caller.role {
             Role::Station => {
                 visible_donor(state, &caller, donor_id).await?;

@@ -9,7 +9,7 @@
 pub mod access;
 pub mod auth;
 pub mod error;
-pub mod json_body;
+pub mod extract;
 pub mod openapi;
 pub mod routes;
 pub mod state;

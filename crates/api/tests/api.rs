@@ -1135,6 +1135,25 @@ async fn every_route_checks_the_token_and_the_role() {
                 .0,
             404
         );
+        // A path id that is not a number is a 400 problem naming the path, on every route.
+        for (who, path) in [
+            (&t.coordinator, "/v1/patients/abc"),
+            (&t.coordinator, "/v1/searches/abc/results"),
+            (&t.station, "/v1/donors/abc"),
+            (&t.case_manager, "/v1/followups/abc"),
+        ] {
+            let method = if path.starts_with("/v1/followups") {
+                "POST"
+            } else {
+                "GET"
+            };
+            let (s, p, ct) = call(addr, method, path, Some(who), Some("{}")).await;
+            assert_eq!(
+                (s, ct.as_str(), p["errors"][0]["field"].as_str()),
+                (400, "application/problem+json", Some("path")),
+                "{backend} {path}: {p}"
+            );
+        }
         // The API describes itself.
         let (s, doc, _) = call(addr, "GET", "/openapi.json", None, None).await;
         assert_eq!(s, 200);

@@ -77,7 +77,7 @@ impl Registry {
                 .execute(&mut *tx)
                 .await?;
         }
-        let index = self.index_update_in(&mut tx, donor_id).await?;
+        let changed = self.donor_in(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,
@@ -87,7 +87,7 @@ impl Registry {
             Some(scope),
         )
         .await?;
-        Ok(Indexed { value: id, index })
+        self.indexed(id, &changed)
     }
 
     /// Withdraw a consent. Withdrawing recruitment consent takes the donor out of every
@@ -136,7 +136,7 @@ impl Registry {
                 ));
             }
         }
-        let index = self.index_update_in(&mut tx, donor_id).await?;
+        let changed = self.donor_in(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,
@@ -149,10 +149,7 @@ impl Registry {
             )),
         )
         .await?;
-        Ok(Indexed {
-            value: warnings,
-            index,
-        })
+        self.indexed(warnings, &changed)
     }
 
     /// A donor's consent records, oldest first.

@@ -127,9 +127,9 @@ impl Registry {
             actor,
         )
         .await?;
-        let index = self.index_update_in(&mut tx, donor_id).await?;
+        let changed = self.donor_in(&mut tx, donor_id).await?;
         tx.commit().await?;
-        Ok(Indexed { value: id, index })
+        self.indexed(id, &changed)
     }
 
     /// Follow-ups due on or before `until` (`overdue_only`: before `today`), for donors who

@@ -326,7 +326,7 @@ impl Registry {
         if fields.is_empty() {
             return Err(RegistryError::invalid("body", "nothing to update"));
         }
-        let index = self.index_update_in(&mut tx, donor_id).await?;
+        let changed = self.donor_in(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,
@@ -336,6 +336,6 @@ impl Registry {
             Some(&fields.join(", ")),
         )
         .await?;
-        Ok(Indexed { value: (), index })
+        self.indexed((), &changed)
     }
 }

@@ -98,9 +98,9 @@ impl Registry {
             )
             .await?;
         }
-        let index = self.index_update_in(&mut tx, donor_id).await?;
+        let changed = self.donor_in(&mut tx, donor_id).await?;
         tx.commit().await?;
-        Ok(Indexed { value: id, index })
+        self.indexed(id, &changed)
     }
 
     /// Close a request (done, cancelled, refused). Closing a reservation other than done
@@ -166,9 +166,9 @@ impl Registry {
             )
             .await?;
         }
-        let index = self.index_update_in(&mut tx, donor_id).await?;
+        let changed = self.donor_in(&mut tx, donor_id).await?;
         tx.commit().await?;
-        Ok(Indexed { value: (), index })
+        self.indexed((), &changed)
     }
 
     /// Record a workup milestone (once each) on an open workup request.

@@ -28,9 +28,9 @@ impl Registry {
         let (_turn, mut tx) = self.begin().await?;
         self.change_status_in(&mut tx, donor_id, change, actor)
             .await?;
-        let index = self.index_update_in(&mut tx, donor_id).await?;
+        let changed = self.donor_in(&mut tx, donor_id).await?;
         tx.commit().await?;
-        Ok(Indexed { value: (), index })
+        self.indexed((), &changed)
     }
 
     /// The status change inside a caller's transaction, so a request or donation and the

@@ -86,7 +86,7 @@ impl Registry {
         let id = self
             .insert_typing(&mut tx, donor_id, typing, &gl, today)
             .await?;
-        let index = self.index_update_in(&mut tx, donor_id).await?;
+        let changed = self.donor_in(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,
@@ -96,7 +96,7 @@ impl Registry {
             None,
         )
         .await?;
-        Ok(Indexed { value: id, index })
+        self.indexed(id, &changed)
     }
 
     /// Every typing a donor has had, newest first.

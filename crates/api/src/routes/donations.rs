@@ -1,6 +1,6 @@
 //! Donations and the donor follow-ups they schedule.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::input::{ApiJson, ApiResult};
+use super::input::{ApiJson, ApiResult, PathId};
 use crate::AppState;
 use crate::access::{Allowed, CaseManagers};
 use crate::error::{ApiError, Problem};
@@ -94,7 +94,7 @@ pub struct FollowupIn {
 pub async fn record_followup(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<CaseManagers>,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
     ApiJson(f): ApiJson<FollowupIn>,
 ) -> ApiResult<Json<Value>> {
     state

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 
 pub(super) type ApiResult<T> = Result<T, ApiError>;
 
-pub use crate::json_body::ApiJson;
+pub use crate::extract::{ApiJson, PathId};
 
 /// A state change with an optional reason (samples, searches, requests).
 #[derive(Debug, Deserialize, ToSchema)]

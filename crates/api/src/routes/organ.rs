@@ -1,6 +1,6 @@
 //! Organ, tissue and whole-body donation: registrations of intent and donation cases.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::input::{ApiJson, ApiResult};
+use super::input::{ApiJson, ApiResult, PathId};
 use crate::AppState;
 use crate::access::{Allowed, CaseManagers, Stations};
 use crate::error::Problem;
@@ -79,7 +79,7 @@ pub struct OrganChangeIn {
 pub async fn change_organ_donation(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<Stations>,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
     ApiJson(o): ApiJson<OrganChangeIn>,
 ) -> ApiResult<Json<Value>> {
     let organs: Vec<&str> = o.organs.iter().map(String::as_str).collect();
@@ -96,7 +96,7 @@ pub async fn change_organ_donation(
 pub async fn revoke_organ_donation(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<Stations>,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<Value>> {
     state
         .registry

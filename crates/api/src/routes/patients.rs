@@ -1,6 +1,6 @@
 //! Patients, registered by search coordinators.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::input::{ApiJson, ApiResult};
+use super::input::{ApiJson, ApiResult, PathId};
 use crate::AppState;
 use crate::access::{Allowed, CaseWorkers, Coordinators};
 use crate::error::Problem;
@@ -63,7 +63,7 @@ pub async fn register_patient(
 pub async fn get_patient(
     State(state): State<AppState>,
     _: Allowed<CaseWorkers>,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<Value>> {
     let p = state.registry.patient(id).await?;
     Ok(Json(

@@ -1,7 +1,7 @@
 //! Requests for a patient–donor pair (extended and confirmatory typing, reservation,
 //! workup) and workup milestones.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::input::{ApiJson, ApiResult, StateIn};
+use super::input::{ApiJson, ApiResult, PathId, StateIn};
 use crate::AppState;
 use crate::access::{Allowed, CaseManagers, CaseWorkers};
 use crate::error::Problem;
@@ -57,7 +57,7 @@ pub async fn open_request(
 pub async fn close_request(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<CaseWorkers>,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
     ApiJson(s): ApiJson<StateIn>,
 ) -> ApiResult<Json<Value>> {
     let index = state
@@ -82,7 +82,7 @@ pub struct MilestoneIn {
 pub async fn record_milestone(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<CaseManagers>,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
     ApiJson(m): ApiJson<MilestoneIn>,
 ) -> ApiResult<StatusCode> {
     state

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::input::{ApiJson, ApiResult, StateIn, code};
+use super::input::{ApiJson, ApiResult, PathId, StateIn, code};
 use crate::AppState;
 use crate::access::{Allowed, Coordinators};
 use crate::error::{ApiError, Problem};
@@ -172,7 +172,7 @@ pub async fn create_search(
 pub async fn get_search(
     State(state): State<AppState>,
     _: Allowed<Coordinators>,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<Value>> {
     let s = state.registry.search_record(id).await?;
     Ok(Json(
@@ -186,7 +186,7 @@ pub async fn get_search(
 pub async fn search_results(
     State(state): State<AppState>,
     _: Allowed<Coordinators>,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<axum::response::Response> {
     let Query(q) = query?;
@@ -201,7 +201,7 @@ pub async fn search_results(
 pub async fn rerun_search(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<Coordinators>,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<Value>> {
     let s = state.registry.search_record(id).await?;
     if s.state == "STP" {
@@ -251,7 +251,7 @@ pub async fn rerun_search(
 pub async fn set_search_state(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<Coordinators>,
-    Path(id): Path<i64>,
+    PathId(id): PathId,
     ApiJson(s): ApiJson<StateIn>,
 ) -> ApiResult<Json<Value>> {
     state

@@ -6,8 +6,6 @@
 use matching::model::{age_in_years, parse_birth_date};
 use matching::{DonorAttributes, DonorIndex, DonorInput, DonorType, Locus, Status};
 
-use sqlx::{Any, Transaction};
-
 use crate::model::Donor;
 use crate::{Registry, RegistryError, Result};
 
@@ -73,15 +71,15 @@ impl Registry {
         })
     }
 
-    /// [`Registry::index_update`] for the donor as a write's own transaction sees it, just
-    /// before it commits: what the write returns for the index.
-    pub(crate) async fn index_update_in(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        donor_id: i64,
-    ) -> Result<IndexUpdate> {
-        let donor = self.donor_in(tx, donor_id).await?;
-        self.index_update(&donor)
+    /// What a write that changed `donor` returns: its own `value` and the donor's index
+    /// update. The donor is read inside the write's transaction (`donor_in`), just before it
+    /// commits; the typing is split here, after the commit, so neither the database's
+    /// write turn nor the index's write lock is held for it.
+    pub(crate) fn indexed<T>(&self, value: T, donor: &Donor) -> Result<Indexed<T>> {
+        Ok(Indexed {
+            value,
+            index: self.index_update(donor)?,
+        })
     }
 
     /// [`Registry::index_update`] for a donor read now (a donor that does not exist leaves the
