@@ -179,7 +179,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
             writeln!(out, "D{:07}%{}", p.key, synth.gl_string(&p)).unwrap();
         }
     }
-    let today = registry::today();
+    let today = reg.today();
     let options = ImportOptions {
         station: Some("BJ01".into()),
         all_or_nothing: false,
@@ -216,7 +216,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
         .await
         .unwrap();
     let reg = Arc::new(reg);
-    let state = api::AppState::new(reg.clone(), Arc::new(move || today));
+    let state = api::AppState::new(reg.clone());
     let t = Instant::now();
     let indexed = state.load_index().await.expect("index");
     println!(

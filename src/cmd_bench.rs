@@ -230,7 +230,7 @@ pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
         let mut lat = Vec::new();
         for subject in &patient_subjects {
             let mut req = SearchRequest::new(subject.clone(), mm);
-            req.today = registry::today();
+            req.today = registry::Clock::default().today();
             let mut fastest = f64::INFINITY;
             let mut result = None;
             for _ in 0..repeat {
@@ -260,7 +260,7 @@ pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
         let mut lat = Vec::new();
         for subject in &patient_subjects {
             let mut req = SearchRequest::new(subject.clone(), 2);
-            req.today = registry::today();
+            req.today = registry::Clock::default().today();
             req.limit = 1000;
             req.probability = Some(ProbabilityOptions { set: set.clone() });
             req.rank_by_probability();

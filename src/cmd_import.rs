@@ -46,7 +46,7 @@ pub fn import(cmd: ImportCommand, expander: Arc<Expander>) -> Result<i32> {
         bar.set_message(format!("importing {}", file.display()));
         let options = ImportOptions { station, all_or_nothing, batch_size: batch };
         let summary = reg
-            .import_donors(&file, &options, &cli_actor(), registry::today(), &|n| bar.set_position(n as u64))
+            .import_donors(&file, &options, &cli_actor(), reg.today(), &|n| bar.set_position(n as u64))
             .await
             .with_context(|| format!("importing {}", file.display()))?;
         bar.finish_and_clear();

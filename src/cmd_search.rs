@@ -97,7 +97,7 @@ pub fn build_request(args: &SearchArgs, builder: &mut SubjectBuilder) -> Result<
     };
     req.limit = args.limit;
     req.patient_weight_kg = args.weight;
-    req.today = registry::today();
+    req.today = crate::connect::DbArgs::for_url("").config()?.clock.today();
     if args.probability || args.rank_by_probability {
         let set = load_haplotype_set(&args.freqs, &args.population, builder.expander())?;
         req.probability = Some(ProbabilityOptions { set: Arc::new(set) });
@@ -118,23 +118,42 @@ pub fn print_result(
     let mut w = std::io::BufWriter::new(stdout.lock());
     match format {
         OutputFormat::Csv => {
-            write!(w, "rank,donor_id,total")?;
-            for l in [Locus::A, Locus::B, Locus::C, Locus::Drb1, Locus::Dqb1] {
-                write!(w, ",{l}")?;
-            }
+            // Written with the `csv` crate: quoting follows RFC 4180 whatever a field holds.
+            let mut out = csv::Writer::from_writer(&mut w);
+            let matched = [Locus::A, Locus::B, Locus::C, Locus::Drb1, Locus::Dqb1];
             let with_p = req.probability.is_some();
-            write!(w, ",grade")?;
+            let mut header: Vec<String> = ["rank", "donor_id", "total"].map(String::from).to_vec();
+            header.extend(matched.iter().map(|l| l.to_string()));
+            header.push("grade".into());
             if with_p {
-                write!(w, ",p0,p1,p2")?;
+                header.extend(["p0", "p1", "p2"].map(String::from));
             }
-            writeln!(
-                w,
-                ",DPB1,dpb1_tce,antigen_mismatches,untyped,donor_type,cord_grade"
-            )?;
+            header.extend(
+                [
+                    "DPB1",
+                    "dpb1_tce",
+                    "antigen_mismatches",
+                    "untyped",
+                    "donor_type",
+                    "cord_grade",
+                ]
+                .map(String::from),
+            );
+            out.write_record(&header)?;
             for h in &result.hits {
-                write!(w, "{},{},{}", h.rank, id_of(h.key), h.total)?;
-                for l in [Locus::A, Locus::B, Locus::C, Locus::Drb1, Locus::Dqb1] {
-                    write!(w, ",{}", h.score.locus(l).mismatches)?;
+                let mut row = vec![h.rank.to_string(), id_of(h.key), h.total.to_string()];
+                row.extend(
+                    matched
+                        .iter()
+                        .map(|l| h.score.locus(*l).mismatches.to_string()),
+                );
+                row.push(h.grade(&req.loci));
+                if with_p {
+                    let p = h.probability.as_ref();
+                    let fmt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+                    row.push(fmt(p.and_then(|p| p.p0)));
+                    row.push(fmt(p.and_then(|p| p.p1)));
+                    row.push(fmt(p.and_then(|p| p.p2)));
                 }
                 let dpb1 = h.score.locus(Locus::Dpb1);
                 let untyped: Vec<&str> = req
@@ -143,29 +162,15 @@ pub fn print_result(
                     .filter(|l| !h.score.locus(**l).typed)
                     .map(|l| l.name())
                     .collect();
-                write!(w, ",{}", h.grade(&req.loci))?;
-                if with_p {
-                    let p = h.probability.as_ref();
-                    let fmt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
-                    write!(
-                        w,
-                        ",{},{},{}",
-                        fmt(p.and_then(|p| p.p0)),
-                        fmt(p.and_then(|p| p.p1)),
-                        fmt(p.and_then(|p| p.p2))
-                    )?;
-                }
-                writeln!(
-                    w,
-                    ",{},{},{},{},{},{}",
-                    dpb1.mismatches,
-                    dpb1.tce.map_or("", |t| t.code()),
-                    h.score.antigen_mismatches(&req.loci),
-                    untyped.join(" "),
-                    h.attributes.donor_type,
-                    h.cord.as_ref().map_or("", |c| c.grade.as_str())
-                )?;
+                row.push(dpb1.mismatches.to_string());
+                row.push(dpb1.tce.map_or("", |t| t.code()).to_string());
+                row.push(h.score.antigen_mismatches(&req.loci).to_string());
+                row.push(untyped.join(" "));
+                row.push(h.attributes.donor_type.to_string());
+                row.push(h.cord.as_ref().map_or(String::new(), |c| c.grade.clone()));
+                out.write_record(&row)?;
             }
+            out.flush()?;
         }
         OutputFormat::Json => {
             let hits: Vec<serde_json::Value> = result
@@ -235,7 +240,7 @@ pub fn search_db(args: SearchArgs, db: String, expander: Arc<Expander>) -> Resul
         bail!("give either --donors FILE or --db URL, not both");
     }
     runtime()?.block_on(async move {
-        let reg = open(&DbArgs { db }, expander.clone()).await?;
+        let reg = open(&DbArgs::for_url(&db), expander.clone()).await?;
         let mut builder = SubjectBuilder::new(expander.clone());
         let mut req = build_request(&args, &mut builder)?;
         if let Some(patient) = args.patient_id {
@@ -248,7 +253,7 @@ pub fn search_db(args: SearchArgs, db: String, expander: Arc<Expander>) -> Resul
         }
         let mut index = DonorIndex::new(expander);
         let t = Instant::now();
-        let loaded = reg.load_index(&mut index, registry::today()).await?;
+        let loaded = reg.load_index(&mut index, reg.today()).await?;
         let load_s = t.elapsed().as_secs_f64();
         // Donor ids shown are the registry's external ids (as in the file they came from).
         let mut ids = std::collections::HashMap::new();

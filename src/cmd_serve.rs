@@ -4,7 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -20,6 +20,15 @@ pub struct ServeArgs {
     pub db: DbArgs,
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+    /// Haplotype frequencies for match probabilities (default: the shared NMDP set when
+    /// present; without one, a search asking for probabilities is refused).
+    #[arg(long, env = "BOAI_FREQ_FILE")]
+    pub freqs: Option<PathBuf>,
+    #[arg(long, default_value = "API")]
+    pub population: String,
+    /// How often the scheduler checks whether the daily job is due (seconds).
+    #[arg(long, env = "BOAI_JOB_TICK_SECS", default_value_t = 30.0)]
+    pub job_tick_secs: f64,
 }
 
 #[derive(Debug, Args)]
@@ -39,14 +48,32 @@ pub struct DemoArgs {
     pub freqs: Option<PathBuf>,
 }
 
-async fn state_for(reg: Registry) -> Result<api::AppState> {
-    let reg = Arc::new(reg);
-    let state = api::AppState::new(reg, Arc::new(registry::today));
-    Ok(state)
+/// The server's state, with match probabilities when a frequency set is given or the shared
+/// one is present.
+fn state_for(reg: Registry, freqs: &Option<PathBuf>, population: &str) -> Result<api::AppState> {
+    let expander = reg.expander().clone();
+    let state = api::AppState::new(Arc::new(reg));
+    let path = crate::frequencies::freqs_path(freqs);
+    if freqs.is_none() && !path.exists() {
+        eprintln!(
+            "no haplotype frequencies at {}: searches will not offer probabilities",
+            path.display()
+        );
+        return Ok(state);
+    }
+    let started = Instant::now();
+    let set = crate::frequencies::load_haplotype_set(freqs, population, &expander)?;
+    eprintln!(
+        "haplotype frequencies: {} haplotypes ({population}) from {} in {:.1} s",
+        set.len(),
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(state.with_haplotypes(Arc::new(set)))
 }
 
-/// Bind, load the index, serve until Ctrl-C or SIGTERM, drain.
-async fn serve_state(state: api::AppState, addr: SocketAddr) -> Result<()> {
+/// Bind, load the index, start the jobs, serve until Ctrl-C or SIGTERM, drain.
+async fn serve_state(state: api::AppState, addr: SocketAddr, job_tick: Duration) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -54,6 +81,8 @@ async fn serve_state(state: api::AppState, addr: SocketAddr) -> Result<()> {
     let loading = state.clone();
     let started = Instant::now();
     let load = tokio::spawn(async move { loading.load_index().await });
+    // The scheduler waits for the index (`ready`) before its first run.
+    let jobs = api::jobs::spawn_scheduler(state.clone(), job_tick);
     let server = tokio::spawn(api::serve(state, listener, shutdown_signal()));
     let n = load.await?.context("loading the matching index")?;
     eprintln!(
@@ -61,6 +90,7 @@ async fn serve_state(state: api::AppState, addr: SocketAddr) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     server.await??;
+    jobs.abort();
     eprintln!("stopped after draining requests in flight");
     Ok(())
 }
@@ -84,7 +114,17 @@ async fn shutdown_signal() {
 pub fn serve(args: ServeArgs, expander: Arc<Expander>) -> Result<i32> {
     runtime()?.block_on(async move {
         let reg = open(&args.db, expander).await?;
-        serve_state(state_for(reg).await?, args.addr).await?;
+        anyhow::ensure!(
+            args.job_tick_secs.is_finite() && args.job_tick_secs > 0.0,
+            "--job-tick-secs must be a positive number of seconds"
+        );
+        let state = state_for(reg, &args.freqs, &args.population)?;
+        serve_state(
+            state,
+            args.addr,
+            Duration::from_secs_f64(args.job_tick_secs),
+        )
+        .await?;
         Ok(0)
     })
 }
@@ -102,7 +142,7 @@ pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
         "API",
     )?;
     runtime()?.block_on(async move {
-        let reg = open(&DbArgs { db: url.clone() }, expander.clone()).await?;
+        let reg = open(&DbArgs::for_url(&url), expander.clone()).await?;
         let actor = cli_actor();
         reg.add_branch("BJ", "Beijing branch", "North", &actor).await?;
         reg.add_station("BJ01", "BJ", "Beijing collection station 1", "North", 20_000, &actor).await?;
@@ -118,7 +158,7 @@ pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
         }
         let options = ImportOptions { station: Some("BJ01".into()), all_or_nothing: false, batch_size: 0 };
         let summary = reg
-            .import_donors(&file, &options, &actor, registry::today(), &|_| {})
+            .import_donors(&file, &options, &actor, reg.today(), &|_| {})
             .await?;
         std::fs::remove_file(&file).ok();
         eprintln!(
@@ -152,7 +192,8 @@ pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
         println!("curl -s '{base}/v1/searches/1/results?offset=20&limit=20' -H 'Authorization: Bearer {coordinator}'");
         println!("# API description: {base}/docs (Swagger UI), {base}/openapi.json");
         println!();
-        serve_state(state_for(reg).await?, args.addr).await?;
+        let state = state_for(reg, &args.freqs, "API")?;
+        serve_state(state, args.addr, Duration::from_secs(30)).await?;
         Ok(0)
     })
 }

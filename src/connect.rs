@@ -6,13 +6,52 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use hla::Expander;
-use registry::{Actor, Registry, RegistryConfig};
+use registry::{Actor, Clock, Registry, RegistryConfig};
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
     /// `sqlite://PATH` (the embedded default) or `postgres://…`.
     #[arg(long, env = "BOAI_DATABASE_URL", default_value = "sqlite://boai.db")]
     pub db: String,
+    /// The registry's time zone (IANA name): "today" is its local date.
+    #[arg(long, env = "BOAI_TIME_ZONE", default_value = registry::DEFAULT_TIME_ZONE)]
+    pub time_zone: String,
+    /// The local time (HH:MM) the daily job runs at.
+    #[arg(long, env = "BOAI_DAILY_AT", default_value = "02:00")]
+    pub daily_at: String,
+    /// For tests: a file holding the instant that is "now" (RFC 3339), re-read each time.
+    #[arg(long, env = "BOAI_CLOCK_FILE", hide = true)]
+    pub clock_file: Option<std::path::PathBuf>,
+}
+
+impl DbArgs {
+    /// The arguments for `url`, the rest from the environment or the defaults.
+    pub fn for_url(url: &str) -> DbArgs {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        DbArgs {
+            db: url.to_string(),
+            time_zone: env("BOAI_TIME_ZONE").unwrap_or_else(|| registry::DEFAULT_TIME_ZONE.into()),
+            daily_at: env("BOAI_DAILY_AT").unwrap_or_else(|| "02:00".into()),
+            clock_file: env("BOAI_CLOCK_FILE").map(Into::into),
+        }
+    }
+
+    /// The registry's rules with this time zone, clock and daily-job time.
+    pub fn config(&self) -> Result<RegistryConfig> {
+        let clock = match &self.clock_file {
+            Some(path) => Clock::from_file(&self.time_zone, path.clone()),
+            None => Clock::system(&self.time_zone),
+        }
+        .with_context(|| format!("--time-zone {}", self.time_zone))?;
+        let daily_job_at: jiff::civil::Time = self.daily_at.parse().with_context(|| {
+            format!("--daily-at `{}` is not a time such as 02:00", self.daily_at)
+        })?;
+        Ok(RegistryConfig {
+            clock,
+            daily_job_at,
+            ..RegistryConfig::default()
+        })
+    }
 }
 
 /// A runtime for one command.
@@ -24,7 +63,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// The registry at `db`, migrated.
 pub async fn open(db: &DbArgs, expander: Arc<Expander>) -> Result<Registry> {
-    let reg = Registry::connect(&db.db, expander, RegistryConfig::default())
+    let reg = Registry::connect(&db.db, expander, db.config()?)
         .await
         .with_context(|| format!("opening {}", db.db))?;
     reg.migrate().await.context("migrating")?;

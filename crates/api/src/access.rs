@@ -44,6 +44,10 @@ role_sets! {
     StationsAndCaseManagers => [Station, CaseManager];
     /// Those who see donors' matching data.
     DonorReaders => [Station, Coordinator, CaseManager];
+    /// Those who read the case process's records: coordinators, case managers, auditors.
+    CaseReaders => [Coordinator, CaseManager, Auditor];
+    /// Organ registrations: the station that took one, or an admin.
+    StationsAndAdmins => [Station, Admin];
 }
 
 /// A caller whose role is one of `R`'s.

@@ -26,6 +26,9 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The consent scope a `consent-required` problem names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug)]
@@ -33,6 +36,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
     pub errors: Vec<FieldError>,
+    /// A problem type more specific than the status's (e.g. `consent-required`).
+    pub kind: Option<&'static str>,
+    pub scope: Option<String>,
 }
 
 impl ApiError {
@@ -41,6 +47,8 @@ impl ApiError {
             status,
             detail: detail.into(),
             errors: Vec::new(),
+            kind: None,
+            scope: None,
         }
     }
 
@@ -53,6 +61,8 @@ impl ApiError {
                 field: field.to_string(),
                 reason,
             }],
+            kind: None,
+            scope: None,
         }
     }
 
@@ -83,12 +93,15 @@ impl IntoResponse for ApiError {
         let problem = Problem {
             kind: format!(
                 "https://boai.invalid/problems/{}",
-                title.to_lowercase().replace(' ', "-")
+                self.kind
+                    .map(str::to_string)
+                    .unwrap_or_else(|| title.to_lowercase().replace(' ', "-"))
             ),
             title,
             status: self.status.as_u16(),
             detail: self.detail,
             errors: self.errors,
+            scope: self.scope,
         };
         let mut response = (self.status, Json(problem)).into_response();
         response.headers_mut().insert(
@@ -101,6 +114,13 @@ impl IntoResponse for ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> ApiError {
+        if let RegistryError::ConsentRequired { scope, .. } = &e {
+            return ApiError {
+                kind: Some("consent-required"),
+                scope: Some(scope.clone()),
+                ..ApiError::new(StatusCode::CONFLICT, e.to_string())
+            };
+        }
         match e {
             RegistryError::Invalid { field, reason } => {
                 ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, &field, reason)

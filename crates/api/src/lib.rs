@@ -10,6 +10,7 @@ pub mod access;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod jobs;
 pub mod openapi;
 pub mod routes;
 pub mod state;

@@ -15,8 +15,9 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub index: Arc<RwLock<DonorIndex>>,
     pub ready: Arc<AtomicBool>,
-    /// Today as days since 1900-01-01 (the registry's date arithmetic).
-    pub today: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Haplotype frequencies for match probabilities (a search asking for them without a
+    /// set loaded is refused).
+    pub haplotypes: Option<Arc<matching::HaplotypeSet>>,
     /// Where searches run: one at a time per core, the rest waiting their turn.
     pub search_slots: Arc<SearchSlots>,
 }
@@ -109,21 +110,32 @@ impl SearchSlots {
 
 impl AppState {
     /// A server over `registry` with an empty index (`load_index` fills it).
-    pub fn new(registry: Arc<Registry>, today: Arc<dyn Fn() -> i64 + Send + Sync>) -> AppState {
+    pub fn new(registry: Arc<Registry>) -> AppState {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         AppState {
             index: Arc::new(RwLock::new(DonorIndex::new(registry.expander().clone()))),
             registry,
             ready: Arc::new(AtomicBool::new(false)),
-            today,
+            haplotypes: None,
             search_slots: Arc::new(SearchSlots::new(cores)),
         }
+    }
+
+    /// The same server with haplotype frequencies for match probabilities.
+    pub fn with_haplotypes(mut self, set: Arc<matching::HaplotypeSet>) -> AppState {
+        self.haplotypes = Some(set);
+        self
+    }
+
+    /// Today, the registry's local date, as days since 1900-01-01.
+    pub fn today(&self) -> i64 {
+        self.registry.today()
     }
 
     /// Load the index from the registry; `/readyz` answers 200 afterwards.
     pub async fn load_index(&self) -> Result<usize, registry::RegistryError> {
         let mut fresh = DonorIndex::new(self.registry.expander().clone());
-        let n = self.registry.load_index(&mut fresh, (self.today)()).await?;
+        let n = self.registry.load_index(&mut fresh, self.today()).await?;
         *self.index.write().expect("index lock") = fresh;
         self.ready.store(true, Ordering::SeqCst);
         Ok(n)
@@ -138,7 +150,7 @@ impl AppState {
     /// Apply a committed write's index update before the response goes out; the index's
     /// write lock is held only to apply the prepared change.
     pub fn update_index(&self, update: registry::IndexUpdate) -> Result<(), ApiError> {
-        let today = (self.today)();
+        let today = self.today();
         update.apply(&mut self.index.write().expect("index lock"), today)?;
         Ok(())
     }

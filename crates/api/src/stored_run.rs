@@ -22,6 +22,24 @@ pub struct LocusDetail {
     pub grades: [Cow<'static, str>; 2],
     pub antigen_mismatches: u8,
     pub allele_mismatches: u8,
+    /// How finely the donor is typed here: `allele`, `group` (allele group, MAC, XX or a
+    /// list), `serology` or `untyped`.
+    #[schema(value_type = String)]
+    #[serde(default)]
+    pub resolution: Cow<'static, str>,
+    /// With probabilities: P(0), P(1), P(2) mismatches at this locus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<[f64; 3]>,
+}
+
+/// Match probabilities over the matched loci the frequency set carries (`null` where the
+/// patient's or donor's typing is outside it).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HitProbability {
+    pub p0: Option<f64>,
+    pub p1: Option<f64>,
+    pub p2: Option<f64>,
+    pub p_more: Option<f64>,
 }
 
 /// One ranked donor of a search run.
@@ -29,11 +47,40 @@ pub struct LocusDetail {
 pub struct SearchHitOut {
     pub rank: usize,
     pub donor_id: u64,
+    /// The donor's GRID (registry operations §2).
+    #[serde(default)]
+    pub grid: String,
     pub mismatches: u8,
     pub grade: String,
     #[schema(value_type = String)]
     pub donor_type: Cow<'static, str>,
     pub age: Option<u32>,
+    #[schema(value_type = String)]
+    #[serde(default)]
+    pub sex: Cow<'static, str>,
+    #[schema(value_type = String)]
+    #[serde(default)]
+    pub abo: Cow<'static, str>,
+    /// `+`, `-` or `?`.
+    #[schema(value_type = String)]
+    #[serde(default)]
+    pub rh: Cow<'static, str>,
+    #[schema(value_type = String)]
+    #[serde(default)]
+    pub cmv: Cow<'static, str>,
+    /// The donor's status now (AV, TU, RS, DE), read whenever the run is shown.
+    #[schema(value_type = String)]
+    #[serde(default)]
+    pub status: Cow<'static, str>,
+    /// Whether the donor can be asked for this patient now: false once withdrawn, TU, DE
+    /// or reserved for another patient since the run.
+    #[serde(default)]
+    pub available: bool,
+    /// Why a donor is not available (`withdrawn`, `reserved for another patient`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<HitProbability>,
     /// Per matched locus, by name.
     #[schema(value_type = std::collections::BTreeMap<String, LocusDetail>)]
     pub loci: std::collections::BTreeMap<Cow<'static, str>, LocusDetail>,
@@ -77,6 +124,82 @@ impl SearchRun {
         }
     }
 
+    /// The run as CSV (RFC 4180, via the `csv` crate): one row per kept hit, in rank order,
+    /// then per matched locus its mismatches, position grades and typing resolution.
+    pub fn to_csv(&self) -> Result<Vec<u8>, String> {
+        let mut loci: Vec<Locus> = self
+            .hits
+            .iter()
+            .flat_map(|h| h.loci.keys().filter_map(|l| l.parse::<Locus>().ok()))
+            .collect();
+        loci.sort();
+        loci.dedup();
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header: Vec<String> = [
+            "rank",
+            "donor_id",
+            "grid",
+            "donor_type",
+            "grade",
+            "mismatches",
+            "age",
+            "sex",
+            "abo",
+            "rh",
+            "cmv",
+            "status",
+            "available",
+            "status_note",
+            "p0",
+            "p1",
+            "p2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for l in &loci {
+            for what in ["mismatches", "grades", "resolution"] {
+                header.push(format!("{l}_{what}"));
+            }
+        }
+        w.write_record(&header).map_err(|e| e.to_string())?;
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+        for h in &self.hits {
+            let p = h.probability.as_ref();
+            let mut row = vec![
+                h.rank.to_string(),
+                h.donor_id.to_string(),
+                h.grid.clone(),
+                h.donor_type.to_string(),
+                h.grade.clone(),
+                h.mismatches.to_string(),
+                h.age.map_or(String::new(), |a| a.to_string()),
+                h.sex.to_string(),
+                h.abo.to_string(),
+                h.rh.to_string(),
+                h.cmv.to_string(),
+                h.status.to_string(),
+                h.available.to_string(),
+                h.status_note.clone().unwrap_or_default(),
+                opt(p.and_then(|p| p.p0)),
+                opt(p.and_then(|p| p.p1)),
+                opt(p.and_then(|p| p.p2)),
+            ];
+            for l in &loci {
+                match h.loci.get(l.name()) {
+                    Some(d) => {
+                        row.push(d.mismatches.to_string());
+                        row.push(format!("{}/{}", d.grades[0], d.grades[1]));
+                        row.push(d.resolution.to_string());
+                    }
+                    None => row.extend([String::new(), String::new(), String::new()]),
+                }
+            }
+            w.write_record(&row).map_err(|e| e.to_string())?;
+        }
+        w.into_inner().map_err(|e| e.to_string())
+    }
+
     /// The stored last run of search `id` (none yet: an empty run). A stored run that does
     /// not read back is an error, never an empty page or an "everything is new" diff.
     /// Reads the compact form `to_stored` writes and the page-shaped form written before it.
@@ -89,7 +212,7 @@ impl SearchRun {
         };
         match text {
             None => Ok(SearchRun::default()),
-            Some(text) if text.starts_with(STORED_RUN_PREFIX) => {
+            Some(text) if STORED_RUN_PREFIXES.iter().any(|p| text.starts_with(p)) => {
                 serde_json::from_str::<StoredRun>(text)
                     .map_err(|e| e.to_string())
                     .and_then(StoredRun::into_run)
@@ -136,10 +259,20 @@ impl SearchRun {
                                         [Cow::Borrowed(&d.grades[0]), Cow::Borrowed(&d.grades[1])],
                                         d.antigen_mismatches,
                                         d.allele_mismatches,
+                                        Cow::Borrowed(&d.resolution),
+                                        d.probability,
                                     )
                                 })
                             })
                             .collect(),
+                        StoredAttributes(
+                            Cow::Borrowed(&h.sex),
+                            Cow::Borrowed(&h.abo),
+                            Cow::Borrowed(&h.rh),
+                            Cow::Borrowed(&h.cmv),
+                            Cow::Borrowed(&h.status),
+                        ),
+                        h.probability.as_ref().map(|p| (p.p0, p.p1, p.p2, p.p_more)),
                     )
                 })
                 .collect(),
@@ -149,9 +282,12 @@ impl SearchRun {
     }
 }
 
-/// The stored form's version; its text starts with `STORED_RUN_PREFIX`.
-const STORED_RUN_FORMAT: u8 = 2;
-const STORED_RUN_PREFIX: &str = "{\"format\":2,";
+/// The stored form's version; its text starts with `STORED_RUN_PREFIX`. Format 3 added the
+/// report's attributes, resolutions and probabilities as trailing array elements, so a
+/// format-2 run reads with them empty.
+const STORED_RUN_FORMAT: u8 = 3;
+const STORED_RUN_PREFIX: &str = "{\"format\":3,";
+const STORED_RUN_PREFIXES: [&str; 2] = [STORED_RUN_PREFIX, "{\"format\":2,"];
 
 /// A run as stored in `searches.last_result`: the same content as `SearchRun`, with hits and
 /// per-locus details as JSON arrays and the locus names once per run, about a quarter of
@@ -168,8 +304,9 @@ struct StoredRun<'a> {
     hits: Vec<StoredHit<'a>>,
 }
 
-/// A hit as a JSON array: rank, donor id, mismatches, grade, donor type, age, and per
-/// locus of the run's `loci` its detail (`null` where the hit has none).
+/// A hit as a JSON array: rank, donor id, mismatches, grade, donor type, age, per locus
+/// of the run's `loci` its detail (`null` where the hit has none), then (format 3) sex,
+/// ABO, Rh, CMV and status at the run, and the probabilities.
 #[derive(Serialize, Deserialize)]
 struct StoredHit<'a>(
     usize,
@@ -179,11 +316,37 @@ struct StoredHit<'a>(
     Cow<'a, str>,
     Option<u32>,
     Vec<Option<StoredLocus<'a>>>,
+    #[serde(default)] StoredAttributes<'a>,
+    #[serde(default)] Option<StoredProbability>,
 );
 
-/// A `LocusDetail` as a JSON array, its fields in declaration order.
+/// p0, p1, p2 and p_more.
+type StoredProbability = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
+
+/// Sex, ABO, Rh, CMV and status codes.
+#[derive(Serialize, Deserialize, Default)]
+struct StoredAttributes<'a>(
+    Cow<'a, str>,
+    Cow<'a, str>,
+    Cow<'a, str>,
+    Cow<'a, str>,
+    Cow<'a, str>,
+);
+
+/// A `LocusDetail` as a JSON array, its fields in declaration order (the last two from
+/// format 3).
 #[derive(Serialize, Deserialize)]
-struct StoredLocus<'a>(u8, u8, u8, bool, [Cow<'a, str>; 2], u8, u8);
+struct StoredLocus<'a>(
+    u8,
+    u8,
+    u8,
+    bool,
+    [Cow<'a, str>; 2],
+    u8,
+    u8,
+    #[serde(default)] Cow<'a, str>,
+    #[serde(default)] Option<[f64; 3]>,
+);
 
 impl StoredRun<'_> {
     fn into_run(self) -> Result<SearchRun, String> {
@@ -207,13 +370,28 @@ impl StoredRun<'_> {
                         loci.len()
                     ));
                 }
+                let StoredAttributes(sex, abo, rh, cmv, status) = h.7;
                 Ok(SearchHitOut {
                     rank: h.0,
                     donor_id: h.1,
+                    grid: String::new(),
                     mismatches: h.2,
                     grade: h.3.into_owned(),
                     donor_type: Cow::Owned(h.4.into_owned()),
                     age: h.5,
+                    sex: Cow::Owned(sex.into_owned()),
+                    abo: Cow::Owned(abo.into_owned()),
+                    rh: Cow::Owned(rh.into_owned()),
+                    cmv: Cow::Owned(cmv.into_owned()),
+                    status: Cow::Owned(status.into_owned()),
+                    available: false,
+                    status_note: None,
+                    probability: h.8.map(|(p0, p1, p2, p_more)| HitProbability {
+                        p0,
+                        p1,
+                        p2,
+                        p_more,
+                    }),
                     loci: loci
                         .iter()
                         .zip(h.6)
@@ -233,6 +411,8 @@ impl StoredRun<'_> {
                                     ],
                                     antigen_mismatches: d.5,
                                     allele_mismatches: d.6,
+                                    resolution: Cow::Owned(d.7.into_owned()),
+                                    probability: d.8,
                                 },
                             ))
                         })
@@ -264,6 +444,8 @@ mod tests {
             grades: [Cow::Borrowed(grade), Cow::Borrowed("A")],
             antigen_mismatches: mismatches,
             allele_mismatches: 0,
+            resolution: Cow::Borrowed("allele"),
+            probability: (mismatches == 0).then_some([0.9, 0.1, 0.0]),
         }
     }
 
@@ -271,10 +453,24 @@ mod tests {
         let hit = |rank: usize, donor_id: u64, loci: &[(&'static str, LocusDetail)]| SearchHitOut {
             rank,
             donor_id,
+            grid: String::new(),
             mismatches: loci.iter().map(|(_, d)| d.mismatches).sum(),
             grade: "9/10".into(),
             donor_type: Cow::Borrowed("A"),
             age: (rank == 1).then_some(31),
+            sex: Cow::Borrowed("F"),
+            abo: Cow::Borrowed("AB"),
+            rh: Cow::Borrowed("-"),
+            cmv: Cow::Borrowed("neg"),
+            status: Cow::Borrowed("AV"),
+            available: false,
+            status_note: None,
+            probability: (rank == 1).then_some(HitProbability {
+                p0: Some(0.5),
+                p1: Some(0.25),
+                p2: None,
+                p_more: Some(0.0),
+            }),
             loci: loci
                 .iter()
                 .map(|(l, d)| (Cow::Borrowed(*l), d.clone()))
@@ -323,13 +519,26 @@ mod tests {
     }
 
     #[test]
+    fn a_format_2_run_reads_with_the_report_fields_empty() {
+        let text = r#"{"format":2,"total":1,"policy":"hla-first-v1","search_ms":1.0,"loci":["A"],"hits":[[1,42,0,"2/2","adult",30,[[0,0,0,true,["P","P"],0,0]]]]}"#;
+        let back = SearchRun::stored(1, Some(text)).unwrap();
+        let hit = &back.hits[0];
+        assert_eq!(
+            (hit.donor_id, hit.age, hit.sex.as_ref()),
+            (42, Some(30), "")
+        );
+        assert_eq!(hit.loci["A"].resolution, "");
+        assert!(hit.probability.is_none());
+    }
+
+    #[test]
     fn a_damaged_stored_run_is_an_error_naming_the_search() {
         let text = run().to_stored();
         for damaged in [
             text[..text.len() / 2].to_string(),
             text.replacen("[0,0,0,true", "[0,0,true", 1),
             // A hit with fewer locus details than the run has loci.
-            text.replacen(",null]]", "]]", 1),
+            text.replacen(",null],[\"F\"", "],[\"F\"", 1),
         ] {
             assert_ne!(damaged, text);
             let e = SearchRun::stored(9, Some(&damaged)).unwrap_err();

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use hla::{Expander, MacDictionary, Release};
-use matching::model::days_from_civil;
 use registry::{Actor, Registry, RegistryConfig};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -36,8 +35,17 @@ fn expander() -> Arc<Expander> {
     .clone()
 }
 
-fn today() -> i64 {
-    days_from_civil(2026, 11, 22)
+/// The registry's rules with a clock that stands at 10:00 in Beijing on 2026-11-22 until a
+/// test moves it.
+fn config() -> RegistryConfig {
+    RegistryConfig {
+        clock: registry::Clock::manual(
+            registry::DEFAULT_TIME_ZONE,
+            "2026-11-22T02:00:00Z".parse().unwrap(),
+        )
+        .unwrap(),
+        ..RegistryConfig::default()
+    }
 }
 
 /// A fresh registry per backend.
@@ -45,9 +53,7 @@ async fn registries(name: &str) -> Vec<(String, Registry, Option<tempfile::TempD
     let mut out = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("boai.db").display());
-    let reg = Registry::connect(&url, expander(), RegistryConfig::default())
-        .await
-        .unwrap();
+    let reg = Registry::connect(&url, expander(), config()).await.unwrap();
     reg.migrate().await.unwrap();
     out.push(("sqlite".to_string(), reg, Some(dir)));
     match std::env::var("BOAI_TEST_PG_URL") {
@@ -63,9 +69,7 @@ async fn registries(name: &str) -> Vec<(String, Registry, Option<tempfile::TempD
                 .await
                 .unwrap();
             let url = format!("{}/{db}", server.rsplit_once('/').unwrap().0);
-            let reg = Registry::connect(&url, expander(), RegistryConfig::default())
-                .await
-                .unwrap();
+            let reg = Registry::connect(&url, expander(), config()).await.unwrap();
             reg.migrate().await.unwrap();
             out.push(("postgres".to_string(), reg, None));
         }
@@ -80,7 +84,7 @@ async fn registries(name: &str) -> Vec<(String, Registry, Option<tempfile::TempD
 /// The real server on a loopback port; returns its address and a handle that stops it.
 async fn start(reg: Registry) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, Arc<Registry>) {
     let reg = Arc::new(reg);
-    let state = api::AppState::new(reg.clone(), Arc::new(today));
+    let state = api::AppState::new(reg.clone());
     state.load_index().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -571,6 +575,16 @@ async fn the_donor_workflow_over_http() {
         )
         .await;
         assert_eq!(s, 201, "{b}: {workup}");
+        // The case manager takes the donor's workup consent (the donor is in the case).
+        let (s, c, _) = call(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d1}/consents"),
+            Some(&t.case_manager),
+            Some(r#"{"scope": "workup", "form_version": "W-2024"}"#),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}: {c}");
         assert_eq!(
             call(
                 addr,
@@ -630,6 +644,15 @@ async fn the_donor_workflow_over_http() {
         .await;
         let due = due["followups"].as_array().unwrap().clone();
         assert_eq!(due.len(), 1, "{b}: the 2-day follow-up");
+        let (s, c, _) = call(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d1}/consents"),
+            Some(&t.case_manager),
+            Some(r#"{"scope": "follow_up_contact", "form_version": "F-2024"}"#),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}: {c}");
         assert_eq!(
             call(
                 addr,
@@ -950,14 +973,88 @@ async fn every_route_checks_the_token_and_the_role() {
                 "POST",
                 format!("/v1/donors/{d}/consents"),
                 "{}",
-                vec![Station],
+                vec![Station, CaseManager],
             ),
             (
                 "POST",
-                format!("/v1/donors/{d}/consents/research/withdrawal"),
+                // An unknown scope: the role passes, the registry answers 422 before any
+                // ownership question (case managers reach only donors in their cases).
+                format!("/v1/donors/{d}/consents/nonsense/withdrawal"),
                 "{}",
-                vec![Station],
+                vec![Station, CaseManager],
             ),
+            (
+                "GET",
+                "/v1/donors".into(),
+                "",
+                vec![Station, Coordinator, CaseManager],
+            ),
+            ("GET", "/v1/samples".into(), "", vec![Station, CaseManager]),
+            (
+                "GET",
+                "/v1/patients".into(),
+                "",
+                vec![Coordinator, CaseManager],
+            ),
+            (
+                "GET",
+                "/v1/patients/1/searches".into(),
+                "",
+                vec![Coordinator],
+            ),
+            ("GET", "/v1/searches".into(), "", vec![Coordinator]),
+            (
+                "GET",
+                "/v1/searches/1/results.csv".into(),
+                "",
+                vec![Coordinator],
+            ),
+            ("GET", "/v1/searches/1/runs".into(), "", vec![Coordinator]),
+            (
+                "GET",
+                "/v1/requests".into(),
+                "",
+                vec![Coordinator, CaseManager, Auditor],
+            ),
+            (
+                "GET",
+                "/v1/requests/1".into(),
+                "",
+                vec![Coordinator, CaseManager, Auditor],
+            ),
+            (
+                "GET",
+                "/v1/donations".into(),
+                "",
+                vec![Coordinator, CaseManager, Auditor],
+            ),
+            (
+                "GET",
+                "/v1/followups?state=due".into(),
+                "",
+                vec![CaseManager],
+            ),
+            (
+                "GET",
+                "/v1/organ-registrations".into(),
+                "",
+                vec![Station, Admin],
+            ),
+            (
+                "GET",
+                "/v1/organ-registrations/999999".into(),
+                "",
+                vec![Station, Admin],
+            ),
+            ("GET", "/v1/holidays".into(), "", all.to_vec()),
+            (
+                "POST",
+                "/v1/holidays".into(),
+                r#"{"day": "2027-01-01", "name": "New Year"}"#,
+                vec![Admin],
+            ),
+            ("DELETE", "/v1/holidays/2030-01-01".into(), "", vec![Admin]),
+            ("POST", "/v1/jobs/daily".into(), "", vec![Admin]),
             (
                 "POST",
                 format!("/v1/donors/{d}/status"),

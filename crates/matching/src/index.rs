@@ -10,7 +10,9 @@ use std::sync::Arc;
 use hla::{AlleleList, Expander, TypingError};
 use rustc_hash::FxHashMap;
 
-use crate::model::{Abo, Cmv, CordCells, DonorAttributes, DonorType, Locus, Sex, Status};
+use crate::model::{
+    Abo, Cmv, CordCells, DonorAttributes, DonorType, Locus, Resolution, Sex, Status,
+};
 use crate::position::PositionInfo;
 use crate::prefetch::prefetch;
 use crate::score::Subject;
@@ -684,6 +686,27 @@ impl DonorIndex {
                 _ => None,
             }
         })
+    }
+
+    /// The donor's status (without the rest of its attributes).
+    pub fn status(&self, row: Row) -> Status {
+        flag_status(self.flags[row as usize])
+    }
+
+    /// How finely the donor is typed at `locus`: the coarser of its two positions.
+    pub fn resolution(&self, row: Row, locus: Locus) -> Resolution {
+        let ids = self.position_ids(row)[locus.index()];
+        ids.iter()
+            .map(|&id| match self.position_info(locus, id) {
+                None => Resolution::Untyped,
+                Some(p) if p.serology_typed => Resolution::Serology,
+                Some(p) if !p.is_new() && (p.single_allele() || p.single_p_key()) => {
+                    Resolution::Allele
+                }
+                Some(_) => Resolution::Group,
+            })
+            .min()
+            .unwrap_or_default()
     }
 
     /// The donor's attributes.

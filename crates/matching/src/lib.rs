@@ -15,7 +15,7 @@ pub mod subject;
 
 pub use hit::{CordResult, SearchHit, SearchResult};
 pub use index::{DonorIndex, DonorInput, IndexError, RankFacts, Row};
-pub use model::{Abo, Cmv, CordCells, DonorAttributes, DonorType, Locus, Sex, Status};
+pub use model::{Abo, Cmv, CordCells, DonorAttributes, DonorType, Locus, Resolution, Sex, Status};
 pub use position::PositionInfo;
 pub use probability::{HaplotypeSet, MatchProbability};
 pub use rank::{DefaultPolicy, ProbabilityWithinGrade, RankingContext, RankingPolicy};

@@ -88,6 +88,12 @@ code_enum!(
     Status { Available = "AV", TemporarilyUnavailable = "TU", Reserved = "RS", Deferred = "DE" }
 );
 code_enum!(Sex { Unknown = "U", Male = "M", Female = "F" });
+code_enum!(
+    /// How finely a locus is typed (a search report's "typing resolution"), coarsest first:
+    /// untyped; serology; an allele group, MAC, `XX` code or allele list (several P
+    /// groups); one allele or one G/P group.
+    Resolution { Untyped = "untyped", Serology = "serology", Group = "group", Allele = "allele" }
+);
 code_enum!(Abo { Unknown = "?", O = "O", A = "A", B = "B", Ab = "AB" });
 code_enum!(Cmv { Unknown = "?", Negative = "neg", Positive = "pos" });
 

@@ -1,7 +1,7 @@
 //! Consents per scope (registry operations §4): recruitment lists the donor, withdrawal
 //! de-lists at once and warns of open workups.
 
-use sqlx::{Any, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use crate::audit::commit_audited;
 use crate::index_feed::Indexed;
@@ -48,7 +48,133 @@ pub(crate) async fn insert_consent(
         .await?)
 }
 
+/// Fail unless donor `donor_id` has a `scope` consent given and not withdrawn; `step` says
+/// what needed it (the error names both).
+pub(crate) async fn require_consent(
+    tx: &mut Transaction<'_, Any>,
+    donor_id: i64,
+    scope: &str,
+    step: &str,
+) -> Result<()> {
+    let in_force: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM consents WHERE donor_id = $1 AND scope = $2 AND withdrawn_at IS NULL",
+    )
+    .bind(donor_id)
+    .bind(scope)
+    .fetch_one(&mut **tx)
+    .await?;
+    if in_force == 0 {
+        return Err(RegistryError::ConsentRequired {
+            donor_id,
+            scope: scope.to_string(),
+            step: step.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether something recorded for a donor belongs to confirmatory typing: it names a
+/// confirmatory-typing request (`request_id`, checked to be the donor's and open), or the
+/// donor has an open one (a sample drawn or typed then is that typing's).
+pub(crate) async fn in_confirmatory_typing(
+    tx: &mut Transaction<'_, Any>,
+    donor_id: i64,
+    request_id: Option<i64>,
+) -> Result<bool> {
+    if let Some(request_id) = request_id {
+        let row = sqlx::query("SELECT donor_id, kind, state FROM requests WHERE id = $1")
+            .bind(request_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(RegistryError::invalid(
+                "request_id",
+                format!("request {request_id} does not exist"),
+            ));
+        };
+        let (owner, kind, state): (i64, String, String) = (
+            row.try_get("donor_id")?,
+            row.try_get("kind")?,
+            row.try_get("state")?,
+        );
+        if owner != donor_id || state != "open" || !kind.ends_with("_typing") {
+            return Err(RegistryError::invalid(
+                "request_id",
+                format!("request {request_id} is not an open typing request for donor {donor_id}"),
+            ));
+        }
+        if kind == "confirmatory_typing" {
+            return Ok(true);
+        }
+    }
+    let open: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM requests WHERE donor_id = $1 AND kind = 'confirmatory_typing' AND state = 'open'",
+    )
+    .bind(donor_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(open > 0)
+}
+
+/// The consents a case manager takes, for donors in their cases (§4, §6–7).
+pub const CASE_CONSENT_SCOPES: [&str; 3] = ["confirmatory_typing", "workup", "follow_up_contact"];
+
+/// Scopes whose withdrawal during a workup endangers the patient.
+const CASE_SCOPES_AT_RISK: [&str; 3] = ["recruitment", "confirmatory_typing", "workup"];
+
 impl Registry {
+    /// Who may record a consent for a donor: the donor's own station (any scope), a case
+    /// manager (the case scopes, for a donor with an open request or a donation), an admin.
+    async fn may_record_consent(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        donor_id: i64,
+        scope: &str,
+        actor: &Actor,
+    ) -> Result<()> {
+        match actor.role.as_str() {
+            "station" => {
+                let station: String =
+                    sqlx::query_scalar("SELECT station_code FROM donors WHERE id = $1")
+                        .bind(donor_id)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                if actor.station.as_deref() != Some(station.as_str()) {
+                    return Err(RegistryError::Forbidden(format!(
+                        "donor {donor_id} belongs to another station"
+                    )));
+                }
+            }
+            "case_manager" => {
+                if !CASE_CONSENT_SCOPES.contains(&scope) {
+                    return Err(RegistryError::Forbidden(format!(
+                        "a case manager records {} consents, not {scope}",
+                        CASE_CONSENT_SCOPES.join(", ")
+                    )));
+                }
+                let in_case: i64 = sqlx::query_scalar(
+                    "SELECT (SELECT COUNT(*) FROM requests WHERE donor_id = $1 AND state = 'open')                      + (SELECT COUNT(*) FROM donations WHERE donor_id = $1)",
+                )
+                .bind(donor_id)
+                .fetch_one(&mut **tx)
+                .await?;
+                if in_case == 0 {
+                    return Err(RegistryError::Forbidden(format!(
+                        "donor {donor_id} is in no open case"
+                    )));
+                }
+            }
+            "coordinator" | "auditor" => {
+                return Err(RegistryError::Forbidden(format!(
+                    "a {} does not record consents",
+                    actor.role
+                )));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     pub async fn give_consent(
         &self,
         donor_id: i64,
@@ -70,6 +196,8 @@ impl Registry {
         }
         let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
+        self.may_record_consent(&mut tx, donor_id, scope, actor)
+            .await?;
         let id = insert_consent(&mut tx, donor_id, scope, consent, actor).await?;
         if scope == "recruitment" {
             sqlx::query("UPDATE donors SET listed = TRUE WHERE id = $1 AND status <> 'DE'")
@@ -108,6 +236,15 @@ impl Registry {
         }
         let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
+        // A donor may withdraw any consent at any stage; who records it is checked as for
+        // giving one, except that a case manager records any scope's withdrawal.
+        let as_recorder = if actor.role == "case_manager" {
+            "workup"
+        } else {
+            scope
+        };
+        self.may_record_consent(&mut tx, donor_id, as_recorder, actor)
+            .await?;
         let n = sqlx::query("UPDATE consents SET withdrawn_at = $1 WHERE donor_id = $2 AND scope = $3 AND withdrawn_at IS NULL")
             .bind(now_text())
             .bind(donor_id)
@@ -120,21 +257,15 @@ impl Registry {
                 "an active {scope} consent of donor {donor_id}"
             )));
         }
-        let mut warnings = Vec::new();
         if scope == "recruitment" {
             sqlx::query("UPDATE donors SET listed = FALSE WHERE id = $1")
                 .bind(donor_id)
                 .execute(&mut *tx)
                 .await?;
-            let open_workups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE donor_id = $1 AND kind = 'workup' AND state = 'open'")
-                .bind(donor_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if open_workups > 0 {
-                warnings.push(format!(
-                    "WARNING: donor {donor_id} has {open_workups} open workup(s): if the patient has started conditioning, this withdrawal endangers the patient's life; the transplant centre must be told at once"
-                ));
-            }
+        }
+        let mut warnings = Vec::new();
+        if CASE_SCOPES_AT_RISK.contains(&scope) {
+            warnings = self.warn_open_workups(&mut tx, donor_id, scope).await?;
         }
         let changed = self.donor_in(&mut tx, donor_id).await?;
         commit_audited(
@@ -150,6 +281,49 @@ impl Registry {
         )
         .await?;
         self.indexed(warnings, &changed)
+    }
+
+    /// A withdrawal during an open workup: a warning for each, loud after G-CSF start
+    /// (the patient's conditioning has begun), recorded on the case as well as returned.
+    async fn warn_open_workups(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        donor_id: i64,
+        scope: &str,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.patient_id, (SELECT COUNT(*) FROM workup_milestones m WHERE m.request_id = r.id AND m.milestone = 'gcsf_start') AS conditioning              FROM requests r WHERE r.donor_id = $1 AND r.kind = 'workup' AND r.state = 'open' ORDER BY r.id",
+        )
+        .bind(donor_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut warnings = Vec::new();
+        for row in rows {
+            let (request_id, patient_id, conditioning): (i64, i64, i64) = (
+                row.try_get("id")?,
+                row.try_get("patient_id")?,
+                row.try_get("conditioning")?,
+            );
+            let warning = if conditioning > 0 {
+                format!(
+                    "DANGER: donor {donor_id} withdrew {scope} consent after G-CSF start in workup {request_id}: patient {patient_id} has started conditioning and cannot survive without a transplant; tell the transplant centre at once"
+                )
+            } else {
+                format!(
+                    "WARNING: donor {donor_id} withdrew {scope} consent during open workup {request_id} for patient {patient_id}; tell the transplant centre before conditioning starts"
+                )
+            };
+            sqlx::query(
+                "INSERT INTO request_warnings (request_id, at, warning) VALUES ($1, $2, $3)",
+            )
+            .bind(request_id)
+            .bind(now_text())
+            .bind(&warning)
+            .execute(&mut **tx)
+            .await?;
+            warnings.push(warning);
+        }
+        Ok(warnings)
     }
 
     /// A donor's consent records, oldest first.

@@ -6,8 +6,10 @@ use matching::model::{civil_from_days, days_from_civil, format_day};
 use sqlx::Row;
 
 use crate::audit::{audit, commit_audited};
+use crate::consents::require_consent;
 use crate::index_feed::Indexed;
 use crate::model::StatusChange;
+use crate::page::{Arg, Filter, Page, PageRequest};
 use crate::support::date;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
@@ -58,6 +60,7 @@ impl Registry {
         let day = date("donated_on", donated_on)?;
         let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
+        require_consent(&mut tx, donor_id, "workup", "a donation").await?;
         let previous: Vec<String> = sqlx::query_scalar("SELECT donated_on FROM donations WHERE donor_id = $1 AND product = $2 ORDER BY donated_on")
             .bind(donor_id)
             .bind(product)
@@ -184,6 +187,21 @@ impl Registry {
             ));
         }
         let (_turn, mut tx) = self.begin().await?;
+        let donor_id: i64 = sqlx::query_scalar("SELECT donor_id FROM followups WHERE id = $1")
+            .bind(followup_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("follow-up {followup_id}")))?;
+        // A check that was done contacted the donor; a missed one did not.
+        if state == "done" {
+            require_consent(
+                &mut tx,
+                donor_id,
+                "follow_up_contact",
+                "a follow-up contact",
+            )
+            .await?;
+        }
         let n = sqlx::query("UPDATE followups SET state = $1, done_on = $2, outcome = $3, adverse_event = $4 WHERE id = $5 AND state = 'due'")
             .bind(state)
             .bind(on)
@@ -208,5 +226,136 @@ impl Registry {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// A donation as recorded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DonationRecord {
+    pub id: i64,
+    pub donor_id: i64,
+    pub patient_id: Option<i64>,
+    pub product: String,
+    pub donated_on: String,
+    pub station: Option<String>,
+    pub recorded_at: String,
+}
+
+/// A follow-up check as a work list shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FollowupRecord {
+    pub id: i64,
+    pub donation_id: i64,
+    pub donor_id: i64,
+    pub label: String,
+    pub due_on: String,
+    pub state: String,
+    pub done_on: Option<String>,
+    pub outcome: Option<String>,
+    pub adverse_event: Option<String>,
+    /// The donor's follow-up contact consent is in force (a check needs it).
+    pub contact_consent: bool,
+}
+
+/// Follow-up lists: `due` (due by today), `overdue` (due before today), `scheduled` (due
+/// later), `done`, `missed`.
+pub const FOLLOWUP_LISTS: [&str; 5] = ["due", "overdue", "scheduled", "done", "missed"];
+
+impl Registry {
+    /// A page of donations, of a year (by donation date) or all.
+    pub async fn list_donations(
+        &self,
+        year: Option<i32>,
+        donor_id: Option<i64>,
+        page: &PageRequest,
+    ) -> Result<Page<DonationRecord>> {
+        let mut f = Filter::default();
+        if let Some(y) = year {
+            if !(1900..=9999).contains(&y) {
+                return Err(RegistryError::invalid("year", format!("{y} is not a year")));
+            }
+            f.with("donated_on >= ?", Arg::Text(format!("{y:04}-01-01")))
+                .with("donated_on <= ?", Arg::Text(format!("{y:04}-12-31")));
+        }
+        if let Some(d) = donor_id {
+            f.with("donor_id = ?", Arg::Int(d));
+        }
+        self.page(
+            "SELECT id, donor_id, patient_id, product, donated_on, station_code, recorded_at FROM donations",
+            "id",
+            f,
+            page,
+            |r| {
+                Ok(DonationRecord {
+                    id: r.try_get("id")?,
+                    donor_id: r.try_get("donor_id")?,
+                    patient_id: r.try_get("patient_id")?,
+                    product: r.try_get("product")?,
+                    donated_on: r.try_get("donated_on")?,
+                    station: r.try_get("station_code")?,
+                    recorded_at: r.try_get("recorded_at")?,
+                })
+            },
+            |d| d.id,
+        )
+        .await
+    }
+
+    /// A page of follow-up checks (see [`FOLLOWUP_LISTS`]); due and overdue checks of
+    /// donors who withdrew follow-up contact consent are left out (they are not contacted).
+    pub async fn list_followups(
+        &self,
+        list: &str,
+        page: &PageRequest,
+    ) -> Result<Page<FollowupRecord>> {
+        let today = format_day(self.today() as u16);
+        let mut f = Filter::default();
+        match list {
+            "due" => f
+                .fixed("f.state = 'due'")
+                .with("f.due_on <= ?", Arg::Text(today)),
+            "overdue" => f
+                .fixed("f.state = 'due'")
+                .with("f.due_on < ?", Arg::Text(today)),
+            "scheduled" => f
+                .fixed("f.state = 'due'")
+                .with("f.due_on > ?", Arg::Text(today)),
+            "done" => f.fixed("f.state = 'done'"),
+            "missed" => f.fixed("f.state = 'missed'"),
+            other => {
+                return Err(RegistryError::invalid(
+                    "state",
+                    format!("`{other}` is not one of {}", FOLLOWUP_LISTS.join(", ")),
+                ));
+            }
+        };
+        if matches!(list, "due" | "overdue" | "scheduled") {
+            f.fixed("NOT EXISTS (SELECT 1 FROM consents w WHERE w.donor_id = f.donor_id AND w.scope = 'follow_up_contact' AND w.withdrawn_at IS NOT NULL \
+                     AND NOT EXISTS (SELECT 1 FROM consents g WHERE g.donor_id = f.donor_id AND g.scope = 'follow_up_contact' AND g.withdrawn_at IS NULL))");
+        }
+        self.page(
+            "SELECT f.id, f.donation_id, f.donor_id, f.label, f.due_on, f.state, f.done_on, f.outcome, f.adverse_event, \
+             (SELECT COUNT(*) FROM consents c WHERE c.donor_id = f.donor_id AND c.scope = 'follow_up_contact' AND c.withdrawn_at IS NULL) AS consents \
+             FROM followups f",
+            "f.id",
+            f,
+            page,
+            |r| {
+                Ok(FollowupRecord {
+                    id: r.try_get("id")?,
+                    donation_id: r.try_get("donation_id")?,
+                    donor_id: r.try_get("donor_id")?,
+                    label: r.try_get("label")?,
+                    due_on: r.try_get("due_on")?,
+                    state: r.try_get("state")?,
+                    done_on: r.try_get("done_on")?,
+                    outcome: r.try_get("outcome")?,
+                    adverse_event: r.try_get("adverse_event")?,
+                    contact_consent: r.try_get::<i64, _>("consents")? > 0,
+                })
+            },
+            |f| f.id,
+        )
+        .await
     }
 }

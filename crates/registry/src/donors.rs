@@ -1,14 +1,15 @@
 //! Donors: enrolment (age limits, station, duplicate national id, HLA validated, listing only
 //! with recruitment consent), reads, audited identity reads, attribute and contact updates.
 
-use matching::DonorType;
 use matching::model::{age_in_years, parse_birth_date};
+use matching::{DonorType, Status};
 use sqlx::{Any, Row, Transaction};
 
 use crate::audit::commit_audited;
 use crate::consents::insert_consent;
 use crate::index_feed::Indexed;
 use crate::model::{Donor, Identity, NewDonor, rh_code};
+use crate::page::{Arg, Filter, Page, PageRequest};
 use crate::support::{check_date, donor_from_row, donor_select, is_unique_violation, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, make_grid, now_text};
 
@@ -337,5 +338,56 @@ impl Registry {
         )
         .await?;
         self.indexed((), &changed)
+    }
+}
+
+/// Which donors a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct DonorFilter {
+    pub station: Option<String>,
+    pub status: Option<Status>,
+    pub listed: Option<bool>,
+}
+
+/// The station a station's actor may list for: its own (asking for another is refused);
+/// other roles list any station or all.
+pub(crate) fn station_scope(actor: &Actor, asked: Option<&str>) -> Result<Option<String>> {
+    if actor.role != "station" {
+        return Ok(asked.map(str::to_string));
+    }
+    let own = actor
+        .station
+        .clone()
+        .ok_or_else(|| RegistryError::Forbidden("a station actor without a station".into()))?;
+    match asked {
+        Some(s) if s != own => Err(RegistryError::Forbidden(format!(
+            "station {s} is not this station"
+        ))),
+        _ => Ok(Some(own)),
+    }
+}
+
+impl Registry {
+    /// A page of donors (no identity data); a station sees only its own.
+    pub async fn list_donors(
+        &self,
+        actor: &Actor,
+        filter: &DonorFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Donor>> {
+        let mut f = Filter::default();
+        if let Some(station) = station_scope(actor, filter.station.as_deref())? {
+            f.with("d.station_code = ?", Arg::Text(station));
+        }
+        if let Some(status) = filter.status {
+            f.with("d.status = ?", Arg::Text(status.code().into()));
+        }
+        match filter.listed {
+            Some(true) => f.fixed("d.listed"),
+            Some(false) => f.fixed("NOT d.listed"),
+            None => &mut f,
+        };
+        self.page(donor_select!(""), "d.id", f, page, donor_from_row, |d| d.id)
+            .await
     }
 }

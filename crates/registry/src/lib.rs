@@ -6,14 +6,18 @@
 //! change and every identity read.
 
 mod audit;
+mod clock;
 mod consents;
 mod donations;
 mod donors;
 pub mod grid;
+mod holidays;
 pub mod import;
 mod index_feed;
+mod jobs;
 mod model;
 mod organ;
+mod page;
 mod patients;
 mod requests;
 pub mod samples;
@@ -32,19 +36,27 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 pub use audit::AuditEntry;
-pub use consents::{CONSENT_SCOPES, ConsentRecord};
-pub use donations::{PRODUCTS, follow_up_schedule};
-pub use donors::DonorUpdate;
+pub use clock::{Clock, DEFAULT_TIME_ZONE, day_number};
+pub use consents::{CASE_CONSENT_SCOPES, CONSENT_SCOPES, ConsentRecord};
+pub use donations::{DonationRecord, FOLLOWUP_LISTS, FollowupRecord, PRODUCTS, follow_up_schedule};
+pub use donors::{DonorFilter, DonorUpdate};
 pub use grid::{GridError, make_grid, validate_grid};
+pub use holidays::{Holiday, add_working_days, is_weekend};
 pub use index_feed::{IndexUpdate, Indexed};
 pub use model::{
     ConsentInput, CordUnit, Donor, Identity, NewDonor, StatusChange, TypingInput, rh_from_code,
 };
-pub use organ::{ORGANS, TISSUES};
+pub use organ::{ORGANS, OrganRegistration, REGISTRATION_STATES, TISSUES};
+pub use page::{MAX_PAGE, Page, PageRequest};
 pub use patients::{NewPatient, Patient};
-pub use requests::{MILESTONES, REQUEST_KINDS};
-pub use searches::{SEARCH_STATES, SearchRecord};
-pub use status::REASON_CODES;
+pub use requests::{
+    CaseWarning, MILESTONES, MilestoneRecord, REQUEST_KINDS, REQUEST_STATES, RequestDetail,
+    RequestFilter, RequestRecord,
+};
+pub use searches::{
+    RunDiff, SEARCH_STATES, SearchFilter, SearchRecord, SearchRunRecord, SearchSummary,
+};
+pub use status::{DailyRun, REASON_CODES};
 pub use typings::TypingRecord;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -71,6 +83,13 @@ pub enum RegistryError {
     /// The actor's role may not do this (whoever calls: API, CLI or import).
     #[error("not allowed: {0}")]
     Forbidden(String),
+    /// The donor has not given (or has withdrawn) the consent this step needs (§4).
+    #[error("donor {donor_id} has no {scope} consent in force: {step} needs it")]
+    ConsentRequired {
+        donor_id: i64,
+        scope: String,
+        step: String,
+    },
     #[error("invalid HLA typing: {0}")]
     Typing(#[from] TypingError),
     #[error(transparent)]
@@ -99,8 +118,16 @@ pub struct RegistryConfig {
     pub max_enrol_age: u32,
     /// Donors leave the searchable pool at this birthday.
     pub age_out: u32,
-    /// Days a reservation holds.
-    pub reservation_days: u32,
+    /// Working days (Monday–Friday, less the `holidays` table) a reservation holds after
+    /// confirmatory typing, and after extended typing.
+    pub reservation_working_days: u32,
+    pub extended_reservation_working_days: u32,
+    /// Days a suspended search keeps its results before it is stopped.
+    pub suspended_search_days: u32,
+    /// The registry's time zone and where "now" comes from.
+    pub clock: Clock,
+    /// The local time the daily job runs at.
+    pub daily_job_at: jiff::civil::Time,
     /// Minimum days between two donations of a product, and the per-product limit.
     pub pbsc_interval_days: u32,
     pub dli_interval_days: u32,
@@ -114,7 +141,11 @@ impl Default for RegistryConfig {
             min_enrol_age: 18,
             max_enrol_age: 45,
             age_out: 61,
-            reservation_days: 53,
+            reservation_working_days: 53,
+            extended_reservation_working_days: 60,
+            suspended_search_days: 42,
+            clock: Clock::default(),
+            daily_job_at: jiff::civil::time(2, 0, 0, 0),
             pbsc_interval_days: 90,
             dli_interval_days: 30,
             max_donations_per_product: 2,
@@ -250,6 +281,11 @@ impl Registry {
         })
     }
 
+    /// Today, the registry's local date (its time zone), as days since 1900-01-01.
+    pub fn today(&self) -> i64 {
+        self.config.clock.today()
+    }
+
     pub fn expander(&self) -> &Arc<Expander> {
         &self.expander
     }
@@ -278,12 +314,4 @@ pub fn now_text() -> String {
         s % 60,
         d.subsec_micros()
     )
-}
-
-/// Today (UTC) as days since 1900-01-01: the one clock every command and server reads.
-pub fn today() -> i64 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    matching::model::day_of_unix_secs(secs)
 }

@@ -2,9 +2,11 @@
 //! national id, change, final revocation) and donation cases (family consent and a Red
 //! Cross witness required).
 
-use sqlx::{Any, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use crate::audit::commit_audited;
+use crate::donors::station_scope;
+use crate::page::{Arg, Filter, Page, PageRequest};
 use crate::support::{check_choice, date, is_unique_violation};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
@@ -232,5 +234,149 @@ async fn owned_registration(tx: &mut Transaction<'_, Any>, id: i64, actor: &Acto
         Err(RegistryError::Forbidden(format!(
             "organ registration {id} belongs to another station"
         )))
+    }
+}
+
+/// An organ, tissue or body donation registration. Identity data: read by its station or
+/// an admin only, and every read is audited.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OrganRegistration {
+    pub id: i64,
+    pub family_name: String,
+    pub given_name: String,
+    /// In a list: masked to its last four characters.
+    pub national_id: String,
+    pub birth_date: String,
+    pub organs: Vec<String>,
+    pub tissues: Vec<String>,
+    pub whole_body: bool,
+    pub state: String,
+    pub station: Option<String>,
+    pub registered_at: String,
+    pub changed_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// Registration states.
+pub const REGISTRATION_STATES: [&str; 2] = ["active", "revoked"];
+
+const REGISTRATION_SELECT: &str = "SELECT id, family_name, given_name, national_id, birth_date, organs, tissues, \
+     CAST(CASE WHEN whole_body THEN 1 ELSE 0 END AS BIGINT) AS whole_body, state, station_code, registered_at, changed_at, revoked_at \
+     FROM organ_registrations";
+
+fn registration_from_row(r: &sqlx::any::AnyRow) -> Result<OrganRegistration> {
+    let list = |c: &str| -> Result<Vec<String>> {
+        Ok(r.try_get::<String, _>(c)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect())
+    };
+    Ok(OrganRegistration {
+        id: r.try_get("id")?,
+        family_name: r.try_get("family_name")?,
+        given_name: r.try_get("given_name")?,
+        national_id: r.try_get("national_id")?,
+        birth_date: r.try_get("birth_date")?,
+        organs: list("organs")?,
+        tissues: list("tissues")?,
+        whole_body: r.try_get::<i64, _>("whole_body")? != 0,
+        state: r.try_get("state")?,
+        station: r.try_get("station_code")?,
+        registered_at: r.try_get("registered_at")?,
+        changed_at: r.try_get("changed_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+fn masked(id: &str) -> String {
+    let keep = id.chars().count().saturating_sub(4);
+    id.chars()
+        .enumerate()
+        .map(|(i, c)| if i < keep { '*' } else { c })
+        .collect()
+}
+
+impl Registry {
+    /// A page of registrations: a station's own (an admin's: any station's), national ids
+    /// masked; the read is audited.
+    pub async fn list_organ_registrations(
+        &self,
+        actor: &Actor,
+        station: Option<&str>,
+        state: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<OrganRegistration>> {
+        if !matches!(actor.role.as_str(), "station" | "admin") {
+            return Err(RegistryError::Forbidden(
+                "organ registrations are read by their station or an admin".into(),
+            ));
+        }
+        let mut f = Filter::default();
+        if let Some(station) = station_scope(actor, station)? {
+            f.with("station_code = ?", Arg::Text(station));
+        }
+        if let Some(state) = state {
+            if !REGISTRATION_STATES.contains(&state) {
+                return Err(RegistryError::invalid(
+                    "state",
+                    format!("`{state}` is not one of {}", REGISTRATION_STATES.join(", ")),
+                ));
+            }
+            f.with("state = ?", Arg::Text(state.into()));
+        }
+        let mut page = self
+            .page(
+                REGISTRATION_SELECT,
+                "id",
+                f,
+                page,
+                registration_from_row,
+                |r| r.id,
+            )
+            .await?;
+        for r in &mut page.items {
+            r.national_id = masked(&r.national_id);
+        }
+        let (_turn, tx) = self.begin().await?;
+        let ids = page
+            .items
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        commit_audited(
+            tx,
+            actor,
+            "organ.list",
+            "organ_registration",
+            "*",
+            Some(&ids),
+        )
+        .await?;
+        Ok(page)
+    }
+
+    /// One registration, in full, for its station or an admin; the read is audited.
+    pub async fn organ_registration(&self, id: i64, actor: &Actor) -> Result<OrganRegistration> {
+        let (_turn, mut tx) = self.begin().await?;
+        owned_registration(&mut tx, id, actor).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REGISTRATION_SELECT} WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let registration = registration_from_row(&row)?;
+        commit_audited(
+            tx,
+            actor,
+            "organ.read",
+            "organ_registration",
+            &id.to_string(),
+            None,
+        )
+        .await?;
+        Ok(registration)
     }
 }

@@ -3,6 +3,7 @@
 use sqlx::Row;
 
 use crate::audit::commit_audited;
+use crate::page::{Filter, Page, PageRequest};
 use crate::support::{date, is_unique_violation, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
@@ -26,7 +27,7 @@ fn patient_from_row(r: &sqlx::any::AnyRow) -> Result<Patient> {
 }
 
 /// A patient as the registry holds it.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct Patient {
     pub id: i64,
     pub external_id: String,
@@ -123,5 +124,20 @@ impl Registry {
         .bind(patient_id)
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+impl Registry {
+    /// A page of patients, oldest first.
+    pub async fn list_patients(&self, page: &PageRequest) -> Result<Page<Patient>> {
+        self.page(
+            "SELECT id, external_id, gl, birth_date, sex, abo, cmv, weight_kg, diagnosis, transplant_centre FROM patients",
+            "id",
+            Filter::default(),
+            page,
+            patient_from_row,
+            |p| p.id,
+        )
+        .await
     }
 }

@@ -6,8 +6,10 @@ use matching::model::format_day;
 use sqlx::Row;
 
 use crate::audit::{audit, commit_audited};
+use crate::consents::require_consent;
 use crate::index_feed::Indexed;
 use crate::model::StatusChange;
+use crate::page::{Arg, Filter, Page, PageRequest};
 use crate::support::{date, is_unique_violation};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
@@ -17,6 +19,9 @@ pub const REQUEST_KINDS: [&str; 4] = [
     "reservation",
     "workup",
 ];
+
+/// Request states.
+pub const REQUEST_STATES: [&str; 4] = ["open", "done", "cancelled", "refused"];
 
 pub const MILESTONES: [&str; 6] = [
     "information_session",
@@ -29,7 +34,8 @@ pub const MILESTONES: [&str; 6] = [
 
 impl Registry {
     /// Open a request for a patient–donor pair; one open request of a kind per pair. A
-    /// reservation sets the donor RS for the patient until `reservation_days` from `today`.
+    /// reservation sets the donor RS for the patient until the 53rd working day after
+    /// `today` (the 60th when the pair's extended typing is done).
     pub async fn open_request(
         &self,
         patient_id: i64,
@@ -63,8 +69,23 @@ impl Registry {
                 "donor {donor_id} is reserved for another patient"
             )));
         }
-        let expires = (kind == "reservation")
-            .then(|| format_day((today + self.config.reservation_days as i64) as u16));
+        let expires = if kind == "reservation" {
+            let extended: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE patient_id = $1 AND donor_id = $2 AND kind = 'extended_typing' AND state = 'done'")
+                .bind(patient_id)
+                .bind(donor_id)
+                .fetch_one(&self.pool)
+                .await?;
+            let days = if extended > 0 {
+                self.config.extended_reservation_working_days
+            } else {
+                self.config.reservation_working_days
+            };
+            Some(format_day(
+                self.working_days_after(today, days).await? as u16,
+            ))
+        } else {
+            None
+        };
         let (_turn, mut tx) = self.begin().await?;
         let id: i64 = sqlx::query_scalar("INSERT INTO requests (patient_id, donor_id, kind, opened_at, expires_on) VALUES ($1, $2, $3, $4, $5) RETURNING id")
             .bind(patient_id)
@@ -191,15 +212,29 @@ impl Registry {
         }
         date("on_date", on_date)?;
         let (_turn, mut tx) = self.begin().await?;
-        let kind: Option<String> =
-            sqlx::query_scalar("SELECT kind FROM requests WHERE id = $1 AND state = 'open'")
+        let row =
+            sqlx::query("SELECT kind, donor_id FROM requests WHERE id = $1 AND state = 'open'")
                 .bind(request_id)
                 .fetch_optional(&mut *tx)
                 .await?;
+        let (kind, donor_id): (Option<String>, i64) = match &row {
+            Some(r) => (Some(r.try_get("kind")?), r.try_get("donor_id")?),
+            None => (None, 0),
+        };
         if kind.as_deref() != Some("workup") {
             return Err(RegistryError::Conflict(format!(
                 "request {request_id} is not an open workup"
             )));
+        }
+        // Workup consent is taken at the information session; every later step needs it.
+        if milestone != "information_session" {
+            require_consent(
+                &mut tx,
+                donor_id,
+                "workup",
+                &format!("the workup milestone {milestone}"),
+            )
+            .await?;
         }
         sqlx::query("INSERT INTO workup_milestones (request_id, milestone, on_date, ok) VALUES ($1, $2, $3, $4)")
             .bind(request_id)
@@ -249,5 +284,173 @@ impl Registry {
         .fetch_one(&self.pool)
         .await?;
         Ok(n > 0)
+    }
+}
+
+/// A request as a work list shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RequestRecord {
+    pub id: i64,
+    pub patient_id: i64,
+    pub donor_id: i64,
+    pub kind: String,
+    pub state: String,
+    pub opened_at: String,
+    pub closed_at: Option<String>,
+    /// A reservation's last day.
+    pub expires_on: Option<String>,
+}
+
+/// A workup milestone as recorded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MilestoneRecord {
+    pub milestone: String,
+    pub on_date: String,
+    pub ok: Option<bool>,
+}
+
+/// A warning recorded on a case.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CaseWarning {
+    pub at: String,
+    pub warning: String,
+}
+
+/// A request with its milestones (in the workup's order) and warnings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RequestDetail {
+    #[serde(flatten)]
+    pub request: RequestRecord,
+    pub milestones: Vec<MilestoneRecord>,
+    pub warnings: Vec<CaseWarning>,
+}
+
+/// Which requests a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub kind: Option<String>,
+    pub state: Option<String>,
+    pub patient_id: Option<i64>,
+    pub donor_id: Option<i64>,
+    /// Open reservations whose last day is within this many days of today.
+    pub expiring_within_days: Option<u32>,
+}
+
+const REQUEST_SELECT: &str =
+    "SELECT id, patient_id, donor_id, kind, state, opened_at, closed_at, expires_on FROM requests";
+
+fn request_from_row(r: &sqlx::any::AnyRow) -> Result<RequestRecord> {
+    Ok(RequestRecord {
+        id: r.try_get("id")?,
+        patient_id: r.try_get("patient_id")?,
+        donor_id: r.try_get("donor_id")?,
+        kind: r.try_get("kind")?,
+        state: r.try_get("state")?,
+        opened_at: r.try_get("opened_at")?,
+        closed_at: r.try_get("closed_at")?,
+        expires_on: r.try_get("expires_on")?,
+    })
+}
+
+impl Registry {
+    /// A page of requests.
+    pub async fn list_requests(
+        &self,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<RequestRecord>> {
+        let mut f = Filter::default();
+        if let Some(kind) = &filter.kind {
+            if !REQUEST_KINDS.contains(&kind.as_str()) {
+                return Err(RegistryError::invalid(
+                    "kind",
+                    format!(
+                        "unknown request kind `{kind}` ({})",
+                        REQUEST_KINDS.join(", ")
+                    ),
+                ));
+            }
+            f.with("kind = ?", Arg::Text(kind.clone()));
+        }
+        if let Some(state) = &filter.state {
+            if !REQUEST_STATES.contains(&state.as_str()) {
+                return Err(RegistryError::invalid(
+                    "state",
+                    format!(
+                        "unknown request state `{state}` ({})",
+                        REQUEST_STATES.join(", ")
+                    ),
+                ));
+            }
+            f.with("state = ?", Arg::Text(state.clone()));
+        }
+        if let Some(p) = filter.patient_id {
+            f.with("patient_id = ?", Arg::Int(p));
+        }
+        if let Some(d) = filter.donor_id {
+            f.with("donor_id = ?", Arg::Int(d));
+        }
+        if let Some(days) = filter.expiring_within_days {
+            if days > 3650 {
+                return Err(RegistryError::invalid(
+                    "expiring_within_days",
+                    format!("{days} is more than 3650"),
+                ));
+            }
+            let last = format_day((self.today() + days as i64).min(u16::MAX as i64) as u16);
+            f.fixed("kind = 'reservation' AND state = 'open'")
+                .with("expires_on <= ?", Arg::Text(last));
+        }
+        self.page(REQUEST_SELECT, "id", f, page, request_from_row, |r| r.id)
+            .await
+    }
+
+    /// A request with its milestones and warnings.
+    pub async fn request_detail(&self, request_id: i64) -> Result<RequestDetail> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REQUEST_SELECT} WHERE id = $1"
+        )))
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(format!("request {request_id}")))?;
+        let request = request_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT milestone, on_date, ok FROM workup_milestones WHERE request_id = $1",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut milestones = rows
+            .iter()
+            .map(|r| {
+                Ok(MilestoneRecord {
+                    milestone: r.try_get("milestone")?,
+                    on_date: r.try_get("on_date")?,
+                    ok: r.try_get("ok")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        milestones.sort_by_key(|m| MILESTONES.iter().position(|x| *x == m.milestone));
+        let rows = sqlx::query(
+            "SELECT at, warning FROM request_warnings WHERE request_id = $1 ORDER BY id",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let warnings = rows
+            .iter()
+            .map(|r| {
+                Ok(CaseWarning {
+                    at: r.try_get("at")?,
+                    warning: r.try_get("warning")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RequestDetail {
+            request,
+            milestones,
+            warnings,
+        })
     }
 }

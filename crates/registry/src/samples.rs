@@ -4,6 +4,9 @@
 use matching::model::parse_birth_date;
 
 use crate::audit::commit_audited;
+use crate::consents::{in_confirmatory_typing, require_consent};
+use crate::donors::station_scope;
+use crate::page::{Arg, Filter, Page, PageRequest};
 use crate::support::is_unique_violation;
 use crate::{Actor, Registry, RegistryError, Result};
 
@@ -41,6 +44,9 @@ pub struct NewSample {
     pub volume_ml: Option<f64>,
     pub barcode: String,
     pub lab: Option<String>,
+    /// The typing request this sample is drawn for (a confirmatory-typing sample needs
+    /// that consent).
+    pub request_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -55,10 +61,11 @@ pub struct Sample {
     pub barcode: String,
     pub lab: Option<String>,
     pub state: String,
+    pub request_id: Option<i64>,
 }
 
 const SAMPLE_COLUMNS: &str =
-    "id, donor_id, station_code, collected_at, volume_ml, barcode, lab, state";
+    "id, donor_id, station_code, collected_at, volume_ml, barcode, lab, state, request_id";
 
 fn sample_from_row(row: &sqlx::any::AnyRow) -> Result<Sample> {
     Ok(<Sample as sqlx::FromRow<'_, sqlx::any::AnyRow>>::from_row(
@@ -96,13 +103,23 @@ impl Registry {
         }
         let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
-        let id: i64 = match sqlx::query_scalar("INSERT INTO samples (donor_id, station_code, collected_at, volume_ml, barcode, lab, state) VALUES ($1, $2, $3, $4, $5, $6, 'collected') RETURNING id")
+        if in_confirmatory_typing(&mut tx, donor_id, sample.request_id).await? {
+            require_consent(
+                &mut tx,
+                donor_id,
+                "confirmatory_typing",
+                "a confirmatory-typing sample",
+            )
+            .await?;
+        }
+        let id: i64 = match sqlx::query_scalar("INSERT INTO samples (donor_id, station_code, collected_at, volume_ml, barcode, lab, state, request_id) VALUES ($1, $2, $3, $4, $5, $6, 'collected', $7) RETURNING id")
             .bind(donor_id)
             .bind(&sample.station)
             .bind(&sample.collected_on)
             .bind(sample.volume_ml)
             .bind(barcode)
             .bind(sample.lab.as_deref())
+            .bind(sample.request_id)
             .fetch_one(&mut *tx)
             .await
         {
@@ -182,5 +199,43 @@ impl Registry {
         .iter()
         .map(sample_from_row)
         .collect()
+    }
+}
+
+/// Which samples a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct SampleFilter {
+    pub station: Option<String>,
+    pub state: Option<String>,
+    pub donor_id: Option<i64>,
+}
+
+impl Registry {
+    /// A page of samples; a station sees only those it took.
+    pub async fn list_samples(
+        &self,
+        actor: &Actor,
+        filter: &SampleFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Sample>> {
+        let mut f = Filter::default();
+        if let Some(station) = station_scope(actor, filter.station.as_deref())? {
+            f.with("station_code = ?", Arg::Text(station));
+        }
+        if let Some(state) = &filter.state {
+            if !SAMPLE_STATES.contains(&state.as_str()) {
+                return Err(RegistryError::invalid(
+                    "state",
+                    format!("`{state}` is not one of {}", SAMPLE_STATES.join(", ")),
+                ));
+            }
+            f.with("state = ?", Arg::Text(state.clone()));
+        }
+        if let Some(donor) = filter.donor_id {
+            f.with("donor_id = ?", Arg::Int(donor));
+        }
+        let select = format!("SELECT {SAMPLE_COLUMNS} FROM samples");
+        self.page(&select, "id", f, page, sample_from_row, |s| s.id)
+            .await
     }
 }

@@ -110,9 +110,10 @@ impl Registry {
         Ok(())
     }
 
-    /// The daily job: TU past its end date → AV; donors at the age-out birthday → DE/DO.
-    /// Returns the donors changed.
-    pub async fn run_daily(&self, today: i64, actor: &Actor) -> Result<Vec<i64>> {
+    /// The daily donor job: TU past its end date → AV; reservations past their last day
+    /// cancelled (donor back to AV); donors at the age-out birthday → DE/DO. A server
+    /// refreshes its index from the returned ids (`index_update_of`).
+    pub async fn run_daily(&self, today: i64, actor: &Actor) -> Result<DailyRun> {
         let today_text = format_day(today as u16);
         let (y, m, d) = matching::model::civil_from_days(today);
         let cutoff = format!("{:04}-{m:02}-{d:02}", y - self.config.age_out as i32);
@@ -124,7 +125,6 @@ impl Registry {
             .bind(&cutoff)
             .fetch_all(&self.pool)
             .await?;
-        // The changed donors are returned by id: a server refreshes them (`index_update_of`).
         for &id in &expired {
             let _ = self
                 .change_status(
@@ -154,6 +154,29 @@ impl Registry {
                 )
                 .await?;
         }
-        Ok(expired.into_iter().chain(released).chain(aged).collect())
+        Ok(DailyRun {
+            tu_expired: expired,
+            reservations_released: released,
+            aged_out: aged,
+        })
+    }
+}
+
+/// What the daily donor job changed (donor ids).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DailyRun {
+    pub tu_expired: Vec<i64>,
+    pub reservations_released: Vec<i64>,
+    pub aged_out: Vec<i64>,
+}
+
+impl DailyRun {
+    /// Every donor changed, for the index.
+    pub fn donors(&self) -> impl Iterator<Item = i64> + '_ {
+        self.tu_expired
+            .iter()
+            .chain(&self.reservations_released)
+            .chain(&self.aged_out)
+            .copied()
     }
 }

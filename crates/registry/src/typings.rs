@@ -4,6 +4,7 @@ use matching::model::format_day;
 use sqlx::{Any, Row, Transaction};
 
 use crate::audit::commit_audited;
+use crate::consents::{in_confirmatory_typing, require_consent};
 use crate::index_feed::Indexed;
 use crate::model::TypingInput;
 use crate::support::{check_date, validate_gl};
@@ -70,18 +71,45 @@ impl Registry {
         let gl = validate_gl(self, &typing.gl)?;
         let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
+        let mut sample_request = None;
         if let Some(sample) = typing.sample_id {
-            let owner: Option<i64> =
-                sqlx::query_scalar("SELECT donor_id FROM samples WHERE id = $1")
-                    .bind(sample)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let row = sqlx::query("SELECT donor_id, request_id FROM samples WHERE id = $1")
+                .bind(sample)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let owner: Option<i64> = row.as_ref().map(|r| r.try_get("donor_id")).transpose()?;
             if owner != Some(donor_id) {
                 return Err(RegistryError::invalid(
                     "sample_id",
                     format!("sample {sample} is not one of this donor's samples"),
                 ));
             }
+            sample_request = row
+                .map(|r| r.try_get::<Option<i64>, _>("request_id"))
+                .transpose()?
+                .flatten();
+        }
+        // A result of confirmatory typing (its sample's request, or an open one) needs that
+        // consent; a closed request no longer makes the sample's typing confirmatory.
+        let open_request = match sample_request {
+            Some(r) => {
+                let state: Option<String> =
+                    sqlx::query_scalar("SELECT state FROM requests WHERE id = $1")
+                        .bind(r)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                (state.as_deref() == Some("open")).then_some(r)
+            }
+            None => None,
+        };
+        if in_confirmatory_typing(&mut tx, donor_id, open_request).await? {
+            require_consent(
+                &mut tx,
+                donor_id,
+                "confirmatory_typing",
+                "a confirmatory-typing result",
+            )
+            .await?;
         }
         let id = self
             .insert_typing(&mut tx, donor_id, typing, &gl, today)

@@ -81,7 +81,7 @@ fn today() -> i64 {
 }
 
 fn clerk() -> Actor {
-    Actor::new("clerk-bj01", "station")
+    Actor::new("clerk-bj01", "station").at_station("BJ01")
 }
 
 const TYPING: &str =
@@ -369,12 +369,16 @@ async fn status_transitions_expiry_and_age_out() {
             reg.run_daily(days_from_civil(2026, 11, 30), &Actor::system())
                 .await
                 .unwrap()
-                .is_empty()
+                .donors()
+                .next()
+                .is_none()
         );
         assert_eq!(
             reg.run_daily(days_from_civil(2026, 12, 2), &Actor::system())
                 .await
-                .unwrap(),
+                .unwrap()
+                .donors()
+                .collect::<Vec<_>>(),
             [d.id]
         );
         assert_eq!(reg.donor(d.id).await.unwrap().status, Status::Available);
@@ -415,12 +419,16 @@ async fn status_transitions_expiry_and_age_out() {
             reg.run_daily(days_from_civil(2056, 4, 9), &Actor::system())
                 .await
                 .unwrap()
-                .is_empty()
+                .donors()
+                .next()
+                .is_none()
         );
         assert_eq!(
             reg.run_daily(days_from_civil(2056, 4, 10), &Actor::system())
                 .await
-                .unwrap(),
+                .unwrap()
+                .donors()
+                .collect::<Vec<_>>(),
             [e.id]
         );
         let aged = reg.donor(e.id).await.unwrap();
@@ -572,7 +580,7 @@ async fn concurrent_writers_lose_no_update() {
                             form_version: format!("v{i}"),
                             note: None,
                         },
-                        &Actor::new(&format!("w{i}"), "station"),
+                        &Actor::new(&format!("w{i}"), "station").at_station("BJ01"),
                     )
                     .await
                     .unwrap();
@@ -588,7 +596,7 @@ async fn concurrent_writers_lose_no_update() {
                             gl,
                             ..Default::default()
                         },
-                        &Actor::new(&format!("w{i}"), "station"),
+                        &Actor::new(&format!("w{i}"), "station").at_station("BJ01"),
                         today(),
                     )
                     .await
@@ -1169,6 +1177,56 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             .await
             .unwrap()
             .value;
+        // Without workup consent the workup stops at the information session (where it
+        // is taken): later milestones and the donation are refused, nothing recorded.
+        reg.record_milestone(w, "information_session", "2026-11-30", None, &cm)
+            .await
+            .unwrap();
+        let refused = reg
+            .record_milestone(w, "medical_exam", "2026-12-01", Some(true), &cm)
+            .await;
+        assert!(
+            matches!(&refused, Err(RegistryError::ConsentRequired { scope, .. }) if scope == "workup"),
+            "{backend}: {refused:?}"
+        );
+        assert!(
+            matches!(
+                reg.record_donation(d.id, Some(patient), "PBSC", "2026-12-10", Some("BJ01"), &cm)
+                    .await,
+                Err(RegistryError::ConsentRequired { .. })
+            ),
+            "{backend}"
+        );
+        let milestones: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM workup_milestones WHERE request_id = $1")
+                .bind(w)
+                .fetch_one(reg.pool())
+                .await
+                .unwrap();
+        let donations: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM donations WHERE donor_id = $1")
+                .bind(d.id)
+                .fetch_one(reg.pool())
+                .await
+                .unwrap();
+        assert_eq!((milestones, donations), (1, 0), "{backend}");
+        // The case manager takes it: the donor is in their open case.
+        let workup_form = ConsentInput {
+            form_version: "W1".into(),
+            note: None,
+        };
+        let _ = reg
+            .give_consent(d.id, "workup", &workup_form, &cm)
+            .await
+            .unwrap();
+        // A case manager records only the case scopes.
+        assert!(
+            matches!(
+                reg.give_consent(d.id, "research", &workup_form, &cm).await,
+                Err(RegistryError::Forbidden(_))
+            ),
+            "{backend}"
+        );
         reg.record_milestone(w, "medical_exam", "2026-12-01", Some(true), &cm)
             .await
             .unwrap();
@@ -1251,6 +1309,27 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
                 .await
                 .is_err()
         );
+        // A follow-up contact needs follow-up contact consent.
+        assert!(
+            matches!(
+                reg.record_followup(due[0].0, "done", "2026-12-13", Some("well"), None, &cm)
+                    .await,
+                Err(RegistryError::ConsentRequired { scope, .. }) if scope == "follow_up_contact"
+            ),
+            "{backend}"
+        );
+        let _ = reg
+            .give_consent(
+                d.id,
+                "follow_up_contact",
+                &ConsentInput {
+                    form_version: "F1".into(),
+                    note: None,
+                },
+                &cm,
+            )
+            .await
+            .unwrap();
         reg.record_followup(due[0].0, "done", "2026-12-13", Some("well"), None, &cm)
             .await
             .unwrap();
@@ -1300,8 +1379,14 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             .open_request(other, e.id, "reservation", &coord, today())
             .await
             .unwrap();
-        let released = reg.run_daily(today() + 54, &Actor::system()).await.unwrap();
-        assert!(released.contains(&e.id), "{backend}: {released:?}");
+        // 53 working days, not calendar days: still held after 54 days.
+        let held = reg.run_daily(today() + 54, &Actor::system()).await.unwrap();
+        assert!(held.reservations_released.is_empty(), "{backend}: {held:?}");
+        let released = reg.run_daily(today() + 80, &Actor::system()).await.unwrap();
+        assert!(
+            released.reservations_released.contains(&e.id),
+            "{backend}: {released:?}"
+        );
         assert_eq!(reg.donor(e.id).await.unwrap().status, Status::Available);
         // Withdrawal with an open workup warns.
         let w2 = reg
@@ -1582,6 +1667,7 @@ async fn samples_move_forward_and_typings_name_their_own_donors_sample() {
             volume_ml: Some(4.5),
             barcode: "BC-0001".into(),
             lab: Some("BJ-HLA".into()),
+            request_id: None,
         };
         let s = reg.record_sample(d.id, &new, &clerk()).await.unwrap();
         assert_eq!(

@@ -4,19 +4,20 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use registry::Indexed;
+use registry::{DonationRecord, FollowupRecord, Indexed, Page};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::input::{ApiJson, ApiResult, PathId};
+use super::input::{ApiJson, ApiResult, ListQuery, PathId, page_request};
 use crate::AppState;
-use crate::access::{Allowed, CaseManagers};
+use crate::access::{Allowed, CaseManagers, CaseReaders};
 use crate::error::{ApiError, Problem};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/donations", post(record_donation))
+        .route("/v1/donations", post(record_donation).get(list_donations))
+        .route("/v1/followups", get(list_followups))
         .route("/v1/followups/due", get(followups_due))
         .route("/v1/followups/{id}", post(record_followup))
 }
@@ -70,7 +71,7 @@ pub async fn followups_due(
 ) -> ApiResult<Json<Value>> {
     let Query(q) = query?;
     let day = match q.on.as_deref() {
-        None => (state.today)(),
+        None => state.today(),
         Some(d) => matching::model::parse_birth_date(d)
             .map_err(|r| ApiError::field(StatusCode::BAD_REQUEST, "on", r))?
             as i64,
@@ -109,4 +110,58 @@ pub async fn record_followup(
         )
         .await?;
     Ok(Json(json!({"id": id, "state": f.state})))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DonationListQuery {
+    /// Donations dated in this year.
+    pub year: Option<i32>,
+    pub donor_id: Option<i64>,
+    pub cursor: Option<String>,
+    /// 1–500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Donations, of a year or all (coordinator, case manager, auditor).
+#[utoipa::path(get, path = "/v1/donations", params(DonationListQuery),
+    responses((status = 200, description = "`{items, next_cursor}` of donations"), (status = 422, body = Problem)))]
+pub async fn list_donations(
+    State(state): State<AppState>,
+    _: Allowed<CaseReaders>,
+    query: ListQuery<DonationListQuery>,
+) -> ApiResult<Json<Page<DonationRecord>>> {
+    let Query(q) = query?;
+    Ok(Json(
+        state
+            .registry
+            .list_donations(q.year, q.donor_id, &page_request(q.cursor, q.limit))
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct FollowupListQuery {
+    /// due (by today), overdue (before today), scheduled (later), done, missed.
+    pub state: String,
+    pub cursor: Option<String>,
+    /// 1–500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Follow-up checks by state, in the registry's local "today" (case manager): due and
+/// overdue lists leave out donors who withdrew follow-up contact consent.
+#[utoipa::path(get, path = "/v1/followups", params(FollowupListQuery),
+    responses((status = 200, description = "`{items, next_cursor}` of follow-ups"), (status = 422, body = Problem)))]
+pub async fn list_followups(
+    State(state): State<AppState>,
+    _: Allowed<CaseManagers>,
+    query: ListQuery<FollowupListQuery>,
+) -> ApiResult<Json<Page<FollowupRecord>>> {
+    let Query(q) = query?;
+    Ok(Json(
+        state
+            .registry
+            .list_followups(&q.state, &page_request(q.cursor, q.limit))
+            .await?,
+    ))
 }

@@ -1,21 +1,23 @@
 //! Donors and what a station records of them: enrolment, matching data, identity, status,
 //! typings, samples and consents.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use matching::{Abo, Cmv, DonorType, Sex, Status};
 use registry::Indexed;
-use registry::{ConsentInput, Donor, Identity, NewDonor, StatusChange, TypingInput};
+use registry::{
+    ConsentInput, Donor, DonorFilter, Identity, NewDonor, Page, StatusChange, TypingInput,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::input::{ApiJson, ApiResult, StateIn, code, rh_field};
+use super::input::{ApiJson, ApiResult, ListQuery, code, page_request, rh_field};
 use crate::AppState;
 use crate::access::{
-    DonorAccess, DonorReaders, IdentityAccess, NamesStation, SampleAccess, StationBody, Stations,
+    Allowed, DonorAccess, DonorReaders, IdentityAccess, NamesStation, StationBody, Stations,
     StationsAndCaseManagers,
 };
 use crate::error::{ApiError, Problem};
@@ -30,19 +32,7 @@ pub fn router() -> Router<AppState> {
             "/v1/donors/{id}/typings",
             post(record_typing).get(list_typings),
         )
-        .route(
-            "/v1/donors/{id}/samples",
-            post(record_sample).get(list_samples),
-        )
-        .route("/v1/samples/{id}/state", post(set_sample_state))
-        .route(
-            "/v1/donors/{id}/consents",
-            post(give_consent).get(list_consents),
-        )
-        .route(
-            "/v1/donors/{id}/consents/{scope}/withdrawal",
-            post(withdraw_consent),
-        )
+        .route("/v1/donors", get(list_donors))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -192,7 +182,7 @@ pub async fn enrol_donor(
     };
     let donor = state
         .registry
-        .enrol(&new, &caller.actor(), (state.today)())
+        .enrol(&new, &caller.actor(), state.today())
         .await?;
     state.index_donor(&donor)?;
     Ok((StatusCode::CREATED, Json(donor.into())))
@@ -344,122 +334,10 @@ pub async fn record_typing(
         index,
     } = state
         .registry
-        .record_typing(id, &typing, &caller.actor(), (state.today)())
+        .record_typing(id, &typing, &caller.actor(), state.today())
         .await?;
     state.update_index(index)?;
     Ok((StatusCode::CREATED, Json(json!({"id": typing_id}))))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct SampleIn {
-    pub collected_on: String,
-    pub volume_ml: Option<f64>,
-    pub barcode: String,
-    pub lab: Option<String>,
-}
-
-/// Record a sample (its own station).
-#[utoipa::path(post, path = "/v1/donors/{id}/samples", params(("id" = i64, Path)), request_body = SampleIn,
-    responses((status = 201, description = "the sample"), (status = 409, body = Problem)))]
-pub async fn record_sample(
-    State(state): State<AppState>,
-    DonorAccess { caller, donor, .. }: DonorAccess<Stations>,
-    ApiJson(s): ApiJson<SampleIn>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = donor.id;
-    let sample = registry::samples::NewSample {
-        station: donor.station,
-        collected_on: s.collected_on,
-        volume_ml: s.volume_ml,
-        barcode: s.barcode,
-        lab: s.lab,
-    };
-    let s = state
-        .registry
-        .record_sample(id, &sample, &caller.actor())
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": s.id, "state": s.state, "barcode": s.barcode})),
-    ))
-}
-
-/// Move a sample to its next state (the station of its donor).
-#[utoipa::path(post, path = "/v1/samples/{id}/state", params(("id" = i64, Path)), request_body = StateIn,
-    responses((status = 200, description = "the sample"), (status = 409, body = Problem)))]
-pub async fn set_sample_state(
-    State(state): State<AppState>,
-    SampleAccess { caller, sample }: SampleAccess,
-    ApiJson(s): ApiJson<StateIn>,
-) -> ApiResult<Json<Value>> {
-    let s = state
-        .registry
-        .set_sample_state(sample.id, &s.state, &caller.actor())
-        .await?;
-    Ok(Json(json!({"id": s.id, "state": s.state})))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ConsentIn {
-    /// recruitment, confirmatory_typing, workup, follow_up_contact, research, international_sharing
-    pub scope: String,
-    pub form_version: String,
-    pub note: Option<String>,
-}
-
-/// Record a consent (its own station); recruitment consent lists the donor.
-#[utoipa::path(post, path = "/v1/donors/{id}/consents", params(("id" = i64, Path)), request_body = ConsentIn,
-    responses((status = 201, description = "consent id"), (status = 422, body = Problem)))]
-pub async fn give_consent(
-    State(state): State<AppState>,
-    DonorAccess { caller, donor, .. }: DonorAccess<Stations>,
-    ApiJson(c): ApiJson<ConsentIn>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = donor.id;
-    let Indexed {
-        value: consent_id,
-        index,
-    } = state
-        .registry
-        .give_consent(
-            id,
-            &c.scope,
-            &ConsentInput {
-                form_version: c.form_version,
-                note: c.note,
-            },
-            &caller.actor(),
-        )
-        .await?;
-    state.update_index(index)?;
-    Ok((StatusCode::CREATED, Json(json!({"id": consent_id}))))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct WithdrawalIn {
-    pub reason: Option<String>,
-}
-
-/// Withdraw a consent (its own station). Withdrawing recruitment consent takes the donor out
-/// of search before this returns; warnings name open workups.
-#[utoipa::path(post, path = "/v1/donors/{id}/consents/{scope}/withdrawal", params(("id" = i64, Path), ("scope" = String, Path)),
-    request_body = WithdrawalIn, responses((status = 200, description = "warnings"), (status = 422, body = Problem)))]
-pub async fn withdraw_consent(
-    State(state): State<AppState>,
-    DonorAccess { caller, donor, .. }: DonorAccess<Stations>,
-    Path((_id, scope)): Path<(i64, String)>,
-    ApiJson(w): ApiJson<WithdrawalIn>,
-) -> ApiResult<Json<Value>> {
-    let id = donor.id;
-    let Indexed {
-        value: warnings,
-        index,
-    } = state
-        .registry
-        .withdraw_consent(id, &scope, &caller.actor(), w.reason.as_deref())
-        .await?;
-    state.update_index(index)?;
-    Ok(Json(json!({"warnings": warnings})))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -514,32 +392,48 @@ pub async fn list_typings(
     Ok(Json(json!({"typings": state.registry.typings(id).await?})))
 }
 
-/// A donor's samples (its station, case managers).
-#[utoipa::path(get, path = "/v1/donors/{id}/samples", params(("id" = i64, Path)), responses((status = 200, description = "samples")))]
-pub async fn list_samples(
-    State(state): State<AppState>,
-    DonorAccess { donor, .. }: DonorAccess<StationsAndCaseManagers>,
-) -> ApiResult<Json<Value>> {
-    let id = donor.id;
-    let samples: Vec<Value> = state
-        .registry
-        .samples(id)
-        .await?
-        .into_iter()
-        .map(|s| json!({"id": s.id, "station": s.station, "collected_on": s.collected_on, "volume_ml": s.volume_ml,
-            "barcode": s.barcode, "lab": s.lab, "state": s.state}))
-        .collect();
-    Ok(Json(json!({"samples": samples})))
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DonorListQuery {
+    /// A station's donors (a station token sees only its own).
+    pub station: Option<String>,
+    /// AV, TU, RS or DE.
+    pub status: Option<String>,
+    /// Listed (recruitment consent in force) or not.
+    pub listed: Option<bool>,
+    pub cursor: Option<String>,
+    /// 1–500 (default 50).
+    pub limit: Option<u32>,
 }
 
-/// A donor's consent records (its station, case managers).
-#[utoipa::path(get, path = "/v1/donors/{id}/consents", params(("id" = i64, Path)), responses((status = 200, description = "consents")))]
-pub async fn list_consents(
+/// Donors by station, status and listing (no identity data): a station sees only its own.
+#[utoipa::path(get, path = "/v1/donors", params(DonorListQuery),
+    responses((status = 200, description = "`{items, next_cursor}` of donors"), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_donors(
     State(state): State<AppState>,
-    DonorAccess { donor, .. }: DonorAccess<StationsAndCaseManagers>,
-) -> ApiResult<Json<Value>> {
-    let id = donor.id;
-    Ok(Json(
-        json!({"consents": state.registry.consents(id).await?}),
-    ))
+    Allowed { caller, .. }: Allowed<DonorReaders>,
+    query: ListQuery<DonorListQuery>,
+) -> ApiResult<Json<Page<DonorOut>>> {
+    let Query(q) = query?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(code(
+            "status",
+            Some(s),
+            Status::from_code,
+            Status::Available,
+        )?),
+    };
+    let filter = DonorFilter {
+        station: q.station,
+        status,
+        listed: q.listed,
+    };
+    let page = state
+        .registry
+        .list_donors(&caller.actor(), &filter, &page_request(q.cursor, q.limit))
+        .await?;
+    Ok(Json(Page {
+        items: page.items.into_iter().map(DonorOut::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }

@@ -11,6 +11,16 @@ pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 pub use crate::extract::{ApiJson, PathId};
 
+/// A work list's query string: its filters, `cursor` and `limit` (a malformed one is a
+/// 400 naming the query).
+pub(super) type ListQuery<T> =
+    Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// The page a work list's `cursor` and `limit` ask for (checked by the registry).
+pub(super) fn page_request(cursor: Option<String>, limit: Option<u32>) -> registry::PageRequest {
+    registry::PageRequest { cursor, limit }
+}
+
 /// A state change with an optional reason (samples, searches, requests).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct StateIn {

@@ -3,12 +3,16 @@
 //! handler runs; errors are problem responses (`crate::error`).
 
 pub mod admin;
+pub mod consents;
 pub mod donations;
 pub mod donors;
+pub mod holidays;
 mod input;
+pub mod jobs;
 pub mod organ;
 pub mod patients;
 pub mod requests;
+pub mod samples;
 pub mod searches;
 
 use axum::Router;
@@ -20,9 +24,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(admin::router())
         .merge(donors::router())
+        .merge(samples::router())
+        .merge(consents::router())
         .merge(patients::router())
         .merge(searches::router())
         .merge(requests::router())
         .merge(donations::router())
         .merge(organ::router())
+        .merge(holidays::router())
+        .merge(jobs::router())
 }

@@ -1,6 +1,6 @@
 //! Organ, tissue and whole-body donation: registrations of intent and donation cases.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -8,15 +8,23 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::input::{ApiJson, ApiResult, PathId};
+use registry::{OrganRegistration, Page};
+
+use super::input::{ApiJson, ApiResult, ListQuery, PathId, page_request};
 use crate::AppState;
-use crate::access::{Allowed, CaseManagers, Stations};
+use crate::access::{Allowed, CaseManagers, Stations, StationsAndAdmins};
 use crate::error::Problem;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/organ-registrations", post(register_organ_donation))
-        .route("/v1/organ-registrations/{id}", post(change_organ_donation))
+        .route(
+            "/v1/organ-registrations",
+            post(register_organ_donation).get(list_organ_registrations),
+        )
+        .route(
+            "/v1/organ-registrations/{id}",
+            post(change_organ_donation).get(get_organ_registration),
+        )
         .route(
             "/v1/organ-registrations/{id}/revocation",
             post(revoke_organ_donation),
@@ -58,7 +66,7 @@ pub async fn register_organ_donation(
             &tissues,
             o.whole_body,
             &caller.actor(),
-            (state.today)(),
+            state.today(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))
@@ -141,4 +149,54 @@ pub async fn record_organ_case(
         )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct RegistrationListQuery {
+    /// active or revoked.
+    pub state: Option<String>,
+    /// An admin may ask for one station's; a station sees only its own.
+    pub station: Option<String>,
+    pub cursor: Option<String>,
+    /// 1–500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Registrations: a station's own (an admin: any), national ids masked; the read is
+/// audited.
+#[utoipa::path(get, path = "/v1/organ-registrations", params(RegistrationListQuery),
+    responses((status = 200, description = "`{items, next_cursor}` of registrations"), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn list_organ_registrations(
+    State(state): State<AppState>,
+    Allowed { caller, .. }: Allowed<StationsAndAdmins>,
+    query: ListQuery<RegistrationListQuery>,
+) -> ApiResult<Json<Page<OrganRegistration>>> {
+    let Query(q) = query?;
+    Ok(Json(
+        state
+            .registry
+            .list_organ_registrations(
+                &caller.actor(),
+                q.station.as_deref(),
+                q.state.as_deref(),
+                &page_request(q.cursor, q.limit),
+            )
+            .await?,
+    ))
+}
+
+/// One registration in full, for the station that took it or an admin; audited.
+#[utoipa::path(get, path = "/v1/organ-registrations/{id}", params(("id" = i64, Path)),
+    responses((status = 200, description = "the registration"), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_organ_registration(
+    State(state): State<AppState>,
+    Allowed { caller, .. }: Allowed<StationsAndAdmins>,
+    PathId(id): PathId,
+) -> ApiResult<Json<OrganRegistration>> {
+    Ok(Json(
+        state
+            .registry
+            .organ_registration(id, &caller.actor())
+            .await?,
+    ))
 }

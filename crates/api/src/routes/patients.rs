@@ -1,6 +1,6 @@
 //! Patients, registered by search coordinators.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -8,14 +8,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::input::{ApiJson, ApiResult, PathId};
+use registry::{Page, Patient};
+
+use super::input::{ApiJson, ApiResult, ListQuery, PathId, page_request};
 use crate::AppState;
 use crate::access::{Allowed, CaseWorkers, Coordinators};
 use crate::error::Problem;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/patients", post(register_patient))
+        .route("/v1/patients", post(register_patient).get(list_patients))
         .route("/v1/patients/{id}", get(get_patient))
 }
 
@@ -70,5 +72,29 @@ pub async fn get_patient(
         json!({"id": p.id, "external_id": p.external_id, "gl": p.gl, "birth_date": p.birth_date,
         "sex": p.sex, "abo": p.abo, "cmv": p.cmv, "weight_kg": p.weight_kg, "diagnosis": p.diagnosis,
         "transplant_centre": p.transplant_centre}),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PatientListQuery {
+    pub cursor: Option<String>,
+    /// 1–500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Patients, oldest first (coordinator, case manager).
+#[utoipa::path(get, path = "/v1/patients", params(PatientListQuery),
+    responses((status = 200, description = "`{items, next_cursor}` of patients"), (status = 422, body = Problem)))]
+pub async fn list_patients(
+    State(state): State<AppState>,
+    _: Allowed<CaseWorkers>,
+    query: ListQuery<PatientListQuery>,
+) -> ApiResult<Json<Page<Patient>>> {
+    let Query(q) = query?;
+    Ok(Json(
+        state
+            .registry
+            .list_patients(&page_request(q.cursor, q.limit))
+            .await?,
     ))
 }
