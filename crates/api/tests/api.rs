@@ -1306,3 +1306,1065 @@ async fn every_route_checks_the_token_and_the_role() {
         reg.close().await;
     }
 }
+
+/// A small JSON call that must answer `status`; returns the body.
+async fn expect(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+    status: u16,
+) -> Value {
+    let (s, v, _) = call(addr, method, path, Some(token), body).await;
+    assert_eq!(s, status, "{method} {path}: {v}");
+    v
+}
+
+/// A 409 `consent-required` problem naming `scope`.
+fn assert_consent_required(problem: &Value, scope: &str) {
+    assert!(
+        problem["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("/consent-required")),
+        "{problem}"
+    );
+    assert_eq!(problem["scope"], scope, "{problem}");
+}
+
+/// A patient registered by the coordinator; its id.
+async fn patient(addr: SocketAddr, t: &Tokens, external: &str) -> i64 {
+    let body = json!({"external_id": external, "gl": TYPING, "weight_kg": 60.0}).to_string();
+    expect(
+        addr,
+        "POST",
+        "/v1/patients",
+        &t.coordinator,
+        Some(&body),
+        201,
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn enrol(
+    addr: SocketAddr,
+    token: &str,
+    external: &str,
+    national_id: &str,
+    station: &str,
+) -> i64 {
+    let body = enrolment(external, national_id).replace("\"BJ01\"", &format!("\"{station}\""));
+    expect(addr, "POST", "/v1/donors", token, Some(&body), 201).await["id"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_consent_is_enforced_at_every_step_over_http() {
+    for (backend, reg, _dir) in registries("consent").await {
+        let t = tokens(&reg).await;
+        let (addr, stop, reg) = start(reg).await;
+        let b = backend.as_str();
+        let d = enrol(addr, &t.station, "C1", "CN1", "BJ01").await;
+        let p = patient(addr, &t, "P-C1").await;
+        let req = |kind: &str| json!({"patient_id": p, "donor_id": d, "kind": kind}).to_string();
+        let ct = expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.coordinator,
+            Some(&req("confirmatory_typing")),
+            201,
+        )
+        .await;
+        // Confirmatory typing without its consent: the sample and the result are refused
+        // and nothing is recorded.
+        let sample = json!({"collected_on": "2026-11-21", "volume_ml": 20.0, "barcode": "CT-1", "request_id": ct["id"]}).to_string();
+        let refused = expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/samples"),
+            &t.station,
+            Some(&sample),
+            409,
+        )
+        .await;
+        assert_consent_required(&refused, "confirmatory_typing");
+        let plain = r#"{"collected_on": "2026-11-21", "barcode": "CT-2"}"#;
+        let refused = expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/samples"),
+            &t.station,
+            Some(plain),
+            409,
+        )
+        .await;
+        assert_consent_required(&refused, "confirmatory_typing");
+        let typing = json!({"gl": TYPING, "method": "NGS"}).to_string();
+        let refused = expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/typings"),
+            &t.station,
+            Some(&typing),
+            409,
+        )
+        .await;
+        assert_consent_required(&refused, "confirmatory_typing");
+        let samples = expect(
+            addr,
+            "GET",
+            &format!("/v1/donors/{d}/samples"),
+            &t.station,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(samples["samples"].as_array().unwrap().len(), 0, "{b}");
+        let typings = expect(
+            addr,
+            "GET",
+            &format!("/v1/donors/{d}/typings"),
+            &t.station,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(
+            typings["typings"].as_array().unwrap().len(),
+            1,
+            "{b}: only the enrolment's"
+        );
+        // Coordinators and auditors record no consents; a case manager only the case scopes
+        // of donors in a case (this donor is: the confirmatory typing is open).
+        for token in [&t.coordinator, &t.auditor] {
+            let body = r#"{"scope": "confirmatory_typing", "form_version": "CT-1"}"#;
+            expect(
+                addr,
+                "POST",
+                &format!("/v1/donors/{d}/consents"),
+                token,
+                Some(body),
+                403,
+            )
+            .await;
+        }
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/consents"),
+            &t.case_manager,
+            Some(r#"{"scope": "research", "form_version": "R-1"}"#),
+            403,
+        )
+        .await;
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/consents"),
+            &t.case_manager,
+            Some(r#"{"scope": "confirmatory_typing", "form_version": "CT-1"}"#),
+            201,
+        )
+        .await;
+        let s = expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/samples"),
+            &t.station,
+            Some(&sample),
+            201,
+        )
+        .await;
+        assert_eq!(s["request_id"], ct["id"], "{b}");
+        let typed = json!({"gl": TYPING, "method": "NGS", "sample_id": s["id"]}).to_string();
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/typings"),
+            &t.station,
+            Some(&typed),
+            201,
+        )
+        .await;
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/requests/{}/close", ct["id"]),
+            &t.coordinator,
+            Some(r#"{"state": "done"}"#),
+            200,
+        )
+        .await;
+        // Workup: the information session (where workup consent is taken) is allowed; every
+        // later milestone and the donation need the consent.
+        let w = expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.case_manager,
+            Some(&req("workup")),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        let milestone =
+            |m: &str, on: &str| json!({"milestone": m, "on": on, "ok": true}).to_string();
+        let ms = format!("/v1/requests/{w}/milestones");
+        expect(
+            addr,
+            "POST",
+            &ms,
+            &t.case_manager,
+            Some(&milestone("information_session", "2026-11-23")),
+            201,
+        )
+        .await;
+        let refused = expect(
+            addr,
+            "POST",
+            &ms,
+            &t.case_manager,
+            Some(&milestone("medical_exam", "2026-11-24")),
+            409,
+        )
+        .await;
+        assert_consent_required(&refused, "workup");
+        let donation = json!({"donor_id": d, "patient_id": p, "product": "PBSC", "donated_on": "2026-11-22", "station": "BJ01"}).to_string();
+        let refused = expect(
+            addr,
+            "POST",
+            "/v1/donations",
+            &t.case_manager,
+            Some(&donation),
+            409,
+        )
+        .await;
+        assert_consent_required(&refused, "workup");
+        let case = expect(
+            addr,
+            "GET",
+            &format!("/v1/requests/{w}"),
+            &t.case_manager,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(
+            case["milestones"].as_array().unwrap().len(),
+            1,
+            "{b}: {case}"
+        );
+        let donations = expect(
+            addr,
+            "GET",
+            &format!("/v1/donations?donor_id={d}"),
+            &t.case_manager,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(donations["items"].as_array().unwrap().len(), 0, "{b}");
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/consents"),
+            &t.case_manager,
+            Some(r#"{"scope": "workup", "form_version": "W-1"}"#),
+            201,
+        )
+        .await;
+        for m in [
+            "medical_exam",
+            "infectious_markers",
+            "clearance",
+            "gcsf_start",
+        ] {
+            expect(
+                addr,
+                "POST",
+                &ms,
+                &t.case_manager,
+                Some(&milestone(m, "2026-11-24")),
+                201,
+            )
+            .await;
+        }
+        // After G-CSF start a withdrawal is recorded, never blocked, with a loud warning in
+        // the response and on the case.
+        let withdrawn = expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/consents/workup/withdrawal"),
+            &t.case_manager,
+            Some(r#"{"reason": "afraid"}"#),
+            200,
+        )
+        .await;
+        let warning = withdrawn["warnings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            warning.starts_with("DANGER") && warning.contains("conditioning"),
+            "{b}: {withdrawn}"
+        );
+        let case = expect(
+            addr,
+            "GET",
+            &format!("/v1/requests/{w}"),
+            &t.coordinator,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(
+            case["warnings"][0]["warning"],
+            warning.as_str(),
+            "{b}: {case}"
+        );
+        assert_eq!(
+            case["milestones"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["milestone"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            [
+                "information_session",
+                "medical_exam",
+                "infectious_markers",
+                "clearance",
+                "gcsf_start"
+            ],
+            "{b}"
+        );
+        let refused = expect(
+            addr,
+            "POST",
+            "/v1/donations",
+            &t.case_manager,
+            Some(&donation),
+            409,
+        )
+        .await;
+        assert_consent_required(&refused, "workup");
+        // The donor consents again; the donation proceeds.
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/consents"),
+            &t.case_manager,
+            Some(r#"{"scope": "workup", "form_version": "W-1"}"#),
+            201,
+        )
+        .await;
+        expect(
+            addr,
+            "POST",
+            "/v1/donations",
+            &t.case_manager,
+            Some(&donation),
+            201,
+        )
+        .await;
+        // A follow-up contact needs follow-up contact consent.
+        let due = expect(
+            addr,
+            "GET",
+            "/v1/followups?state=scheduled&limit=1",
+            &t.case_manager,
+            None,
+            200,
+        )
+        .await;
+        let f = due["items"][0].clone();
+        assert_eq!(
+            (f["label"].as_str(), f["contact_consent"].as_bool()),
+            (Some("2 days"), Some(false)),
+            "{b}: {due}"
+        );
+        let done = r#"{"state": "done", "on": "2026-11-22", "outcome": "well"}"#;
+        let refused = expect(
+            addr,
+            "POST",
+            &format!("/v1/followups/{}", f["id"]),
+            &t.case_manager,
+            Some(done),
+            409,
+        )
+        .await;
+        assert_consent_required(&refused, "follow_up_contact");
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/consents"),
+            &t.case_manager,
+            Some(r#"{"scope": "follow_up_contact", "form_version": "F-1"}"#),
+            201,
+        )
+        .await;
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/followups/{}", f["id"]),
+            &t.case_manager,
+            Some(done),
+            200,
+        )
+        .await;
+        let done_list = expect(
+            addr,
+            "GET",
+            "/v1/followups?state=done",
+            &t.case_manager,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(done_list["items"][0]["id"], f["id"], "{b}");
+        stop.send(()).ok();
+        reg.close().await;
+    }
+}
+
+/// Every item of a work list, read two at a time through its cursors; checks each page's
+/// size and that ids ascend without repeats.
+async fn all_pages(addr: SocketAddr, token: &str, path: &str) -> Vec<Value> {
+    let mut items: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let sep = if path.contains('?') { '&' } else { '?' };
+    for _ in 0..100 {
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}limit=2&cursor={c}"),
+            None => format!("{path}{sep}limit=2"),
+        };
+        let page = expect(addr, "GET", &url, token, None, 200).await;
+        let got = page["items"].as_array().unwrap();
+        assert!(got.len() <= 2, "{url}: {page}");
+        items.extend(got.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(got.len(), 2, "{url}: a full page before a next cursor");
+                cursor = Some(c.to_string());
+            }
+            None => break,
+        }
+    }
+    let ids: Vec<i64> = items.iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{path}: {ids:?}");
+    items
+}
+
+fn ids(items: &[Value]) -> Vec<i64> {
+    items.iter().map(|i| i["id"].as_i64().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_lists_page_filter_and_show_each_role_only_its_own() {
+    for (backend, reg, _dir) in registries("lists").await {
+        let t = tokens(&reg).await;
+        let (addr, stop, reg) = start(reg).await;
+        let b = backend.as_str();
+        // Donors: five at BJ01, two at BJ02; one of BJ01's withdraws.
+        let mut own = Vec::new();
+        for i in 0..5 {
+            own.push(
+                enrol(
+                    addr,
+                    &t.station,
+                    &format!("L{i}"),
+                    &format!("LN{i}"),
+                    "BJ01",
+                )
+                .await,
+            );
+        }
+        let mut theirs = Vec::new();
+        for i in 0..2 {
+            theirs.push(
+                enrol(
+                    addr,
+                    &t.other_station,
+                    &format!("M{i}"),
+                    &format!("MN{i}"),
+                    "BJ02",
+                )
+                .await,
+            );
+        }
+        // Ids need not follow enrolment order (PostgreSQL hands out cached sequence blocks);
+        // lists are in id order.
+        own.sort();
+        theirs.sort();
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{}/consents/recruitment/withdrawal", own[4]),
+            &t.station,
+            Some("{}"),
+            200,
+        )
+        .await;
+        let listed = all_pages(addr, &t.station, "/v1/donors").await;
+        assert_eq!(ids(&listed), own, "{b}: a station sees only its own donors");
+        assert!(
+            listed
+                .iter()
+                .all(|d| d["station"] == "BJ01" && d.get("identity").is_none()),
+            "{b}"
+        );
+        expect(
+            addr,
+            "GET",
+            "/v1/donors?station=BJ02",
+            &t.station,
+            None,
+            403,
+        )
+        .await;
+        assert_eq!(
+            ids(&all_pages(addr, &t.other_station, "/v1/donors").await),
+            theirs,
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.coordinator, "/v1/donors?station=BJ02").await),
+            theirs,
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.coordinator, "/v1/donors").await).len(),
+            7,
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.station, "/v1/donors?listed=false").await),
+            [own[4]],
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.station, "/v1/donors?listed=true&status=AV").await),
+            own[..4],
+            "{b}"
+        );
+        for bad in [
+            "/v1/donors?status=XX",
+            "/v1/donors?cursor=abc",
+            "/v1/donors?limit=0",
+            "/v1/donors?limit=501",
+        ] {
+            let p = expect(addr, "GET", bad, &t.coordinator, None, 422).await;
+            let field = p["errors"][0]["field"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(bad.contains(&format!("{field}=")), "{b}: {bad}: {p}");
+        }
+        expect(
+            addr,
+            "GET",
+            "/v1/donors?listed=maybe",
+            &t.coordinator,
+            None,
+            400,
+        )
+        .await;
+        // Samples: three at BJ01 (one shipped), one at BJ02.
+        let mut own_samples = Vec::new();
+        for (i, d) in own.iter().take(3).enumerate() {
+            let body =
+                json!({"collected_on": "2026-11-20", "barcode": format!("LS-{i}")}).to_string();
+            own_samples.push(
+                expect(
+                    addr,
+                    "POST",
+                    &format!("/v1/donors/{d}/samples"),
+                    &t.station,
+                    Some(&body),
+                    201,
+                )
+                .await["id"]
+                    .as_i64()
+                    .unwrap(),
+            );
+        }
+        let body = r#"{"collected_on": "2026-11-20", "barcode": "MS-0"}"#;
+        let their_sample = expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{}/samples", theirs[0]),
+            &t.other_station,
+            Some(body),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/samples/{}/state", own_samples[1]),
+            &t.station,
+            Some(r#"{"state": "shipped"}"#),
+            200,
+        )
+        .await;
+        assert_eq!(
+            ids(&all_pages(addr, &t.station, "/v1/samples").await),
+            own_samples,
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.station, "/v1/samples?state=shipped").await),
+            [own_samples[1]],
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.other_station, "/v1/samples").await),
+            [their_sample],
+            "{b}"
+        );
+        expect(
+            addr,
+            "GET",
+            "/v1/samples?station=BJ01",
+            &t.other_station,
+            None,
+            403,
+        )
+        .await;
+        expect(addr, "GET", "/v1/samples?state=lost", &t.station, None, 422).await;
+        assert_eq!(
+            ids(&all_pages(addr, &t.case_manager, "/v1/samples").await).len(),
+            4,
+            "{b}"
+        );
+        // Patients and their searches.
+        let patients = [
+            patient(addr, &t, "LP-1").await,
+            patient(addr, &t, "LP-2").await,
+            patient(addr, &t, "LP-3").await,
+        ];
+        assert_eq!(
+            ids(&all_pages(addr, &t.case_manager, "/v1/patients").await),
+            patients,
+            "{b}"
+        );
+        let search = |p: i64| json!({"patient_id": p, "max_mismatches": 1}).to_string();
+        let s1 = expect(
+            addr,
+            "POST",
+            "/v1/searches",
+            &t.coordinator,
+            Some(&search(patients[0])),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        let s2 = expect(
+            addr,
+            "POST",
+            "/v1/searches",
+            &t.coordinator,
+            Some(&search(patients[0])),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        let s3 = expect(
+            addr,
+            "POST",
+            "/v1/searches",
+            &t.coordinator,
+            Some(&search(patients[1])),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/searches/{s2}/state"),
+            &t.coordinator,
+            Some(r#"{"state": "ACT"}"#),
+            200,
+        )
+        .await;
+        assert_eq!(
+            ids(&all_pages(
+                addr,
+                &t.coordinator,
+                &format!("/v1/patients/{}/searches", patients[0])
+            )
+            .await),
+            [s1, s2],
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.coordinator, "/v1/searches?state=ACT").await),
+            [s2],
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(
+                addr,
+                &t.coordinator,
+                &format!("/v1/searches?patient_id={}", patients[1])
+            )
+            .await),
+            [s3],
+            "{b}"
+        );
+        assert!(
+            all_pages(addr, &t.coordinator, "/v1/searches?has_new=true")
+                .await
+                .is_empty(),
+            "{b}"
+        );
+        expect(
+            addr,
+            "GET",
+            "/v1/patients/999999/searches",
+            &t.coordinator,
+            None,
+            404,
+        )
+        .await;
+        expect(
+            addr,
+            "GET",
+            "/v1/searches?state=RUN",
+            &t.coordinator,
+            None,
+            422,
+        )
+        .await;
+        // Requests: typing and reservations; the ones about to expire.
+        let open = |p: i64, d: i64, kind: &str| {
+            json!({"patient_id": p, "donor_id": d, "kind": kind}).to_string()
+        };
+        let r1 = expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.coordinator,
+            Some(&open(patients[0], own[0], "confirmatory_typing")),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        let r2 = expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.coordinator,
+            Some(&open(patients[0], own[1], "reservation")),
+            201,
+        )
+        .await;
+        let r3 = expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.coordinator,
+            Some(&open(patients[1], own[2], "extended_typing")),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        let r2_id = r2["id"].as_i64().unwrap();
+        let all_requests = all_pages(addr, &t.auditor, "/v1/requests").await;
+        assert_eq!(ids(&all_requests), [r1, r2_id, r3], "{b}");
+        assert_eq!(
+            ids(&all_pages(
+                addr,
+                &t.coordinator,
+                "/v1/requests?kind=reservation&state=open"
+            )
+            .await),
+            [r2_id],
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(
+                addr,
+                &t.coordinator,
+                &format!("/v1/requests?patient_id={}", patients[1])
+            )
+            .await),
+            [r3],
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(
+                addr,
+                &t.coordinator,
+                &format!("/v1/requests?donor_id={}", own[0])
+            )
+            .await),
+            [r1],
+            "{b}"
+        );
+        // The reservation holds 53 working days: not within 30 days, within 90.
+        let reservation = &all_requests[1];
+        let expires = reservation["expires_on"].as_str().unwrap();
+        assert!(
+            expires > "2027-01-20" && expires < "2027-03-01",
+            "{b}: {reservation}"
+        );
+        assert!(
+            all_pages(addr, &t.coordinator, "/v1/requests?expiring_within_days=30")
+                .await
+                .is_empty(),
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.coordinator, "/v1/requests?expiring_within_days=90").await),
+            [r2_id],
+            "{b}"
+        );
+        let detail = expect(
+            addr,
+            "GET",
+            &format!("/v1/requests/{r1}"),
+            &t.case_manager,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(
+            (
+                detail["kind"].as_str(),
+                detail["milestones"].as_array().map(Vec::len)
+            ),
+            (Some("confirmatory_typing"), Some(0)),
+            "{b}"
+        );
+        expect(
+            addr,
+            "GET",
+            "/v1/requests/999999",
+            &t.coordinator,
+            None,
+            404,
+        )
+        .await;
+        expect(
+            addr,
+            "GET",
+            "/v1/requests?kind=lunch",
+            &t.coordinator,
+            None,
+            422,
+        )
+        .await;
+        // Donations by year.
+        let d = own[3];
+        let w = expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.case_manager,
+            Some(&open(patients[2], d, "workup")),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/consents"),
+            &t.case_manager,
+            Some(r#"{"scope": "workup", "form_version": "W"}"#),
+            201,
+        )
+        .await;
+        let _ = w;
+        let donation =
+            |on: &str| json!({"donor_id": d, "product": "PBSC", "donated_on": on}).to_string();
+        let dn1 = expect(
+            addr,
+            "POST",
+            "/v1/donations",
+            &t.case_manager,
+            Some(&donation("2025-06-01")),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        let dn2 = expect(
+            addr,
+            "POST",
+            "/v1/donations",
+            &t.case_manager,
+            Some(&donation("2026-11-01")),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(
+            ids(&all_pages(addr, &t.auditor, "/v1/donations").await),
+            [dn1, dn2],
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.auditor, "/v1/donations?year=2026").await),
+            [dn2],
+            "{b}"
+        );
+        expect(addr, "GET", "/v1/donations?year=12", &t.auditor, None, 422).await;
+        // Follow-ups by state (today is 2026-11-22): the 2025 donation's first ones are overdue.
+        let overdue = all_pages(addr, &t.case_manager, "/v1/followups?state=overdue").await;
+        assert!(
+            overdue
+                .iter()
+                .all(|f| f["due_on"].as_str().unwrap() < "2026-11-22"),
+            "{b}"
+        );
+        let due = all_pages(addr, &t.case_manager, "/v1/followups?state=due").await;
+        assert!(due.len() >= overdue.len() && !overdue.is_empty(), "{b}");
+        let scheduled = all_pages(addr, &t.case_manager, "/v1/followups?state=scheduled").await;
+        assert_eq!(due.len() + scheduled.len(), 28, "{b}: 14 per donation");
+        expect(
+            addr,
+            "GET",
+            "/v1/followups?state=someday",
+            &t.case_manager,
+            None,
+            422,
+        )
+        .await;
+        // Organ registrations: each station sees its own; national ids masked in lists.
+        let organ = |id: &str| {
+            json!({"family_name": "Wang", "given_name": "Fang", "national_id": id, "birth_date": "1980-01-01", "organs": ["kidney"], "tissues": [], "whole_body": false}).to_string()
+        };
+        let o1 = expect(
+            addr,
+            "POST",
+            "/v1/organ-registrations",
+            &t.station,
+            Some(&organ("110101198001010011")),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        let o2 = expect(
+            addr,
+            "POST",
+            "/v1/organ-registrations",
+            &t.station,
+            Some(&organ("110101198001010022")),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        let o3 = expect(
+            addr,
+            "POST",
+            "/v1/organ-registrations",
+            &t.other_station,
+            Some(&organ("110101198001010033")),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/organ-registrations/{o2}/revocation"),
+            &t.station,
+            None,
+            200,
+        )
+        .await;
+        let mine = all_pages(addr, &t.station, "/v1/organ-registrations").await;
+        assert_eq!(ids(&mine), [o1, o2], "{b}");
+        assert_eq!(
+            mine[0]["national_id"], "**************0011",
+            "{b}: {}",
+            mine[0]
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.station, "/v1/organ-registrations?state=active").await),
+            [o1],
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.other_station, "/v1/organ-registrations").await),
+            [o3],
+            "{b}"
+        );
+        assert_eq!(
+            ids(&all_pages(addr, &t.admin, "/v1/organ-registrations").await),
+            [o1, o2, o3],
+            "{b}"
+        );
+        let full = expect(
+            addr,
+            "GET",
+            &format!("/v1/organ-registrations/{o1}"),
+            &t.station,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(
+            (full["national_id"].as_str(), full["station"].as_str()),
+            (Some("110101198001010011"), Some("BJ01")),
+            "{b}"
+        );
+        expect(
+            addr,
+            "GET",
+            &format!("/v1/organ-registrations/{o1}"),
+            &t.other_station,
+            None,
+            403,
+        )
+        .await;
+        expect(
+            addr,
+            "GET",
+            "/v1/organ-registrations/999999",
+            &t.station,
+            None,
+            404,
+        )
+        .await;
+        expect(
+            addr,
+            "GET",
+            "/v1/organ-registrations?station=BJ01",
+            &t.other_station,
+            None,
+            403,
+        )
+        .await;
+        let audit = reg
+            .audit_entries(Some("organ_registration"), Some(&o1.to_string()), None, 50)
+            .await
+            .unwrap();
+        assert!(
+            audit.iter().any(|e| e.action == "organ.read"),
+            "{b}: the full read is audited"
+        );
+        stop.send(()).ok();
+        reg.close().await;
+    }
+}

@@ -416,7 +416,8 @@ impl Registry {
         .ok_or_else(|| RegistryError::NotFound(format!("request {request_id}")))?;
         let request = request_from_row(&row)?;
         let rows = sqlx::query(
-            "SELECT milestone, on_date, ok FROM workup_milestones WHERE request_id = $1",
+            "SELECT milestone, on_date, CAST(CASE WHEN ok IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_ok, \
+             CAST(CASE WHEN ok THEN 1 ELSE 0 END AS BIGINT) AS ok_value FROM workup_milestones WHERE request_id = $1",
         )
         .bind(request_id)
         .fetch_all(&self.pool)
@@ -427,7 +428,9 @@ impl Registry {
                 Ok(MilestoneRecord {
                     milestone: r.try_get("milestone")?,
                     on_date: r.try_get("on_date")?,
-                    ok: r.try_get("ok")?,
+                    ok: (r.try_get::<i64, _>("has_ok")? != 0)
+                        .then(|| r.try_get::<i64, _>("ok_value").map(|v| v != 0))
+                        .transpose()?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -1230,6 +1230,20 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         reg.record_milestone(w, "medical_exam", "2026-12-01", Some(true), &cm)
             .await
             .unwrap();
+        let detail = reg.request_detail(w).await.unwrap();
+        assert_eq!(
+            detail
+                .milestones
+                .iter()
+                .map(|m| (m.milestone.as_str(), m.ok))
+                .collect::<Vec<_>>(),
+            [("information_session", None), ("medical_exam", Some(true))],
+            "{backend}"
+        );
+        assert_eq!(
+            (detail.request.kind.as_str(), detail.request.state.as_str()),
+            ("workup", "open")
+        );
         assert!(matches!(
             reg.record_milestone(w, "medical_exam", "2026-12-02", Some(true), &cm)
                 .await,
