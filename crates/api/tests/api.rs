@@ -83,8 +83,28 @@ async fn registries(name: &str) -> Vec<(String, Registry, Option<tempfile::TempD
 
 /// The real server on a loopback port; returns its address and a handle that stops it.
 async fn start(reg: Registry) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, Arc<Registry>) {
+    start_with(reg, None).await
+}
+
+/// The NMDP 2007 haplotype frequencies (API population) for match probabilities.
+fn haplotypes() -> Arc<matching::HaplotypeSet> {
+    let text =
+        std::fs::read_to_string(shared("frequencies/NMDP_2007_FiveLocus_Freqs.csv")).unwrap();
+    Arc::new(
+        matching::HaplotypeSet::from_nmdp_csv(&text, "API", true, expander().release()).unwrap(),
+    )
+}
+
+/// `start`, with haplotype frequencies for probabilities.
+async fn start_with(
+    reg: Registry,
+    haplotypes: Option<Arc<matching::HaplotypeSet>>,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, Arc<Registry>) {
     let reg = Arc::new(reg);
-    let state = api::AppState::new(reg.clone());
+    let mut state = api::AppState::new(reg.clone());
+    if let Some(set) = haplotypes {
+        state = state.with_haplotypes(set);
+    }
     state.load_index().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -103,6 +123,22 @@ async fn call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value, String) {
+    let (status, body, content_type) = call_text(addr, method, path, token, body).await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+        content_type,
+    )
+}
+
+/// One HTTP/1.1 request: (status, body text, content type).
+async fn call_text(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(t) = token {
@@ -128,11 +164,7 @@ async fn call(
         .find_map(|l| l.strip_prefix("content-type: "))
         .unwrap_or("")
         .to_string();
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(Value::Null),
-        content_type,
-    )
+    (status, body.to_string(), content_type)
 }
 
 struct Tokens {
@@ -2363,6 +2395,404 @@ async fn work_lists_page_filter_and_show_each_role_only_its_own() {
         assert!(
             audit.iter().any(|e| e.action == "organ.read"),
             "{b}: the full read is audited"
+        );
+        stop.send(()).ok();
+        reg.close().await;
+    }
+}
+
+/// Move the registry's (manual) clock to an instant.
+fn set_clock(reg: &Registry, at: &str) {
+    reg.config.clock.set(at.parse().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_reports_carry_section_8_and_searches_follow_their_lifecycle() {
+    let set = haplotypes();
+    for (backend, reg, _dir) in registries("reports").await {
+        let t = tokens(&reg).await;
+        let (addr, stop, reg) = start_with(reg, Some(set.clone())).await;
+        let b = backend.as_str();
+        let d1 = enrol(addr, &t.station, "R1", "RN1", "BJ01").await;
+        let d2 = enrol(addr, &t.station, "R2", "RN2", "BJ01").await;
+        // One mismatch at A.
+        let body = enrolment("R3", "RN3").replace("A*02:01+", "A*01:01+");
+        let d3 = expect(addr, "POST", "/v1/donors", &t.station, Some(&body), 201).await["id"]
+            .as_i64()
+            .unwrap();
+        let p = patient(addr, &t, "RP-1").await;
+        let q = patient(addr, &t, "RP-2").await;
+        let criteria = |extra: Value| {
+            let mut c = json!({"patient_id": p, "max_mismatches": 2});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            c.to_string()
+        };
+        let run = expect(
+            addr,
+            "POST",
+            "/v1/searches",
+            &t.coordinator,
+            Some(&criteria(json!({"probability": true}))),
+            201,
+        )
+        .await;
+        let s1 = run["id"].as_i64().unwrap();
+        assert_eq!(run["total"], 3, "{b}: {run}");
+        let hit = run["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["donor_id"] == d1)
+            .unwrap()
+            .clone();
+        registry::validate_grid(hit["grid"].as_str().unwrap()).unwrap();
+        for (field, value) in [
+            ("sex", "F"),
+            ("abo", "A"),
+            ("rh", "+"),
+            ("cmv", "neg"),
+            ("status", "AV"),
+            ("donor_type", "adult"),
+            ("grade", "10/10"),
+        ] {
+            assert_eq!(hit[field], value, "{b}: {field} in {hit}");
+        }
+        assert_eq!(
+            (hit["age"].as_u64(), hit["available"].as_bool()),
+            (Some(31), Some(true)),
+            "{b}: {hit}"
+        );
+        assert_eq!(hit["loci"]["A"]["resolution"], "allele", "{b}: {hit}");
+        let p0 = hit["probability"]["p0"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p0), "{b}: {hit}");
+        assert_eq!(
+            hit["loci"]["DRB1"]["probability"].as_array().map(Vec::len),
+            Some(3),
+            "{b}: {hit}"
+        );
+        // Per-locus limits and ranking policies by name.
+        let strict = expect(
+            addr,
+            "POST",
+            "/v1/searches",
+            &t.coordinator,
+            Some(&criteria(json!({"locus_max": {"A": 0}}))),
+            201,
+        )
+        .await;
+        assert_eq!(hit_ids(&strict).len(), 2, "{b}: {strict}");
+        assert!(!hit_ids(&strict).contains(&d3), "{b}");
+        assert!(
+            strict["hits"][0].get("probability").is_none(),
+            "{b}: not asked"
+        );
+        let by_p = expect(
+            addr,
+            "POST",
+            "/v1/searches",
+            &t.coordinator,
+            Some(&criteria(
+                json!({"probability": true, "policy": "probability-within-grade-v1"}),
+            )),
+            201,
+        )
+        .await;
+        assert!(
+            by_p["policy"]
+                .as_str()
+                .unwrap()
+                .starts_with("probability-within-grade-v1"),
+            "{b}: {by_p}"
+        );
+        for (extra, field) in [
+            (json!({"policy": "fastest"}), "policy"),
+            (json!({"policy": "probability-within-grade-v1"}), "policy"),
+            (json!({"locus_max": {"A": 3}}), "locus_max"),
+            (json!({"locus_max": {"Q": 1}}), "locus_max"),
+        ] {
+            let e = expect(
+                addr,
+                "POST",
+                "/v1/searches",
+                &t.coordinator,
+                Some(&criteria(extra.clone())),
+                422,
+            )
+            .await;
+            assert_eq!(e["errors"][0]["field"], field, "{b}: {extra}: {e}");
+        }
+        // Read later, the run shows each donor as they are now: d1 reserved for another
+        // patient, d2 withdrawn; neither is shown as available.
+        expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.coordinator,
+            Some(&json!({"patient_id": q, "donor_id": d1, "kind": "reservation"}).to_string()),
+            201,
+        )
+        .await;
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d2}/consents/recruitment/withdrawal"),
+            &t.station,
+            Some("{}"),
+            200,
+        )
+        .await;
+        let page = expect(
+            addr,
+            "GET",
+            &format!("/v1/searches/{s1}/results?limit=10"),
+            &t.coordinator,
+            None,
+            200,
+        )
+        .await;
+        let by_id = |id: i64| {
+            page["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h["donor_id"] == id)
+                .unwrap()
+                .clone()
+        };
+        let (h1, h2, h3) = (by_id(d1), by_id(d2), by_id(d3));
+        assert_eq!(
+            (
+                h1["status"].as_str(),
+                h1["available"].as_bool(),
+                h1["status_note"].as_str()
+            ),
+            (
+                Some("RS"),
+                Some(false),
+                Some("reserved for another patient")
+            ),
+            "{b}: {h1}"
+        );
+        assert_eq!(
+            (h2["available"].as_bool(), h2["status_note"].as_str()),
+            (Some(false), Some("withdrawn")),
+            "{b}: {h2}"
+        );
+        assert_eq!(h3["available"], true, "{b}: {h3}");
+        // The ranked results as CSV.
+        let (s, csv, ct) = call_text(
+            addr,
+            "GET",
+            &format!("/v1/searches/{s1}/results.csv"),
+            Some(&t.coordinator),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, ct.as_str()),
+            (200, "text/csv; charset=utf-8"),
+            "{b}: {csv}"
+        );
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].starts_with("rank,donor_id,grid,donor_type,grade,mismatches,age,sex,abo,rh,cmv,status,available,status_note,p0,p1,p2,A_mismatches,A_grades,A_resolution"), "{b}: {}", lines[0]);
+        assert_eq!(lines.len(), 4, "{b}: {csv}");
+        let row1 = lines
+            .iter()
+            .find(|l| l.split(',').nth(1) == Some(&d1.to_string()))
+            .unwrap();
+        assert!(
+            row1.contains(",RS,false,reserved for another patient,"),
+            "{b}: {row1}"
+        );
+        // Lifecycle: an ACT search is re-run by the nightly job; a new donor shows in its
+        // next run and lists it under has_new; a SUS search stops after 42 days.
+        let s2 = expect(
+            addr,
+            "POST",
+            "/v1/searches",
+            &t.coordinator,
+            Some(&criteria(json!({}))),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/searches/{s2}/state"),
+            &t.coordinator,
+            Some(r#"{"state": "ACT"}"#),
+            200,
+        )
+        .await;
+        let s3 = expect(
+            addr,
+            "POST",
+            "/v1/searches",
+            &t.coordinator,
+            Some(&criteria(json!({}))),
+            201,
+        )
+        .await["id"]
+            .as_i64()
+            .unwrap();
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/searches/{s3}/state"),
+            &t.coordinator,
+            Some(r#"{"state": "PRE"}"#),
+            200,
+        )
+        .await;
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/searches/{s3}/state"),
+            &t.coordinator,
+            Some(r#"{"state": "SUS"}"#),
+            200,
+        )
+        .await;
+        let d4 = enrol(addr, &t.station, "R4", "RN4", "BJ01").await;
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d3}/consents/recruitment/withdrawal"),
+            &t.station,
+            Some("{}"),
+            200,
+        )
+        .await;
+        // The day's run already happened at 02:00? Not on this clock: 10:00 on the 22nd, no
+        // run yet, so the first call runs the 22nd's job.
+        let first = expect(addr, "POST", "/v1/jobs/daily", &t.admin, None, 200).await;
+        assert_eq!(
+            (first["ran"].as_bool(), first["outcome"]["run_on"].as_str()),
+            (Some(true), Some("2026-11-22")),
+            "{b}: {first}"
+        );
+        assert!(
+            first["outcome"]["searches_with_new"].as_u64() >= Some(1),
+            "{b}: {first}"
+        );
+        let again = expect(addr, "POST", "/v1/jobs/daily", &t.admin, None, 200).await;
+        assert_eq!(again["ran"], false, "{b}: one run a day");
+        assert_eq!(
+            ids(&all_pages(addr, &t.coordinator, "/v1/searches?has_new=true").await),
+            [s2],
+            "{b}"
+        );
+        let runs = expect(
+            addr,
+            "GET",
+            &format!("/v1/searches/{s2}/runs"),
+            &t.coordinator,
+            None,
+            200,
+        )
+        .await;
+        let last = runs.as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["new"], json!([d4]), "{b}: {runs}");
+        assert_eq!(
+            last["gone"],
+            json!([d3]),
+            "{b}: the withdrawn donor is gone: {runs}"
+        );
+        let audit = reg
+            .audit_entries(Some("job"), Some("2026-11-22"), None, 5)
+            .await
+            .unwrap();
+        assert!(
+            audit.iter().any(|e| e.action == "job.daily"
+                && e.reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("searches_rerun"))),
+            "{b}: {audit:?}"
+        );
+        // 42 days after the suspension: still SUS; 43: stopped, its results dropped.
+        set_clock(&reg, "2027-01-02T20:00:00Z"); // 2027-01-03 04:00 in Beijing
+        expect(addr, "POST", "/v1/jobs/daily", &t.admin, None, 200).await;
+        assert_eq!(
+            expect(
+                addr,
+                "GET",
+                &format!("/v1/searches/{s3}"),
+                &t.coordinator,
+                None,
+                200
+            )
+            .await["state"],
+            "SUS",
+            "{b}"
+        );
+        set_clock(&reg, "2027-01-03T20:00:00Z");
+        let stopped = expect(addr, "POST", "/v1/jobs/daily", &t.admin, None, 200).await;
+        assert_eq!(stopped["outcome"]["searches_stopped"], 1, "{b}: {stopped}");
+        let s3_now = expect(
+            addr,
+            "GET",
+            &format!("/v1/searches/{s3}"),
+            &t.coordinator,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(s3_now["state"], "STP", "{b}: {s3_now}");
+        assert!(
+            s3_now["state_reason"].as_str().unwrap().contains("42"),
+            "{b}: {s3_now}"
+        );
+        let dropped = expect(
+            addr,
+            "GET",
+            &format!("/v1/searches/{s3}/results"),
+            &t.coordinator,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(
+            (dropped["total"].as_u64(), dropped["kept"].as_u64()),
+            (Some(0), Some(0)),
+            "{b}: {dropped}"
+        );
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/searches/{s3}/runs"),
+            &t.coordinator,
+            None,
+            409,
+        )
+        .await;
+        // Between 00:00 and 08:00 in Beijing it is already the next day there: a typing
+        // recorded at 07:30 local (23:30 UTC) is dated the local day.
+        set_clock(&reg, "2027-01-04T23:30:00Z");
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d4}/typings"),
+            &t.station,
+            Some(&json!({"gl": TYPING}).to_string()),
+            201,
+        )
+        .await;
+        let typings = expect(
+            addr,
+            "GET",
+            &format!("/v1/donors/{d4}/typings"),
+            &t.station,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(
+            typings["typings"][0]["typed_on"], "2027-01-05",
+            "{b}: {typings}"
         );
         stop.send(()).ok();
         reg.close().await;

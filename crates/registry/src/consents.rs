@@ -328,7 +328,7 @@ impl Registry {
 
     /// A donor's consent records, oldest first.
     pub async fn consents(&self, donor_id: i64) -> Result<Vec<ConsentRecord>> {
-        Ok(sqlx::query_as::<_, ConsentRecord>("SELECT id, scope, form_version, given_at, withdrawn_at, recorded_by, note FROM consents WHERE donor_id = $1 ORDER BY id")
+        Ok(sqlx::query_as::<_, ConsentRecord>("SELECT id, scope, form_version, given_at, withdrawn_at, recorded_by, note FROM consents WHERE donor_id = $1 ORDER BY given_at, id")
             .bind(donor_id)
             .fetch_all(&self.pool)
             .await?)

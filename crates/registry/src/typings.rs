@@ -129,7 +129,7 @@ impl Registry {
 
     /// Every typing a donor has had, newest first.
     pub async fn typings(&self, donor_id: i64) -> Result<Vec<TypingRecord>> {
-        let rows = sqlx::query("SELECT id, gl, release, lab, method, typed_on, sample_id, CAST(CASE WHEN is_current THEN 1 ELSE 0 END AS BIGINT) AS current FROM typings WHERE donor_id = $1 ORDER BY id DESC")
+        let rows = sqlx::query("SELECT id, gl, release, lab, method, typed_on, sample_id, CAST(CASE WHEN is_current THEN 1 ELSE 0 END AS BIGINT) AS current FROM typings WHERE donor_id = $1 ORDER BY recorded_at DESC, id DESC")
             .bind(donor_id)
             .fetch_all(&self.pool)
             .await?;
