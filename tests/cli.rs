@@ -765,3 +765,224 @@ fn bench_search_prints_its_figures_and_rejects_a_zero_repeat() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--repeat"), "{err}");
 }
+
+/// One HTTP/1.1 request to a server: (status, JSON body or Null).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    use std::io::Read;
+    let attempt = || -> Option<(u16, serde_json::Value)> {
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let json = text
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        Some((status, json))
+    };
+    attempt().unwrap_or((0, serde_json::Value::Null))
+}
+
+/// `boai serve` runs the daily job by itself at the registry's local time: with its clock
+/// moved (a clock file stands in for time passing), a reservation lapses after its 53rd
+/// working day (a holiday not counted) and a donor ages out at 61, with no manual step.
+#[test]
+fn serve_runs_the_daily_job_by_itself_as_the_clock_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("clock.db").display());
+    let clock = dir.path().join("now.txt");
+    let set_clock = |at: &str| std::fs::write(&clock, at).unwrap();
+    // Thursday 2026-12-03, 10:00 in Beijing.
+    set_clock("2026-12-03T02:00:00Z");
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_boai"))
+            .args(args)
+            .env("BOAI_CLOCK_FILE", &clock)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    run(&[
+        "db",
+        "add-station",
+        "--db",
+        &url,
+        "BJ01",
+        "--branch",
+        "BJ",
+        "--name",
+        "Beijing 1",
+    ]);
+    run(&[
+        "db",
+        "holiday",
+        "add",
+        "--db",
+        &url,
+        "2027-01-01",
+        "New Year",
+    ]);
+    let station = run(&[
+        "token",
+        "create",
+        "--db",
+        &url,
+        "--role",
+        "station",
+        "--station",
+        "BJ01",
+    ]);
+    let coordinator = run(&["token", "create", "--db", &url, "--role", "coordinator"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_boai"))
+        .args([
+            "serve",
+            "--db",
+            &url,
+            "--addr",
+            &addr,
+            "--job-tick-secs",
+            "0.1",
+        ])
+        .env("BOAI_CLOCK_FILE", &clock)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        http(&addr, "GET", "/readyz", "", None).0 == 200
+    });
+    assert!(ready, "the server became ready");
+    let typing = "A*02:01+A*24:02^B*40:01+B*46:01^C*01:02+C*03:04^DRB1*09:01+DRB1*15:01^DQB1*03:03+DQB1*06:02";
+    let enrol = |external: &str, national_id: &str, born: &str| -> i64 {
+        let body = serde_json::json!({
+            "external_id": external, "station": "BJ01", "birth_date": born, "sex": "M",
+            "identity": {"family_name": "Zhang", "given_name": "Wei", "national_id": national_id},
+            "consent_form_version": "CMDP-2024-1", "typing": typing
+        })
+        .to_string();
+        let (s, d) = http(&addr, "POST", "/v1/donors", &station, Some(&body));
+        assert_eq!(s, 201, "{d}");
+        d["id"].as_i64().unwrap()
+    };
+    let reserved = enrol("K1", "KN1", "1995-04-10");
+    let older = enrol("K2", "KN2", "1981-12-20");
+    let (s, p) = http(
+        &addr,
+        "POST",
+        "/v1/patients",
+        &coordinator,
+        Some(&serde_json::json!({"external_id": "KP1", "gl": typing}).to_string()),
+    );
+    assert_eq!(s, 201, "{p}");
+    let body =
+        serde_json::json!({"patient_id": p["id"], "donor_id": reserved, "kind": "reservation"})
+            .to_string();
+    let (s, r) = http(&addr, "POST", "/v1/requests", &coordinator, Some(&body));
+    assert_eq!(s, 201, "{r}");
+    let (_, r) = http(
+        &addr,
+        "GET",
+        &format!("/v1/requests/{}", r["id"]),
+        &coordinator,
+        None,
+    );
+    // The 53rd working day after Thursday 2026-12-03, weekends and 2027-01-01 not counted.
+    let mut day = jiff::civil::date(2026, 12, 3);
+    let mut left = 53;
+    while left > 0 {
+        day = day.tomorrow().unwrap();
+        let weekend = matches!(
+            day.weekday(),
+            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+        );
+        if !weekend && day != jiff::civil::date(2027, 1, 1) {
+            left -= 1;
+        }
+    }
+    assert_eq!(r["expires_on"], day.to_string(), "{r}");
+    let status = |id: i64| {
+        let (_, d) = http(&addr, "GET", &format!("/v1/donors/{id}"), &station, None);
+        (
+            d["status"].as_str().unwrap_or_default().to_string(),
+            d["status_reason"].as_str().map(str::to_string),
+        )
+    };
+    let wait_for = |id: i64, want: &str| {
+        (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            status(id).0 == want
+        })
+    };
+    assert_eq!(status(reserved).0, "RS");
+    // On its last day (10:00 local) the reservation still holds.
+    set_clock(&format!("{day}T10:00:00+08:00"));
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(status(reserved).0, "RS", "held through its last day");
+    // The next day, at 02:30 local, the job has run by itself: the donor is available again.
+    set_clock(&format!("{}T02:30:00+08:00", day.tomorrow().unwrap()));
+    assert!(
+        wait_for(reserved, "AV"),
+        "the reservation lapsed: {:?}",
+        status(reserved)
+    );
+    assert_eq!(status(older).0, "AV");
+    // The day before the 61st birthday nothing happens; on it, the donor ages out.
+    set_clock("2042-12-19T10:00:00+08:00");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(status(older).0, "AV");
+    set_clock("2042-12-20T03:00:00+08:00");
+    assert!(wait_for(older, "DE"), "aged out: {:?}", status(older));
+    assert_eq!(status(older).1.as_deref(), Some("DO"));
+    assert_eq!(status(reserved).0, "AV", "47 is not 61");
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(server.wait().unwrap().success());
+    // Once a day's run happened, `boai db daily` (for cron) does not run it again.
+    let o = Command::new(env!("CARGO_BIN_EXE_boai"))
+        .args(["db", "daily", "--db", &url])
+        .env("BOAI_CLOCK_FILE", &clock)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already ran for 2042-12-20"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The next day it does, and prints its counts.
+    set_clock("2042-12-21T09:00:00+08:00");
+    let counts: serde_json::Value =
+        serde_json::from_str(&run(&["db", "daily", "--db", &url])).unwrap();
+    assert_eq!(
+        (counts["run_on"].as_str(), counts["aged_out"].as_u64()),
+        (Some("2042-12-21"), Some(0)),
+        "{counts}"
+    );
+}

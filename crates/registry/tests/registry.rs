@@ -848,6 +848,63 @@ mod import {
                     .unwrap(),
             );
             assert_eq!((version, audited), (2, 1), "{backend}");
+            // A donor in confirmatory typing without that consent keeps its typing: the
+            // import refuses the row as the API refuses the result.
+            let c2 = reg.donor_by_external_id("C2").await.unwrap().unwrap();
+            let coordinator = Actor::new("coord", "coordinator");
+            let patient = reg
+                .register_patient(
+                    &registry::NewPatient {
+                        external_id: "CP-1".into(),
+                        gl: TYPING.into(),
+                        ..Default::default()
+                    },
+                    &coordinator,
+                )
+                .await
+                .unwrap();
+            let _ = reg
+                .open_request(patient, c2.id, "confirmatory_typing", &coordinator, today())
+                .await
+                .unwrap();
+            std::fs::write(&file, format!("C2%{other}\n")).unwrap();
+            let s = reg
+                .import_donors(&file, &opts(false), &clerk(), today(), &|_| {})
+                .await
+                .unwrap();
+            assert_eq!(
+                (s.updated, s.errors.first().map(|e| e.field.as_str())),
+                (0, Some("consent")),
+                "{backend}: {:?}",
+                s.errors
+            );
+            assert_eq!(
+                reg.donor(c2.id).await.unwrap().current_typing.as_deref(),
+                Some(TYPING),
+                "{backend}: unchanged"
+            );
+            let _ = reg
+                .give_consent(
+                    c2.id,
+                    "confirmatory_typing",
+                    &ConsentInput {
+                        form_version: "CT-1".into(),
+                        note: None,
+                    },
+                    &clerk(),
+                )
+                .await
+                .unwrap();
+            let s = reg
+                .import_donors(&file, &opts(false), &clerk(), today(), &|_| {})
+                .await
+                .unwrap();
+            assert_eq!(
+                (s.updated, s.errors.len()),
+                (1, 0),
+                "{backend}: {:?}",
+                s.errors
+            );
             reg.close().await;
         }
     }

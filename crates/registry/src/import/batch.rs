@@ -189,6 +189,8 @@ pub(crate) struct StoredBatch {
 /// Rows whose typing changed: the new typing becomes current and the old one stays in the
 /// history, the donor's version moves on, and each gets an `import.update` entry. One loop
 /// for both backends (SQLite through the `Any` transaction, PostgreSQL on the native one).
+/// A donor in confirmatory typing without that consent in force keeps its typing: the row
+/// is refused (returned), as the API refuses such a result.
 pub(crate) async fn replace_typings<DB>(
     conn: &mut DB::Connection,
     changed: &[(&ImportRow, i64)],
@@ -196,9 +198,10 @@ pub(crate) async fn replace_typings<DB>(
     now: &str,
     today_text: &str,
     actor: &Actor,
-) -> Result<()>
+) -> Result<Vec<RowError>>
 where
     DB: sqlx::Database,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     DB::Arguments: sqlx::IntoArguments<DB>,
     for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
@@ -206,7 +209,23 @@ where
     for<'t> Option<&'t str>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
     for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
 {
+    let mut refused = Vec::new();
     for (r, id) in changed {
+        let unconsented: i64 = sqlx::query_scalar::<DB, i64>(
+            "SELECT COUNT(*) FROM requests q WHERE q.donor_id = $1 AND q.kind = 'confirmatory_typing' AND q.state = 'open' \
+             AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.donor_id = q.donor_id AND c.scope = 'confirmatory_typing' AND c.withdrawn_at IS NULL)",
+        )
+        .bind(*id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if unconsented > 0 {
+            refused.push(err(
+                r.line,
+                "consent",
+                format!("donor {id} is in confirmatory typing without confirmatory_typing consent: its typing is not replaced"),
+            ));
+            continue;
+        }
         sqlx::query::<DB>(
             "UPDATE typings SET is_current = FALSE WHERE donor_id = $1 AND is_current",
         )
@@ -239,5 +258,5 @@ where
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    Ok(refused)
 }

@@ -223,7 +223,7 @@ impl Registry {
         let now = now_text();
         let today_text = format_day(today as u16);
         let release = self.expander.release().version.clone();
-        replace_typings::<sqlx::Any>(
+        let refused = replace_typings::<sqlx::Any>(
             &mut **tx,
             &sorted.changed,
             &release,
@@ -232,7 +232,9 @@ impl Registry {
             actor,
         )
         .await?;
-        let outcome = sorted.outcome();
+        let mut outcome = sorted.outcome();
+        outcome.updated -= refused.len();
+        outcome.rejected.extend(refused);
         if sorted.new.is_empty() {
             return Ok(outcome);
         }
