@@ -54,6 +54,15 @@ pub async fn run_daily_if_due(
     actor: &Actor,
 ) -> Result<Option<DailyOutcome>, ApiError> {
     let run_on = due_date(state).to_string();
+    // A read first: the scheduler asks every tick, and most ticks the day has run.
+    if state
+        .registry
+        .last_job_run(DAILY)
+        .await?
+        .is_some_and(|last| last >= run_on)
+    {
+        return Ok(None);
+    }
     if !state.registry.claim_job(DAILY, &run_on).await? {
         return Ok(None);
     }
