@@ -259,20 +259,28 @@ impl SearchRun {
                                         [Cow::Borrowed(&d.grades[0]), Cow::Borrowed(&d.grades[1])],
                                         d.antigen_mismatches,
                                         d.allele_mismatches,
-                                        Cow::Borrowed(&d.resolution),
-                                        d.probability,
                                     )
                                 })
                             })
                             .collect(),
-                        StoredAttributes(
-                            Cow::Borrowed(&h.sex),
-                            Cow::Borrowed(&h.abo),
-                            Cow::Borrowed(&h.rh),
-                            Cow::Borrowed(&h.cmv),
-                            Cow::Borrowed(&h.status),
-                        ),
-                        h.probability.as_ref().map(|p| (p.p0, p.p1, p.p2, p.p_more)),
+                        loci.iter()
+                            .map(|&name| {
+                                h.loci
+                                    .get(name)
+                                    .map_or('-', |d| resolution_letter(&d.resolution))
+                            })
+                            .collect(),
+                        h.probability.as_ref().map(|p| {
+                            (
+                                p.p0,
+                                p.p1,
+                                p.p2,
+                                p.p_more,
+                                loci.iter()
+                                    .map(|&name| h.loci.get(name).and_then(|d| d.probability))
+                                    .collect(),
+                            )
+                        }),
                     )
                 })
                 .collect(),
@@ -282,9 +290,10 @@ impl SearchRun {
     }
 }
 
-/// The stored form's version; its text starts with `STORED_RUN_PREFIX`. Format 3 added the
-/// report's attributes, resolutions and probabilities as trailing array elements, so a
-/// format-2 run reads with them empty.
+/// The stored form's version; its text starts with `STORED_RUN_PREFIX`. Format 3 added each
+/// hit's typing resolutions and probabilities as trailing array elements, so a format-2 run
+/// reads with them empty. A hit's GRID, sex, ABO, Rh, CMV and status are not stored: they
+/// are read whenever the run is shown (`routes::searches::mark_current`), as they are then.
 const STORED_RUN_FORMAT: u8 = 3;
 const STORED_RUN_PREFIX: &str = "{\"format\":3,";
 const STORED_RUN_PREFIXES: [&str; 2] = [STORED_RUN_PREFIX, "{\"format\":2,"];
@@ -305,8 +314,8 @@ struct StoredRun<'a> {
 }
 
 /// A hit as a JSON array: rank, donor id, mismatches, grade, donor type, age, per locus
-/// of the run's `loci` its detail (`null` where the hit has none), then (format 3) sex,
-/// ABO, Rh, CMV and status at the run, and the probabilities.
+/// of the run's `loci` its detail (`null` where the hit has none), then (format 3) one
+/// letter per locus for its typing resolution and the probabilities (`null` unless asked).
 #[derive(Serialize, Deserialize)]
 struct StoredHit<'a>(
     usize,
@@ -316,37 +325,47 @@ struct StoredHit<'a>(
     Cow<'a, str>,
     Option<u32>,
     Vec<Option<StoredLocus<'a>>>,
-    #[serde(default)] StoredAttributes<'a>,
+    #[serde(default)] String,
     #[serde(default)] Option<StoredProbability>,
 );
 
-/// p0, p1, p2 and p_more.
-type StoredProbability = (Option<f64>, Option<f64>, Option<f64>, Option<f64>);
-
-/// Sex, ABO, Rh, CMV and status codes.
-#[derive(Serialize, Deserialize, Default)]
-struct StoredAttributes<'a>(
-    Cow<'a, str>,
-    Cow<'a, str>,
-    Cow<'a, str>,
-    Cow<'a, str>,
-    Cow<'a, str>,
+/// p0, p1, p2, p_more, and per locus of the run's `loci` P(0), P(1), P(2).
+type StoredProbability = (
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Vec<Option<[f64; 3]>>,
 );
 
-/// A `LocusDetail` as a JSON array, its fields in declaration order (the last two from
-/// format 3).
+/// Typing resolutions as stored, one letter each.
+const RESOLUTIONS: [(char, &str); 4] = [
+    ('a', "allele"),
+    ('g', "group"),
+    ('s', "serology"),
+    ('u', "untyped"),
+];
+
+fn resolution_letter(resolution: &str) -> char {
+    RESOLUTIONS
+        .iter()
+        .find(|(_, name)| *name == resolution)
+        .map_or('-', |(letter, _)| *letter)
+}
+
+fn resolution_name(letter: Option<char>) -> Cow<'static, str> {
+    Cow::Borrowed(
+        RESOLUTIONS
+            .iter()
+            .find(|(l, _)| Some(*l) == letter)
+            .map_or("", |(_, name)| name),
+    )
+}
+
+/// A `LocusDetail` as a JSON array, its fields in declaration order (without the
+/// resolution and probability, stored per hit).
 #[derive(Serialize, Deserialize)]
-struct StoredLocus<'a>(
-    u8,
-    u8,
-    u8,
-    bool,
-    [Cow<'a, str>; 2],
-    u8,
-    u8,
-    #[serde(default)] Cow<'a, str>,
-    #[serde(default)] Option<[f64; 3]>,
-);
+struct StoredLocus<'a>(u8, u8, u8, bool, [Cow<'a, str>; 2], u8, u8);
 
 impl StoredRun<'_> {
     fn into_run(self) -> Result<SearchRun, String> {
@@ -370,7 +389,13 @@ impl StoredRun<'_> {
                         loci.len()
                     ));
                 }
-                let StoredAttributes(sex, abo, rh, cmv, status) = h.7;
+                let letters: Vec<char> = h.7.chars().collect();
+                let (probability, per_locus) = match h.8 {
+                    Some((p0, p1, p2, p_more, per_locus)) => {
+                        (Some(HitProbability { p0, p1, p2, p_more }), per_locus)
+                    }
+                    None => (None, Vec::new()),
+                };
                 Ok(SearchHitOut {
                     rank: h.0,
                     donor_id: h.1,
@@ -379,23 +404,19 @@ impl StoredRun<'_> {
                     grade: h.3.into_owned(),
                     donor_type: Cow::Owned(h.4.into_owned()),
                     age: h.5,
-                    sex: Cow::Owned(sex.into_owned()),
-                    abo: Cow::Owned(abo.into_owned()),
-                    rh: Cow::Owned(rh.into_owned()),
-                    cmv: Cow::Owned(cmv.into_owned()),
-                    status: Cow::Owned(status.into_owned()),
+                    sex: Cow::Borrowed(""),
+                    abo: Cow::Borrowed(""),
+                    rh: Cow::Borrowed(""),
+                    cmv: Cow::Borrowed(""),
+                    status: Cow::Borrowed(""),
                     available: false,
                     status_note: None,
-                    probability: h.8.map(|(p0, p1, p2, p_more)| HitProbability {
-                        p0,
-                        p1,
-                        p2,
-                        p_more,
-                    }),
+                    probability,
                     loci: loci
                         .iter()
                         .zip(h.6)
-                        .filter_map(|(l, d)| {
+                        .enumerate()
+                        .filter_map(|(i, (l, d))| {
                             let d = d?;
                             let [g0, g1] = d.4;
                             Some((
@@ -411,8 +432,8 @@ impl StoredRun<'_> {
                                     ],
                                     antigen_mismatches: d.5,
                                     allele_mismatches: d.6,
-                                    resolution: Cow::Owned(d.7.into_owned()),
-                                    probability: d.8,
+                                    resolution: resolution_name(letters.get(i).copied()),
+                                    probability: per_locus.get(i).copied().flatten(),
                                 },
                             ))
                         })
@@ -458,11 +479,12 @@ mod tests {
             grade: "9/10".into(),
             donor_type: Cow::Borrowed("A"),
             age: (rank == 1).then_some(31),
-            sex: Cow::Borrowed("F"),
-            abo: Cow::Borrowed("AB"),
-            rh: Cow::Borrowed("-"),
-            cmv: Cow::Borrowed("neg"),
-            status: Cow::Borrowed("AV"),
+            // Read when shown, not stored.
+            sex: Cow::Borrowed(""),
+            abo: Cow::Borrowed(""),
+            rh: Cow::Borrowed(""),
+            cmv: Cow::Borrowed(""),
+            status: Cow::Borrowed(""),
             available: false,
             status_note: None,
             probability: (rank == 1).then_some(HitProbability {
@@ -471,9 +493,16 @@ mod tests {
                 p2: None,
                 p_more: Some(0.0),
             }),
+            // Per-locus probabilities come with the hit's (rank 1's here).
             loci: loci
                 .iter()
-                .map(|(l, d)| (Cow::Borrowed(*l), d.clone()))
+                .map(|(l, d)| {
+                    let mut d = d.clone();
+                    if rank != 1 {
+                        d.probability = None;
+                    }
+                    (Cow::Borrowed(*l), d)
+                })
                 .collect(),
         };
         SearchRun {
@@ -538,7 +567,7 @@ mod tests {
             text[..text.len() / 2].to_string(),
             text.replacen("[0,0,0,true", "[0,0,true", 1),
             // A hit with fewer locus details than the run has loci.
-            text.replacen(",null],[\"F\"", "],[\"F\"", 1),
+            text.replacen(",null],\"aa-\"", "],\"aa-\"", 1),
         ] {
             assert_ne!(damaged, text);
             let e = SearchRun::stored(9, Some(&damaged)).unwrap_err();

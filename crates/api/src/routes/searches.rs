@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use matching::{
-    DefaultPolicy, DonorType, Locus, ProbabilityOptions, Resolution, SearchError, SearchRequest,
-    Status,
+    Abo, Cmv, DefaultPolicy, DonorType, Locus, ProbabilityOptions, Resolution, SearchError,
+    SearchRequest, Sex, Status,
 };
 use registry::{Actor, Page, RunDiff, SearchFilter, SearchRunRecord, SearchSummary};
 use serde::{Deserialize, Serialize};
@@ -136,8 +136,10 @@ fn search_error(e: SearchError) -> ApiError {
     ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, e.field(), e.reason())
 }
 
-/// Run a search's criteria against the live index, RS donors of this patient included.
-async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
+/// Run a search's criteria against the live index, RS donors of this patient included;
+/// returns the run and the donors reserved for the patient. GRIDs and current statuses are
+/// filled only where a run is shown (`mark_current`).
+async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<(SearchRun, Vec<i64>)> {
     let mut req = request_for(state, criteria)?;
     // The patient and the donors reserved for them (offered whatever their status).
     let (patient, reserved) = state
@@ -174,8 +176,7 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
             Ok::<_, ApiError>((result, req.loci, resolutions))
         })
         .await??;
-    let ion = state.registry.config.ion;
-    let mut hits: Vec<SearchHitOut> = result
+    let hits: Vec<SearchHitOut> = result
         .hits
         .iter()
         .zip(resolutions)
@@ -192,18 +193,14 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
             SearchHitOut {
                 rank: h.rank,
                 donor_id: h.key as u64,
-                grid: registry::make_grid(ion, &h.key.to_string()).unwrap_or_default(),
+                grid: String::new(),
                 mismatches: h.total,
                 grade: h.grade(&loci),
                 donor_type: Cow::Borrowed(a.donor_type.code()),
                 age: h.age,
                 sex: Cow::Borrowed(a.sex.code()),
                 abo: Cow::Borrowed(a.abo.code()),
-                rh: Cow::Borrowed(match a.rh_positive {
-                    Some(true) => "+",
-                    Some(false) => "-",
-                    None => "?",
-                }),
+                rh: Cow::Borrowed(rh_code(a.rh_positive)),
                 cmv: Cow::Borrowed(a.cmv.code()),
                 status: Cow::Borrowed(a.status.code()),
                 available: true,
@@ -236,18 +233,19 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<SearchRun> {
             }
         })
         .collect();
-    mark_current(state, &mut hits, &reserved).await?;
-    Ok(SearchRun {
+    let run = SearchRun {
         total: result.total,
         policy: result.policy,
         hits,
         search_ms: started.elapsed().as_secs_f64() * 1e3,
-    })
+    };
+    Ok((run, reserved))
 }
 
-/// Each hit's GRID and status as they are now: a donor withdrawn, deferred, temporarily
-/// unavailable or reserved for another patient since the run is marked unavailable, never
-/// shown as available. `reserved` are the donors reserved for this search's patient.
+/// Each hit's GRID, and its sex, ABO, Rh, CMV and status as they are now: a donor
+/// withdrawn, deferred, temporarily unavailable or reserved for another patient since the
+/// run is marked unavailable, never shown as available. `reserved` are the donors reserved
+/// for this search's patient.
 async fn mark_current(
     state: &AppState,
     hits: &mut [SearchHitOut],
@@ -262,7 +260,11 @@ async fn mark_current(
                 h.grid = registry::make_grid(ion, &h.donor_id.to_string()).unwrap_or_default();
             }
             match index.row(h.donor_id as u32) {
-                Some(row) => set_status(h, index.status(row), true, reserved),
+                Some(row) => {
+                    let a = index.attributes(row);
+                    set_attributes(h, a.sex, a.abo, a.rh_positive, a.cmv);
+                    set_status(h, a.status, true, reserved);
+                }
                 None => gone.push(i),
             }
         }
@@ -271,7 +273,10 @@ async fn mark_current(
     for i in gone {
         let h = &mut hits[i];
         match state.registry.donor(h.donor_id as i64).await {
-            Ok(d) => set_status(h, d.status, d.listed, reserved),
+            Ok(d) => {
+                set_attributes(h, d.sex, d.abo, d.rh_positive, d.cmv);
+                set_status(h, d.status, d.listed, reserved);
+            }
             Err(registry::RegistryError::NotFound(_)) => {
                 h.available = false;
                 h.status_note = Some("no longer in the registry".into());
@@ -280,6 +285,22 @@ async fn mark_current(
         }
     }
     Ok(())
+}
+
+fn set_attributes(h: &mut SearchHitOut, sex: Sex, abo: Abo, rh: Option<bool>, cmv: Cmv) {
+    h.sex = Cow::Borrowed(sex.code());
+    h.abo = Cow::Borrowed(abo.code());
+    h.rh = Cow::Borrowed(rh_code(rh));
+    h.cmv = Cow::Borrowed(cmv.code());
+}
+
+/// Rh as reported: `+`, `-` or `?`.
+fn rh_code(rh: Option<bool>) -> &'static str {
+    match rh {
+        Some(true) => "+",
+        Some(false) => "-",
+        None => "?",
+    }
 }
 
 fn set_status(h: &mut SearchHitOut, status: Status, listed: bool, reserved: &[i64]) {
@@ -324,7 +345,7 @@ pub async fn create_search(
     Allowed { caller, .. }: Allowed<Coordinators>,
     ApiJson(criteria): ApiJson<SearchIn>,
 ) -> ApiResult<axum::response::Response> {
-    let result = run(&state, &criteria).await?;
+    let (mut result, reserved) = run(&state, &criteria).await?;
     let text = serde_json::to_string(&criteria).expect("criteria serialise");
     let run_text = result.to_stored();
     let actor = caller.actor();
@@ -332,8 +353,15 @@ pub async fn create_search(
         .registry
         .open_search_with_run(criteria.patient_id, &text, &run_text, &actor)
         .await?;
-    // Written straight from the run (no intermediate JSON tree).
-    Ok((StatusCode::CREATED, Json(result.page(Some(id), 0, 20))).into_response())
+    // The first page, as it is now; written straight from the run (no JSON tree between).
+    const FIRST_PAGE: usize = 20;
+    let shown = FIRST_PAGE.min(result.hits.len());
+    mark_current(&state, &mut result.hits[..shown], &reserved).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(result.page(Some(id), 0, FIRST_PAGE)),
+    )
+        .into_response())
 }
 
 /// A search's criteria and state (coordinator).
@@ -418,7 +446,7 @@ pub(crate) async fn rerun(
         )
     })?;
     let before = SearchRun::stored(s.id, s.last_result.as_deref())?;
-    let after = run(state, &criteria).await?;
+    let (after, _) = run(state, &criteria).await?;
     let by_donor = |v: &SearchRun| -> BTreeMap<u64, (u8, String)> {
         v.hits
             .iter()
