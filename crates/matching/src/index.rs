@@ -693,20 +693,26 @@ impl DonorIndex {
         flag_status(self.flags[row as usize])
     }
 
-    /// How finely the donor is typed at `locus`: the coarser of its two positions.
-    pub fn resolution(&self, row: Row, locus: Locus) -> Resolution {
-        let ids = self.position_ids(row)[locus.index()];
-        ids.iter()
-            .map(|&id| match self.position_info(locus, id) {
-                None => Resolution::Untyped,
-                Some(p) if p.serology_typed => Resolution::Serology,
-                Some(p) if !p.is_new() && (p.single_allele() || p.single_p_key()) => {
-                    Resolution::Allele
-                }
-                Some(_) => Resolution::Group,
+    /// How finely the donor is typed at each of `loci`: per locus the coarser of its two
+    /// positions.
+    pub fn resolutions(&self, row: Row, loci: &[Locus]) -> Vec<Resolution> {
+        let ids = self.position_ids(row);
+        loci.iter()
+            .map(|&locus| {
+                ids[locus.index()]
+                    .iter()
+                    .map(|&id| match self.position_info(locus, id) {
+                        None => Resolution::Untyped,
+                        Some(p) if p.serology_typed => Resolution::Serology,
+                        Some(p) if !p.is_new() && (p.single_allele() || p.single_p_key()) => {
+                            Resolution::Allele
+                        }
+                        Some(_) => Resolution::Group,
+                    })
+                    .min()
+                    .unwrap_or_default()
             })
-            .min()
-            .unwrap_or_default()
+            .collect()
     }
 
     /// The donor's attributes.

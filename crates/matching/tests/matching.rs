@@ -986,3 +986,29 @@ mod probability {
         assert_eq!(index.search(&without).unwrap_err().field(), "probability");
     }
 }
+
+#[test]
+fn typing_resolution_per_locus_is_the_coarser_position() {
+    let index = index_of(&[
+        donor_input(
+            1,
+            "A*02:01+A*02:AB^B*07:02+B*08:01:01G^C*07:02+C*07:XX^DRB1*15:01+DRB1*15:01^DQB1*06:02+DQB1*06:02",
+            available(),
+        ),
+        donor_input(2, "A2+A24^B7+B8^DRB1*15:01+DRB1*04:01", available()),
+    ]);
+    let loci = [Locus::A, Locus::B, Locus::C, Locus::Drb1, Locus::Dqb1];
+    let code = |key: u32| -> Vec<&str> {
+        index
+            .resolutions(index.row(key).unwrap(), &loci)
+            .into_iter()
+            .map(|r| r.code())
+            .collect()
+    };
+    // A MAC or an XX code makes the locus a group; a G group is one allele's resolution.
+    assert_eq!(code(1), ["group", "allele", "group", "allele", "allele"]);
+    assert_eq!(
+        code(2),
+        ["serology", "serology", "untyped", "allele", "untyped"]
+    );
+}

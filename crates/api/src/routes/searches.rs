@@ -166,12 +166,7 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<(SearchRun, Vec
             let resolutions: Vec<Vec<Resolution>> = result
                 .hits
                 .iter()
-                .map(|h| {
-                    req.loci
-                        .iter()
-                        .map(|l| index.resolution(h.row, *l))
-                        .collect()
-                })
+                .map(|h| index.resolutions(h.row, &req.loci))
                 .collect();
             Ok::<_, ApiError>((result, req.loci, resolutions))
         })
