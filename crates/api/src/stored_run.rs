@@ -263,13 +263,6 @@ impl SearchRun {
                                 })
                             })
                             .collect(),
-                        loci.iter()
-                            .map(|&name| {
-                                h.loci
-                                    .get(name)
-                                    .map_or('-', |d| resolution_letter(&d.resolution))
-                            })
-                            .collect(),
                         h.probability.as_ref().map(|p| {
                             (
                                 p.p0,
@@ -291,9 +284,10 @@ impl SearchRun {
 }
 
 /// The stored form's version; its text starts with `STORED_RUN_PREFIX`. Format 3 added each
-/// hit's typing resolutions and probabilities as trailing array elements, so a format-2 run
-/// reads with them empty. A hit's GRID, sex, ABO, Rh, CMV and status are not stored: they
-/// are read whenever the run is shown (`routes::searches::mark_current`), as they are then.
+/// hit's probabilities as a trailing array element, so a format-2 run reads without them.
+/// A hit's GRID, sex, ABO, Rh, CMV, status and typing resolutions are not stored: they are
+/// read whenever the run is shown (`routes::searches::mark_current`), as they are then, for
+/// the hits shown: every search stores a thousand hits, few are ever looked at.
 const STORED_RUN_FORMAT: u8 = 3;
 const STORED_RUN_PREFIX: &str = "{\"format\":3,";
 const STORED_RUN_PREFIXES: [&str; 2] = [STORED_RUN_PREFIX, "{\"format\":2,"];
@@ -314,8 +308,8 @@ struct StoredRun<'a> {
 }
 
 /// A hit as a JSON array: rank, donor id, mismatches, grade, donor type, age, per locus
-/// of the run's `loci` its detail (`null` where the hit has none), then (format 3) one
-/// letter per locus for its typing resolution and the probabilities (`null` unless asked).
+/// of the run's `loci` its detail (`null` where the hit has none), then (format 3) the
+/// probabilities (`null` unless asked).
 #[derive(Serialize, Deserialize)]
 struct StoredHit<'a>(
     usize,
@@ -325,7 +319,6 @@ struct StoredHit<'a>(
     Cow<'a, str>,
     Option<u32>,
     Vec<Option<StoredLocus<'a>>>,
-    #[serde(default)] String,
     #[serde(default)] Option<StoredProbability>,
 );
 
@@ -338,32 +331,8 @@ type StoredProbability = (
     Vec<Option<[f64; 3]>>,
 );
 
-/// Typing resolutions as stored, one letter each.
-const RESOLUTIONS: [(char, &str); 4] = [
-    ('a', "allele"),
-    ('g', "group"),
-    ('s', "serology"),
-    ('u', "untyped"),
-];
-
-fn resolution_letter(resolution: &str) -> char {
-    RESOLUTIONS
-        .iter()
-        .find(|(_, name)| *name == resolution)
-        .map_or('-', |(letter, _)| *letter)
-}
-
-fn resolution_name(letter: Option<char>) -> Cow<'static, str> {
-    Cow::Borrowed(
-        RESOLUTIONS
-            .iter()
-            .find(|(l, _)| Some(*l) == letter)
-            .map_or("", |(_, name)| name),
-    )
-}
-
 /// A `LocusDetail` as a JSON array, its fields in declaration order (without the
-/// resolution and probability, stored per hit).
+/// resolution, read when shown, and the probability, stored per hit).
 #[derive(Serialize, Deserialize)]
 struct StoredLocus<'a>(u8, u8, u8, bool, [Cow<'a, str>; 2], u8, u8);
 
@@ -389,8 +358,7 @@ impl StoredRun<'_> {
                         loci.len()
                     ));
                 }
-                let letters: Vec<char> = h.7.chars().collect();
-                let (probability, per_locus) = match h.8 {
+                let (probability, per_locus) = match h.7 {
                     Some((p0, p1, p2, p_more, per_locus)) => {
                         (Some(HitProbability { p0, p1, p2, p_more }), per_locus)
                     }
@@ -432,7 +400,7 @@ impl StoredRun<'_> {
                                     ],
                                     antigen_mismatches: d.5,
                                     allele_mismatches: d.6,
-                                    resolution: resolution_name(letters.get(i).copied()),
+                                    resolution: Cow::Borrowed(""),
                                     probability: per_locus.get(i).copied().flatten(),
                                 },
                             ))
@@ -465,7 +433,8 @@ mod tests {
             grades: [Cow::Borrowed(grade), Cow::Borrowed("A")],
             antigen_mismatches: mismatches,
             allele_mismatches: 0,
-            resolution: Cow::Borrowed("allele"),
+            // Read when shown, not stored.
+            resolution: Cow::Borrowed(""),
             probability: (mismatches == 0).then_some([0.9, 0.1, 0.0]),
         }
     }
@@ -567,7 +536,7 @@ mod tests {
             text[..text.len() / 2].to_string(),
             text.replacen("[0,0,0,true", "[0,0,true", 1),
             // A hit with fewer locus details than the run has loci.
-            text.replacen(",null],\"aa-\"", "],\"aa-\"", 1),
+            text.replacen(",null],[0.5,", "],[0.5,", 1),
         ] {
             assert_ne!(damaged, text);
             let e = SearchRun::stored(9, Some(&damaged)).unwrap_err();

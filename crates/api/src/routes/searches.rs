@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use matching::{
-    Abo, Cmv, DefaultPolicy, DonorType, Locus, ProbabilityOptions, Resolution, SearchError,
-    SearchRequest, Sex, Status,
+    Abo, Cmv, DefaultPolicy, DonorType, Locus, ProbabilityOptions, SearchError, SearchRequest, Sex,
+    Status,
 };
 use registry::{Actor, Page, RunDiff, SearchFilter, SearchRunRecord, SearchSummary};
 use serde::{Deserialize, Serialize};
@@ -150,7 +150,7 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<(SearchRun, Vec
     req.also_offered = reserved.iter().map(|&id| id as u32).collect();
     let index = state.index.clone();
     let started = std::time::Instant::now();
-    let (result, loci, resolutions) = state
+    let (result, loci) = state
         .search_slots
         .run(move || {
             let index = index.read().expect("index lock");
@@ -162,20 +162,13 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<(SearchRun, Vec
                 )
             })?;
             let result = index.search(&req).map_err(search_error)?;
-            // Read while the index is held: the rows are the ones the search saw.
-            let resolutions: Vec<Vec<Resolution>> = result
-                .hits
-                .iter()
-                .map(|h| index.resolutions(h.row, &req.loci))
-                .collect();
-            Ok::<_, ApiError>((result, req.loci, resolutions))
+            Ok::<_, ApiError>((result, req.loci))
         })
         .await??;
     let hits: Vec<SearchHitOut> = result
         .hits
         .iter()
-        .zip(resolutions)
-        .map(|(h, resolution)| {
+        .map(|h| {
             let a = &h.attributes;
             let per_locus = |l: Locus| {
                 h.probability.as_ref().and_then(|p| {
@@ -208,8 +201,7 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<(SearchRun, Vec
                 }),
                 loci: loci
                     .iter()
-                    .zip(&resolution)
-                    .map(|(l, r)| {
+                    .map(|l| {
                         let s = h.score.locus(*l);
                         let detail = LocusDetail {
                             mismatches: s.mismatches,
@@ -219,7 +211,7 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<(SearchRun, Vec
                             grades: s.grades.map(|g| Cow::Borrowed(g.code())),
                             antigen_mismatches: s.antigen_mismatches,
                             allele_mismatches: s.allele_mismatches,
-                            resolution: Cow::Borrowed(r.code()),
+                            resolution: Cow::Borrowed(""),
                             probability: per_locus(*l),
                         };
                         (Cow::Borrowed(l.name()), detail)
@@ -237,10 +229,11 @@ async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<(SearchRun, Vec
     Ok((run, reserved))
 }
 
-/// Each hit's GRID, and its sex, ABO, Rh, CMV and status as they are now: a donor
-/// withdrawn, deferred, temporarily unavailable or reserved for another patient since the
-/// run is marked unavailable, never shown as available. `reserved` are the donors reserved
-/// for this search's patient.
+/// Each hit's GRID, and its sex, ABO, Rh, CMV, typing resolution per locus and status as
+/// they are now: a donor withdrawn, deferred, temporarily unavailable or reserved for
+/// another patient since the run is marked unavailable, never shown as available.
+/// `reserved` are the donors reserved for this search's patient. Called for the hits shown
+/// only (a page, the CSV), so a search pays nothing for the hits nobody reads.
 async fn mark_current(
     state: &AppState,
     hits: &mut [SearchHitOut],
@@ -259,6 +252,12 @@ async fn mark_current(
                     let a = index.attributes(row);
                     set_attributes(h, a.sex, a.abo, a.rh_positive, a.cmv);
                     set_status(h, a.status, true, reserved);
+                    let loci: Vec<Locus> = h.loci.keys().filter_map(|l| l.parse().ok()).collect();
+                    for (locus, r) in loci.iter().zip(index.resolutions(row, &loci)) {
+                        if let Some(d) = h.loci.get_mut(locus.name()) {
+                            d.resolution = Cow::Borrowed(r.code());
+                        }
+                    }
                 }
                 None => gone.push(i),
             }
