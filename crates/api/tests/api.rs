@@ -617,16 +617,47 @@ async fn the_donor_workflow_over_http() {
         )
         .await;
         assert_eq!(s, 201, "{b}: {c}");
+        // Milestones in the workup's order: the medical exam comes after the session.
+        let milestones = format!("/v1/requests/{}/milestones", workup["id"]);
+        let exam = r#"{"milestone": "medical_exam", "on": "2026-12-01", "ok": true}"#;
+        assert_eq!(
+            call(addr, "POST", &milestones, Some(&t.case_manager), Some(exam))
+                .await
+                .0,
+            409,
+            "{b}: no information session yet"
+        );
+        let session = r#"{"milestone": "information_session", "on": "2026-11-30"}"#;
         assert_eq!(
             call(
                 addr,
                 "POST",
-                &format!("/v1/requests/{}/milestones", workup["id"]),
+                &milestones,
                 Some(&t.case_manager),
-                Some(r#"{"milestone": "medical_exam", "on": "2026-12-01", "ok": true}"#)
+                Some(session)
             )
             .await
             .0,
+            201
+        );
+        let early = r#"{"milestone": "medical_exam", "on": "2026-11-29", "ok": true}"#;
+        let (s, p, _) = call(
+            addr,
+            "POST",
+            &milestones,
+            Some(&t.case_manager),
+            Some(early),
+        )
+        .await;
+        assert_eq!(
+            (s, p["errors"][0]["field"].as_str()),
+            (422, Some("on")),
+            "{b}: {p}"
+        );
+        assert_eq!(
+            call(addr, "POST", &milestones, Some(&t.case_manager), Some(exam))
+                .await
+                .0,
             201
         );
         let (s, identity, _) = call(
@@ -656,7 +687,7 @@ async fn the_donor_workflow_over_http() {
             "{b}: not in an open case"
         );
         // Donation, then follow-ups fall due.
-        let donation = json!({"donor_id": d1, "patient_id": patient, "product": "PBSC", "donated_on": "2026-12-10", "station": "BJ01"}).to_string();
+        let donation = json!({"donor_id": d1, "patient_id": patient, "product": "PBSC", "donated_on": "2026-11-20", "station": "BJ01"}).to_string();
         let (s, dn, _) = call(
             addr,
             "POST",
@@ -669,7 +700,7 @@ async fn the_donor_workflow_over_http() {
         let (_, due, _) = call(
             addr,
             "GET",
-            "/v1/followups/due?on=2026-12-13",
+            "/v1/followups/due?on=2026-11-22",
             Some(&t.case_manager),
             None,
         )
@@ -691,7 +722,7 @@ async fn the_donor_workflow_over_http() {
                 "POST",
                 &format!("/v1/followups/{}", due[0]["id"]),
                 Some(&t.case_manager),
-                Some(r#"{"state": "done", "on": "2026-12-12", "outcome": "well"}"#)
+                Some(r#"{"state": "done", "on": "2026-11-22", "outcome": "well"}"#)
             )
             .await
             .0,
@@ -2794,6 +2825,163 @@ async fn search_reports_carry_section_8_and_searches_follow_their_lifecycle() {
             typings["typings"][0]["typed_on"], "2027-01-05",
             "{b}: {typings}"
         );
+        stop.send(()).ok();
+        reg.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_rules_and_dates_are_answered_with_problems_never_500() {
+    for (backend, reg, _dir) in registries("caserules").await {
+        let t = tokens(&reg).await;
+        let (addr, stop, reg) = start(reg).await;
+        let b = backend.as_str();
+        let d = enrol(addr, &t.station, "Q1", "QN1", "BJ01").await;
+        let e = enrol(addr, &t.station, "Q2", "QN2", "BJ01").await;
+        let p1 = patient(addr, &t, "QP-1").await;
+        let p2 = patient(addr, &t, "QP-2").await;
+        let open = |p: i64, d: i64, kind: &str| {
+            json!({"patient_id": p, "donor_id": d, "kind": kind}).to_string()
+        };
+        // An unknown patient: 404, not a foreign-key 500.
+        expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.coordinator,
+            Some(&open(999_999, d, "reservation")),
+            404,
+        )
+        .await;
+        let donation = json!({"donor_id": d, "patient_id": 999_999, "product": "PBSC", "donated_on": "2026-11-01"}).to_string();
+        expect(
+            addr,
+            "POST",
+            "/v1/donations",
+            &t.case_manager,
+            Some(&donation),
+            404,
+        )
+        .await;
+        // One workup at a time.
+        expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.case_manager,
+            Some(&open(p1, d, "workup")),
+            201,
+        )
+        .await;
+        expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.case_manager,
+            Some(&open(p2, d, "workup")),
+            409,
+        )
+        .await;
+        // RS only from a reservation; AV not by hand while it is open.
+        let rs = json!({"status": "RS", "patient_id": p1}).to_string();
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{e}/status"),
+            &t.station,
+            Some(&rs),
+            409,
+        )
+        .await;
+        expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.coordinator,
+            Some(&open(p2, e, "reservation")),
+            201,
+        )
+        .await;
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{e}/status"),
+            &t.station,
+            Some(r#"{"status": "AV"}"#),
+            409,
+        )
+        .await;
+        // Products and dates, each refusal naming its field.
+        expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/consents"),
+            &t.case_manager,
+            Some(r#"{"scope": "workup", "form_version": "W"}"#),
+            201,
+        )
+        .await;
+        for (body, field) in [
+            (
+                json!({"donor_id": d, "patient_id": p1, "product": "BM", "donated_on": "2026-11-01"}),
+                "product",
+            ),
+            (
+                json!({"donor_id": d, "patient_id": p1, "product": "PBSC", "donated_on": "2078-01-10"}),
+                "donated_on",
+            ),
+            (
+                json!({"donor_id": d, "patient_id": p1, "product": "PBSC", "donated_on": "2026-11-1"}),
+                "donated_on",
+            ),
+        ] {
+            let p = expect(
+                addr,
+                "POST",
+                "/v1/donations",
+                &t.case_manager,
+                Some(&body.to_string()),
+                422,
+            )
+            .await;
+            assert_eq!(p["errors"][0]["field"], field, "{b}: {body}: {p}");
+        }
+        for birth in ["1995-3-5", "+1995-03-15", "2030-01-01"] {
+            let body = enrolment("Q9", "QN9").replace("1995-04-10", birth);
+            let p = expect(addr, "POST", "/v1/donors", &t.station, Some(&body), 422).await;
+            assert_eq!(p["errors"][0]["field"], "birth_date", "{b}: {birth}: {p}");
+        }
+        let sample = r#"{"collected_on": "2026-12-24", "barcode": "Q-1"}"#;
+        let p = expect(
+            addr,
+            "POST",
+            &format!("/v1/donors/{d}/samples"),
+            &t.station,
+            Some(sample),
+            422,
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], "collected_on", "{b}: {p}");
+        // Identity: not for an extended typing alone.
+        let f = enrol(addr, &t.station, "Q3", "QN3", "BJ01").await;
+        expect(
+            addr,
+            "POST",
+            "/v1/requests",
+            &t.coordinator,
+            Some(&open(p1, f, "extended_typing")),
+            201,
+        )
+        .await;
+        expect(
+            addr,
+            "GET",
+            &format!("/v1/donors/{f}/identity?reason=call"),
+            &t.case_manager,
+            None,
+            403,
+        )
+        .await;
         stop.send(()).ok();
         reg.close().await;
     }

@@ -159,11 +159,20 @@ pub fn civil_from_days(days: i64) -> (i32, u32, u32) {
 
 /// Parse `YYYY-MM-DD` into days since 1900-01-01 (within u16: 1900–2079).
 pub fn parse_birth_date(text: &str) -> Result<u16, String> {
-    let parts: Vec<&str> = text.trim().split('-').collect();
     let bad = || format!("`{text}` is not a date YYYY-MM-DD");
-    if parts.len() != 3 {
+    // Exactly ISO: dates are stored as text and compared as text, so `1995-3-5`,
+    // `+1995-03-15` or a padded date would sort wrongly.
+    let b = text.as_bytes();
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shaped {
         return Err(bad());
     }
+    let parts: Vec<&str> = text.split('-').collect();
     let y: i32 = parts[0].parse().map_err(|_| bad())?;
     let m: u32 = parts[1].parse().map_err(|_| bad())?;
     let d: u32 = parts[2].parse().map_err(|_| bad())?;

@@ -10,7 +10,7 @@ use crate::consents::require_consent;
 use crate::index_feed::Indexed;
 use crate::model::StatusChange;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::date;
+use crate::support::{date, day_text, past_date};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const PRODUCTS: [&str; 3] = ["PBSC", "BM", "DLI"];
@@ -39,9 +39,11 @@ fn add_years(day: i64, years: i32) -> i64 {
 }
 
 impl Registry {
-    /// Record a donation, enforcing the interval since the donor's last donation of the
-    /// product and the per-product limit; creates the follow-up schedule; the donor goes TU
-    /// (reason TX). Returns the donation id.
+    /// Record a donation: a product the registry collects (CMDP: PBSC, and DLI after a PBSC
+    /// donation), dated no later than today, from a donor who is not deferred, not TU for a
+    /// reason other than a donation, and not reserved for another patient; the interval
+    /// since the donor's last donation of any product and the per-product limit held;
+    /// creates the follow-up schedule; the donor goes TU (reason TX). Returns the id.
     pub async fn record_donation(
         &self,
         donor_id: i64,
@@ -57,15 +59,67 @@ impl Registry {
                 format!("unknown product `{product}` ({})", PRODUCTS.join(", ")),
             ));
         }
-        let day = date("donated_on", donated_on)?;
+        if !self.config.products.iter().any(|p| p == product) {
+            return Err(RegistryError::invalid(
+                "product",
+                format!(
+                    "this registry does not collect {product}: it collects {}",
+                    self.config.products.join(", ")
+                ),
+            ));
+        }
+        let day = past_date("donated_on", donated_on, self.today())?;
         let (_turn, mut tx) = self.begin().await?;
+        let donor = self.donor_in(&mut tx, donor_id).await?;
         self.lock_donor(&mut tx, donor_id).await?;
+        if let Some(p) = patient_id {
+            self.patient_exists_in(&mut tx, p).await?;
+        }
+        match donor.status {
+            Status::Deferred => {
+                return Err(RegistryError::Conflict(format!(
+                    "donor {donor_id} is DE (permanently unavailable)"
+                )));
+            }
+            Status::TemporarilyUnavailable if donor.status_reason.as_deref() != Some("TX") => {
+                return Err(RegistryError::Conflict(format!(
+                    "donor {donor_id} is TU ({}): a temporarily unavailable donor does not donate",
+                    donor.status_reason.as_deref().unwrap_or("no reason")
+                )));
+            }
+            Status::Reserved if patient_id.is_some() && donor.reserved_for != patient_id => {
+                return Err(RegistryError::Conflict(format!(
+                    "donor {donor_id} is reserved for another patient"
+                )));
+            }
+            _ => {}
+        }
         require_consent(&mut tx, donor_id, "workup", "a donation").await?;
-        let previous: Vec<String> = sqlx::query_scalar("SELECT donated_on FROM donations WHERE donor_id = $1 AND product = $2 ORDER BY donated_on")
-            .bind(donor_id)
-            .bind(product)
-            .fetch_all(&mut *tx)
-            .await?;
+        let history = sqlx::query(
+            "SELECT product, donated_on FROM donations WHERE donor_id = $1 ORDER BY donated_on",
+        )
+        .bind(donor_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let history: Vec<(String, i64)> = history
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("product")?,
+                    date("donated_on", &r.try_get::<String, _>("donated_on")?)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let previous: Vec<i64> = history
+            .iter()
+            .filter(|(p, _)| p == product)
+            .map(|(_, d)| *d)
+            .collect();
+        if product == "DLI" && !history.iter().any(|(p, d)| p != "DLI" && *d <= day) {
+            return Err(RegistryError::Conflict(format!(
+                "DLI is collected from a donor who has already given stem cells; donor {donor_id} has not"
+            )));
+        }
         if previous.len() as u32 >= self.config.max_donations_per_product {
             return Err(RegistryError::Conflict(format!(
                 "donor {donor_id} has reached the limit of {} {product} donations",
@@ -77,11 +131,14 @@ impl Registry {
         } else {
             self.config.pbsc_interval_days
         } as i64;
-        if let Some(last) = previous.last() {
-            let since = day - date("donated_on", last)?;
+        // The interval counts from the donor's nearest donation of any product, before or
+        // after this one (a donation may be recorded late).
+        if let Some((last_product, last)) = history.iter().min_by_key(|(_, d)| (d - day).abs()) {
+            let since = (day - last).abs();
             if since < interval {
                 return Err(RegistryError::Conflict(format!(
-                    "only {since} days since the last {product} donation; at least {interval} are needed"
+                    "only {since} days from the {last_product} donation of {}; a {product} donation needs at least {interval}",
+                    day_text("donated_on", *last)?
                 )));
             }
         }
@@ -104,7 +161,7 @@ impl Registry {
                 .bind(id)
                 .bind(donor_id)
                 .bind(&label)
-                .bind(format_day(due as u16))
+                .bind(day_text("donated_on", due)?)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -117,7 +174,7 @@ impl Registry {
             Some(product),
         )
         .await?;
-        let until = format_day((day + interval) as u16);
+        let until = day_text("donated_on", day + interval)?;
         self.change_status_in(
             &mut tx,
             donor_id,
@@ -179,7 +236,7 @@ impl Registry {
         if !["done", "missed"].contains(&state) {
             return Err(RegistryError::invalid("state", "done or missed"));
         }
-        date("on", on)?;
+        past_date("on", on, self.today())?;
         if state == "done" && outcome.is_none_or(|o| o.trim().is_empty()) {
             return Err(RegistryError::invalid(
                 "outcome",

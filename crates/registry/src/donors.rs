@@ -1,7 +1,7 @@
 //! Donors: enrolment (age limits, station, duplicate national id, HLA validated, listing only
 //! with recruitment consent), reads, audited identity reads, attribute and contact updates.
 
-use matching::model::{age_in_years, parse_birth_date};
+use matching::model::age_in_years;
 use matching::{DonorType, Status};
 use sqlx::{Any, Row, Transaction};
 
@@ -10,7 +10,7 @@ use crate::consents::insert_consent;
 use crate::index_feed::Indexed;
 use crate::model::{Donor, Identity, NewDonor, rh_code};
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{check_date, donor_from_row, donor_select, is_unique_violation, validate_gl};
+use crate::support::{donor_from_row, donor_select, is_unique_violation, past_date, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, make_grid, now_text};
 
 /// Each matched locus's two positions as text.
@@ -73,7 +73,7 @@ impl Registry {
                 .birth_date
                 .as_deref()
                 .ok_or_else(|| RegistryError::invalid("birth_date", "required at enrolment"))?;
-            let age = age_in_years(check_date("birth_date", birth)?, today);
+            let age = age_in_years(past_date("birth_date", birth, today)? as u16, today);
             let (lo, hi) = (self.config.min_enrol_age, self.config.max_enrol_age);
             if age < lo || age > hi {
                 return Err(RegistryError::invalid(
@@ -82,10 +82,10 @@ impl Registry {
                 ));
             }
         } else if let Some(b) = &new.birth_date {
-            check_date("birth_date", b)?;
+            past_date("birth_date", b, today)?;
         }
         if let Some(d) = &new.cmv_date {
-            check_date("cmv_date", d)?;
+            past_date("cmv_date", d, today)?;
         }
         let gl = match &new.typing {
             Some(t) => Some(validate_gl(self, &t.gl)?),
@@ -270,7 +270,7 @@ impl Registry {
         actor: &Actor,
     ) -> Result<Indexed<()>> {
         if let Some(d) = &update.cmv_date {
-            parse_birth_date(d).map_err(|r| RegistryError::invalid("cmv_date", r))?;
+            past_date("cmv_date", d, self.today())?;
         }
         let mut fields: Vec<&str> = Vec::new();
         let (_turn, mut tx) = self.begin().await?;

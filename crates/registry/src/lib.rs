@@ -132,6 +132,8 @@ pub struct RegistryConfig {
     pub pbsc_interval_days: u32,
     pub dli_interval_days: u32,
     pub max_donations_per_product: u32,
+    /// Products the registry collects (CMDP: PBSC, and DLI later; never bone marrow).
+    pub products: Vec<String>,
 }
 
 impl Default for RegistryConfig {
@@ -149,6 +151,7 @@ impl Default for RegistryConfig {
             pbsc_interval_days: 90,
             dli_interval_days: 30,
             max_donations_per_product: 2,
+            products: vec!["PBSC".into(), "DLI".into()],
         }
     }
 }

@@ -7,7 +7,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::audit::commit_audited;
 use crate::donors::station_scope;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{check_choice, date, is_unique_violation};
+use crate::support::{check_choice, is_unique_violation, past_date};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const ORGANS: [&str; 6] = [
@@ -37,7 +37,7 @@ impl Registry {
         actor: &Actor,
         today: i64,
     ) -> Result<i64> {
-        let birth = date("birth_date", birth_date)?;
+        let birth = past_date("birth_date", birth_date, today)?;
         if matching::model::age_in_years(birth as u16, today) < 18 {
             return Err(RegistryError::invalid(
                 "birth_date",
@@ -172,7 +172,7 @@ impl Registry {
         outcome: Option<&str>,
         actor: &Actor,
     ) -> Result<i64> {
-        date("died_on", died_on)?;
+        past_date("died_on", died_on, self.today())?;
         if family_consent.trim().is_empty() {
             return Err(RegistryError::invalid(
                 "family_consent",

@@ -4,7 +4,7 @@ use sqlx::Row;
 
 use crate::audit::commit_audited;
 use crate::page::{Filter, Page, PageRequest};
-use crate::support::{date, is_unique_violation, validate_gl};
+use crate::support::{is_unique_violation, past_date, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 #[derive(Debug, Clone, Default)]
@@ -48,7 +48,7 @@ impl Registry {
         }
         let gl = validate_gl(self, &p.gl)?;
         if let Some(b) = &p.birth_date {
-            date("birth_date", b)?;
+            past_date("birth_date", b, self.today())?;
         }
         if p.weight_kg.is_some_and(|w| !(w > 0.0 && w < 500.0)) {
             return Err(RegistryError::invalid(
@@ -113,6 +113,21 @@ impl Registry {
             .filter_map(|id| id.transpose())
             .collect::<std::result::Result<Vec<i64>, _>>()?;
         Ok((patient_from_row(first)?, reserved))
+    }
+
+    /// Fail with 404 unless patient `patient_id` exists (inside a write's transaction).
+    pub(crate) async fn patient_exists_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        patient_id: i64,
+    ) -> Result<()> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM patients WHERE id = $1")
+            .bind(patient_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        found
+            .map(|_| ())
+            .ok_or_else(|| RegistryError::NotFound(format!("patient {patient_id}")))
     }
 
     /// Donors reserved (RS) for a patient: that patient's searches offer them

@@ -10,7 +10,7 @@ use crate::consents::require_consent;
 use crate::index_feed::Indexed;
 use crate::model::StatusChange;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{date, is_unique_violation};
+use crate::support::{date, is_unique_violation, planned_date};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const REQUEST_KINDS: [&str; 4] = [
@@ -87,6 +87,22 @@ impl Registry {
             None
         };
         let (_turn, mut tx) = self.begin().await?;
+        self.patient_exists_in(&mut tx, patient_id).await?;
+        self.lock_donor(&mut tx, donor_id).await?;
+        if kind == "workup" {
+            // A donor is in one workup at a time, whatever the patient.
+            let open: Option<i64> = sqlx::query_scalar(
+                "SELECT patient_id FROM requests WHERE donor_id = $1 AND kind = 'workup' AND state = 'open'",
+            )
+            .bind(donor_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(other) = open {
+                return Err(RegistryError::Conflict(format!(
+                    "donor {donor_id} is already in an open workup (for patient {other}); a donor is in one workup at a time"
+                )));
+            }
+        }
         let id: i64 = sqlx::query_scalar("INSERT INTO requests (patient_id, donor_id, kind, opened_at, expires_on) VALUES ($1, $2, $3, $4, $5) RETURNING id")
             .bind(patient_id)
             .bind(donor_id)
@@ -192,7 +208,9 @@ impl Registry {
         self.indexed((), &changed)
     }
 
-    /// Record a workup milestone (once each) on an open workup request.
+    /// Record a workup milestone (once each) on an open workup request, in the workup's
+    /// order (each after the one before it, on the same day or later) and within two years
+    /// ahead (a milestone may be scheduled).
     pub async fn record_milestone(
         &self,
         request_id: i64,
@@ -210,7 +228,8 @@ impl Registry {
                 ),
             ));
         }
-        date("on_date", on_date)?;
+        // Errors name `on`, the field a caller sends.
+        let day = planned_date("on", on_date, self.today())?;
         let (_turn, mut tx) = self.begin().await?;
         let row =
             sqlx::query("SELECT kind, donor_id FROM requests WHERE id = $1 AND state = 'open'")
@@ -235,6 +254,31 @@ impl Registry {
                 &format!("the workup milestone {milestone}"),
             )
             .await?;
+        }
+        let position = MILESTONES
+            .iter()
+            .position(|m| *m == milestone)
+            .expect("checked above");
+        if position > 0 {
+            let before = MILESTONES[position - 1];
+            let previous: Option<String> = sqlx::query_scalar(
+                "SELECT on_date FROM workup_milestones WHERE request_id = $1 AND milestone = $2",
+            )
+            .bind(request_id)
+            .bind(before)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(previous) = previous else {
+                return Err(RegistryError::Conflict(format!(
+                    "{milestone} comes after {before}, which workup {request_id} has not recorded"
+                )));
+            };
+            if day < date("on", &previous)? {
+                return Err(RegistryError::invalid(
+                    "on",
+                    format!("{on_date} is before {before} ({previous})"),
+                ));
+            }
         }
         sqlx::query("INSERT INTO workup_milestones (request_id, milestone, on_date, ok) VALUES ($1, $2, $3, $4)")
             .bind(request_id)
@@ -274,11 +318,12 @@ impl Registry {
         Ok(donors)
     }
 
-    /// Whether the donor is in an open case (an open request of any kind): case managers may
-    /// then read the donor's identity.
+    /// Whether the donor is in a case stage that needs contact (an open confirmatory typing,
+    /// reservation or workup): case managers may then read the donor's identity. Extended
+    /// typing is done on a stored sample and needs no contact.
     pub async fn donor_in_open_case(&self, donor_id: i64) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM requests WHERE donor_id = $1 AND state = 'open'",
+            "SELECT COUNT(*) FROM requests WHERE donor_id = $1 AND state = 'open' AND kind <> 'extended_typing'",
         )
         .bind(donor_id)
         .fetch_one(&self.pool)

@@ -1,13 +1,11 @@
 //! Samples a collection station takes from a donor (registry operations §2): where and when,
 //! volume, barcode, the lab it goes to, and its state as it travels.
 
-use matching::model::parse_birth_date;
-
 use crate::audit::commit_audited;
 use crate::consents::{in_confirmatory_typing, require_consent};
 use crate::donors::station_scope;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::is_unique_violation;
+use crate::support::{is_unique_violation, past_date};
 use crate::{Actor, Registry, RegistryError, Result};
 
 /// Sample states, in the order a sample moves through them.
@@ -85,8 +83,7 @@ impl Registry {
         if barcode.is_empty() {
             return Err(RegistryError::invalid("barcode", "required"));
         }
-        parse_birth_date(&sample.collected_on)
-            .map_err(|reason| RegistryError::invalid("collected_on", reason))?;
+        past_date("collected_on", &sample.collected_on, self.today())?;
         if let Some(v) = sample.volume_ml
             && !(v.is_finite() && v > 0.0)
         {

@@ -8,7 +8,7 @@ use sqlx::{Any, Transaction};
 use crate::audit::audit;
 use crate::index_feed::Indexed;
 use crate::model::StatusChange;
-use crate::support::check_date;
+use crate::support::planned_date;
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 /// Status reason codes (registry operations §5).
@@ -17,20 +17,52 @@ pub const REASON_CODES: [&str; 11] = [
 ];
 
 impl Registry {
-    /// Change a donor's status, enforcing the transitions: DE is final; TU needs a reason,
-    /// RS a patient, DE a reason code.
+    /// Change a donor's status by hand (a station, a case manager), enforcing the
+    /// transitions: DE is final; TU and DE need a reason code. RS comes from a reservation
+    /// request only, and a donor with an open reservation is not made AV by hand (close the
+    /// reservation instead).
     pub async fn change_status(
         &self,
         donor_id: i64,
         change: &StatusChange,
         actor: &Actor,
     ) -> Result<Indexed<()>> {
+        if change.status == Status::Reserved {
+            return Err(RegistryError::Conflict(
+                "RS comes from a reservation request (kind reservation), not a status change"
+                    .into(),
+            ));
+        }
         let (_turn, mut tx) = self.begin().await?;
+        self.lock_donor(&mut tx, donor_id).await?;
+        if change.status == Status::Available {
+            let open: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM requests WHERE donor_id = $1 AND kind = 'reservation' AND state = 'open'",
+            )
+            .bind(donor_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(r) = open {
+                return Err(RegistryError::Conflict(format!(
+                    "donor {donor_id} has an open reservation (request {r}): close it to release the donor"
+                )));
+            }
+        }
         self.change_status_in(&mut tx, donor_id, change, actor)
             .await?;
         let changed = self.donor_in(&mut tx, donor_id).await?;
         tx.commit().await?;
         self.indexed((), &changed)
+    }
+
+    /// A status change the registry makes itself (the daily job), without the rules for
+    /// changes by hand.
+    async fn set_status(&self, donor_id: i64, change: &StatusChange, actor: &Actor) -> Result<()> {
+        let (_turn, mut tx) = self.begin().await?;
+        self.change_status_in(&mut tx, donor_id, change, actor)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The status change inside a caller's transaction, so a request or donation and the
@@ -78,7 +110,7 @@ impl Registry {
             _ => {}
         }
         if let Some(until) = &change.until {
-            check_date("until", until)?;
+            planned_date("until", until, self.today())?;
         }
         sqlx::query("UPDATE donors SET status = $1, status_reason = $2, status_until = $3, reserved_for = $4 WHERE id = $5")
             .bind(to.code())
@@ -126,33 +158,31 @@ impl Registry {
             .fetch_all(&self.pool)
             .await?;
         for &id in &expired {
-            let _ = self
-                .change_status(
-                    id,
-                    &StatusChange {
-                        status: Status::Available,
-                        reason: None,
-                        until: None,
-                        patient_id: None,
-                    },
-                    actor,
-                )
-                .await?;
+            self.set_status(
+                id,
+                &StatusChange {
+                    status: Status::Available,
+                    reason: None,
+                    until: None,
+                    patient_id: None,
+                },
+                actor,
+            )
+            .await?;
         }
         let released = self.expire_reservations(today, actor).await?;
         for &id in &aged {
-            let _ = self
-                .change_status(
-                    id,
-                    &StatusChange {
-                        status: Status::Deferred,
-                        reason: Some("DO".into()),
-                        until: None,
-                        patient_id: None,
-                    },
-                    actor,
-                )
-                .await?;
+            self.set_status(
+                id,
+                &StatusChange {
+                    status: Status::Deferred,
+                    reason: Some("DO".into()),
+                    until: None,
+                    patient_id: None,
+                },
+                actor,
+            )
+            .await?;
         }
         Ok(DailyRun {
             tu_expired: expired,

@@ -10,14 +10,50 @@ use sqlx::any::AnyRow;
 use crate::model::Donor;
 use crate::{Registry, RegistryError, Result};
 
-pub(crate) fn check_date(field: &str, text: &str) -> Result<u16> {
-    parse_birth_date(text).map_err(|reason| RegistryError::invalid(field, reason))
-}
-
 pub(crate) fn date(field: &str, text: &str) -> Result<i64> {
     parse_birth_date(text)
         .map(i64::from)
         .map_err(|r| RegistryError::invalid(field, r))
+}
+
+/// How far ahead a planned date (a scheduled milestone, a TU end) may lie.
+pub(crate) const PLAN_HORIZON_DAYS: i64 = 2 * 366;
+
+/// The date of something that has happened (a birth, a sample, a typing, a donation, a
+/// death, a check): ISO `YYYY-MM-DD`, from 1900, not after `today` (the registry's local
+/// date).
+pub(crate) fn past_date(field: &str, text: &str, today: i64) -> Result<i64> {
+    let day = date(field, text)?;
+    if day > today {
+        return Err(RegistryError::invalid(
+            field,
+            format!(
+                "{text} is after today ({}): it has not happened yet",
+                matching::model::format_day(today.clamp(0, u16::MAX as i64) as u16)
+            ),
+        ));
+    }
+    Ok(day)
+}
+
+/// A planned date: ISO `YYYY-MM-DD`, from 1900, at most two years after `today`.
+pub(crate) fn planned_date(field: &str, text: &str, today: i64) -> Result<i64> {
+    let day = date(field, text)?;
+    if day > today + PLAN_HORIZON_DAYS {
+        return Err(RegistryError::invalid(
+            field,
+            format!("{text} is more than two years ahead"),
+        ));
+    }
+    Ok(day)
+}
+
+/// A computed day as `YYYY-MM-DD`, refused rather than wrapped past what the store holds
+/// (1900-01-01..2079-06-06).
+pub(crate) fn day_text(field: &str, day: i64) -> Result<String> {
+    u16::try_from(day)
+        .map(matching::model::format_day)
+        .map_err(|_| RegistryError::invalid(field, "the date falls outside 1900–2079"))
 }
 
 /// Validate a GL string against the release: every position must expand.

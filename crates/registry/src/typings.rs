@@ -7,7 +7,7 @@ use crate::audit::commit_audited;
 use crate::consents::{in_confirmatory_typing, require_consent};
 use crate::index_feed::Indexed;
 use crate::model::TypingInput;
-use crate::support::{check_date, validate_gl};
+use crate::support::{past_date, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 /// A typing as recorded (current or history).
@@ -34,7 +34,7 @@ impl Registry {
     ) -> Result<i64> {
         let typed_on = match &t.typed_on {
             Some(d) => {
-                check_date("typed_on", d)?;
+                past_date("typed_on", d, today)?;
                 d.clone()
             }
             None => format_day(today as u16),

@@ -35,14 +35,25 @@ fn expander() -> Arc<Expander> {
     .clone()
 }
 
+/// The registry's rules, its clock standing on 2028-01-01 in Beijing: after every event
+/// these tests record (an event may not be after today). `today()` is the enrolment day.
+fn config() -> RegistryConfig {
+    RegistryConfig {
+        clock: registry::Clock::manual(
+            registry::DEFAULT_TIME_ZONE,
+            "2028-01-01T02:00:00Z".parse().unwrap(),
+        )
+        .unwrap(),
+        ..RegistryConfig::default()
+    }
+}
+
 /// A fresh registry per backend: a new SQLite file, and a new PostgreSQL database.
 pub async fn backends(name: &str) -> Vec<(String, Registry, Option<tempfile::TempDir>)> {
     let mut out = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("boai.db").display());
-    let reg = Registry::connect(&url, expander(), RegistryConfig::default())
-        .await
-        .unwrap();
+    let reg = Registry::connect(&url, expander(), config()).await.unwrap();
     reg.migrate().await.unwrap();
     out.push(("sqlite".to_string(), reg, Some(dir)));
     match std::env::var("BOAI_TEST_PG_URL") {
@@ -60,9 +71,7 @@ pub async fn backends(name: &str) -> Vec<(String, Registry, Option<tempfile::Tem
                 .await
                 .unwrap();
             let url = format!("{}/{db}", server.rsplit_once('/').unwrap().0);
-            let reg = Registry::connect(&url, expander(), RegistryConfig::default())
-                .await
-                .unwrap();
+            let reg = Registry::connect(&url, expander(), config()).await.unwrap();
             reg.migrate().await.unwrap();
             out.push(("postgres".to_string(), reg, None));
         }
@@ -1628,7 +1637,7 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         assert!(
             reg.record_organ_case(
                 Some(r2),
-                "2030-01-01",
+                "2027-06-01",
                 "spouse and parents, in writing",
                 "",
                 None,
@@ -1639,7 +1648,7 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         );
         reg.record_organ_case(
             Some(r2),
-            "2030-01-01",
+            "2027-06-01",
             "spouse and parents, in writing",
             "Red Cross officer Liu",
             Some("kidneys donated"),
@@ -1846,5 +1855,278 @@ async fn samples_move_forward_and_typings_name_their_own_donors_sample() {
                 .await
                 .unwrap();
         assert_eq!(audited, 4, "{backend}: recorded and three state changes");
+    }
+}
+
+/// The case process's rules, whoever calls: one workup at a time, milestones in order and
+/// dated in order, RS only from a reservation, no release by hand while a reservation is
+/// open, donations only of products the registry collects, from a donor who may donate,
+/// with intervals across products; events not in the future; unknown patients are 404.
+#[tokio::test]
+async fn case_process_rules_hold_whoever_calls() {
+    for (backend, reg, _dir) in backends("caserules").await {
+        setup_station(&reg).await;
+        let coord = Actor::new("coord-1", "coordinator");
+        let cm = Actor::new("cm-1", "case_manager");
+        let d = reg
+            .enrol(&donor("K1", "KN1"), &clerk(), today())
+            .await
+            .unwrap();
+        let e = reg
+            .enrol(&donor("K2", "KN2"), &clerk(), today())
+            .await
+            .unwrap();
+        let patient = |external: &str| registry::NewPatient {
+            external_id: external.into(),
+            gl: TYPING.into(),
+            ..Default::default()
+        };
+        let p1 = reg.register_patient(&patient("KP1"), &coord).await.unwrap();
+        let p2 = reg.register_patient(&patient("KP2"), &coord).await.unwrap();
+        let form = |v: &str| ConsentInput {
+            form_version: v.into(),
+            note: None,
+        };
+        // An unknown patient is a 404, not a database error.
+        assert!(
+            matches!(
+                reg.open_request(999_999, d.id, "workup", &cm, today())
+                    .await,
+                Err(RegistryError::NotFound(_))
+            ),
+            "{backend}"
+        );
+        // One workup at a time.
+        let w = reg
+            .open_request(p1, d.id, "workup", &cm, today())
+            .await
+            .unwrap()
+            .value;
+        assert!(
+            matches!(
+                reg.open_request(p2, d.id, "workup", &cm, today()).await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}: a second workup"
+        );
+        let _ = reg
+            .give_consent(d.id, "workup", &form("W"), &clerk())
+            .await
+            .unwrap();
+        // Milestones in order, dated in order, within two years.
+        assert!(
+            matches!(
+                reg.record_milestone(w, "medical_exam", "2026-12-01", Some(true), &cm)
+                    .await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}: before the information session"
+        );
+        reg.record_milestone(w, "information_session", "2026-11-30", None, &cm)
+            .await
+            .unwrap();
+        let early = reg
+            .record_milestone(w, "medical_exam", "2026-11-29", Some(true), &cm)
+            .await;
+        assert!(
+            matches!(&early, Err(RegistryError::Invalid { field, .. }) if field == "on"),
+            "{backend}: {early:?}"
+        );
+        assert!(
+            reg.record_milestone(w, "medical_exam", "2031-01-01", Some(true), &cm)
+                .await
+                .is_err(),
+            "{backend}: too far ahead"
+        );
+        reg.record_milestone(w, "medical_exam", "2026-12-01", Some(true), &cm)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                reg.record_milestone(w, "gcsf_start", "2026-12-05", None, &cm)
+                    .await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}: G-CSF before the markers and clearance"
+        );
+        let milestones = reg.request_detail(w).await.unwrap().milestones;
+        assert_eq!(milestones.len(), 2, "{backend}: refused ones not recorded");
+        // RS only from a reservation; no release by hand while it is open.
+        let rs = StatusChange {
+            status: Status::Reserved,
+            reason: None,
+            until: None,
+            patient_id: Some(p1),
+        };
+        assert!(
+            matches!(
+                reg.change_status(e.id, &rs, &cm).await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}"
+        );
+        let _ = reg
+            .open_request(p2, e.id, "reservation", &coord, today())
+            .await
+            .unwrap();
+        let av = StatusChange {
+            status: Status::Available,
+            reason: None,
+            until: None,
+            patient_id: None,
+        };
+        assert!(
+            matches!(
+                reg.change_status(e.id, &av, &cm).await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}: the reservation is open"
+        );
+        assert_eq!(reg.donor(e.id).await.unwrap().status, Status::Reserved);
+        // Donations: the products collected, by a donor who may donate.
+        let _ = reg
+            .give_consent(e.id, "workup", &form("W"), &clerk())
+            .await
+            .unwrap();
+        let bm = reg
+            .record_donation(e.id, Some(p2), "BM", "2027-01-10", None, &cm)
+            .await;
+        assert!(
+            matches!(&bm, Err(RegistryError::Invalid { field, reason }) if field == "product" && reason.contains("PBSC")),
+            "{backend}: {bm:?}"
+        );
+        assert!(
+            matches!(
+                reg.record_donation(e.id, Some(p2), "DLI", "2027-01-10", None, &cm)
+                    .await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}: DLI before any stem cells"
+        );
+        assert!(
+            matches!(
+                reg.record_donation(e.id, Some(p1), "PBSC", "2027-01-10", None, &cm)
+                    .await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}: reserved for another patient"
+        );
+        assert!(
+            matches!(
+                reg.record_donation(e.id, Some(999_999), "PBSC", "2027-01-10", None, &cm)
+                    .await,
+                Err(RegistryError::NotFound(_))
+            ),
+            "{backend}"
+        );
+        let future = reg
+            .record_donation(e.id, Some(p2), "PBSC", "2078-01-10", None, &cm)
+            .await;
+        assert!(
+            matches!(&future, Err(RegistryError::Invalid { field, .. }) if field == "donated_on"),
+            "{backend}: {future:?}"
+        );
+        let tu = StatusChange {
+            status: Status::TemporarilyUnavailable,
+            reason: Some("MR".into()),
+            until: Some("2027-06-01".into()),
+            patient_id: None,
+        };
+        let _ = reg.change_status(e.id, &tu, &cm).await.unwrap();
+        assert!(
+            matches!(
+                reg.record_donation(e.id, Some(p2), "PBSC", "2027-01-10", None, &cm)
+                    .await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}: TU for a medical reason"
+        );
+        // Released by hand only once the reservation is closed.
+        let reservation = reg
+            .list_requests(
+                &registry::RequestFilter {
+                    donor_id: Some(e.id),
+                    kind: Some("reservation".into()),
+                    ..Default::default()
+                },
+                &Default::default(),
+            )
+            .await
+            .unwrap()
+            .items[0]
+            .id;
+        assert!(
+            reg.change_status(e.id, &av, &cm).await.is_err(),
+            "{backend}"
+        );
+        let _ = reg
+            .close_request(reservation, "cancelled", &coord)
+            .await
+            .unwrap();
+        let _ = reg.change_status(e.id, &av, &cm).await.unwrap();
+        assert_eq!(
+            reg.donor(e.id).await.unwrap().status,
+            Status::Available,
+            "{backend}"
+        );
+        let _ = reg
+            .record_donation(e.id, Some(p2), "PBSC", "2027-01-10", None, &cm)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                reg.record_donation(e.id, Some(p2), "DLI", "2027-01-20", None, &cm)
+                    .await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}: DLI within a month of the stem cells"
+        );
+        let _ = reg
+            .record_donation(e.id, Some(p2), "DLI", "2027-02-15", None, &cm)
+            .await
+            .unwrap();
+        // Follow-ups of a donation stay in range (no wrap past 2079).
+        let last_due: String =
+            sqlx::query_scalar("SELECT MAX(due_on) FROM followups WHERE donor_id = $1")
+                .bind(e.id)
+                .fetch_one(reg.pool())
+                .await
+                .unwrap();
+        assert_eq!(last_due, "2037-02-15", "{backend}");
+        // Identity reads follow the stages that need contact: not an extended typing alone.
+        let f = reg
+            .enrol(&donor("K3", "KN3"), &clerk(), today())
+            .await
+            .unwrap();
+        let _ = reg
+            .open_request(p1, f.id, "extended_typing", &coord, today())
+            .await
+            .unwrap();
+        assert!(!reg.donor_in_open_case(f.id).await.unwrap(), "{backend}");
+        let _ = reg
+            .open_request(p1, f.id, "confirmatory_typing", &coord, today())
+            .await
+            .unwrap();
+        assert!(reg.donor_in_open_case(f.id).await.unwrap(), "{backend}");
+        // Dates: ISO only, events not after today.
+        for bad in ["1995-3-5", "+1995-03-15", " 1995-03-15 ", "2029-01-01"] {
+            let mut young = donor("K9", "KN9");
+            young.birth_date = Some(bad.into());
+            assert!(
+                matches!(reg.enrol(&young, &clerk(), today()).await, Err(RegistryError::Invalid { field, .. }) if field == "birth_date"),
+                "{backend}: {bad}"
+            );
+        }
+        let sample = registry::samples::NewSample {
+            station: "BJ01".into(),
+            collected_on: "2029-01-01".into(),
+            barcode: "K-1".into(),
+            ..Default::default()
+        };
+        assert!(
+            reg.record_sample(d.id, &sample, &clerk()).await.is_err(),
+            "{backend}"
+        );
+        reg.close().await;
     }
 }

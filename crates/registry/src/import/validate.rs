@@ -215,6 +215,13 @@ impl Validator {
         };
         let birth_date = get("birth_date").ok_or_else(|| err(line, "birth_date", "required"))?;
         let birth = parse_birth_date(&birth_date).map_err(|r| err(line, "birth_date", r))?;
+        if i64::from(birth) > self.today {
+            return Err(err(
+                line,
+                "birth_date",
+                format!("{birth_date} is after today"),
+            ));
+        }
         if donor_type == DonorType::Adult {
             let age = age_in_years(birth, self.today);
             let (lo, hi) = (self.config.min_enrol_age, self.config.max_enrol_age);
