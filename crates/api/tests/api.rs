@@ -2982,6 +2982,54 @@ async fn case_rules_and_dates_are_answered_with_problems_never_500() {
             403,
         )
         .await;
+        // Input checked at the store: blank or oversized text, codes not in their lists.
+        let p = expect(
+            addr,
+            "GET",
+            &format!("/v1/donors/{f}/identity?reason=%20"),
+            &t.station,
+            None,
+            422,
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], "reason", "{b}: {p}");
+        let robot = json!({"external_id": "QP-9", "gl": TYPING, "sex": "robot"}).to_string();
+        let p = expect(
+            addr,
+            "POST",
+            "/v1/patients",
+            &t.coordinator,
+            Some(&robot),
+            422,
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], "sex", "{b}: {p}");
+        let blank_form = enrolment("Q8", "QN8").replace("\"CMDP-2024-1\"", "\"  \"");
+        let p = expect(
+            addr,
+            "POST",
+            "/v1/donors",
+            &t.station,
+            Some(&blank_form),
+            422,
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], "consent_form_version", "{b}: {p}");
+        let long_name =
+            enrolment("Q7", "QN7").replace("\"Li\"", &format!("\"{}\"", "L".repeat(1_000)));
+        let p = expect(
+            addr,
+            "POST",
+            "/v1/donors",
+            &t.station,
+            Some(&long_name),
+            422,
+        )
+        .await;
+        assert_eq!(p["errors"][0]["field"], "identity.family_name", "{b}: {p}");
+        let station = r#"{"code": " ", "branch": "BJ", "name": "Nowhere"}"#;
+        let p = expect(addr, "POST", "/v1/stations", &t.admin, Some(station), 422).await;
+        assert_eq!(p["errors"][0]["field"], "code", "{b}: {p}");
         stop.send(()).ok();
         reg.close().await;
     }

@@ -10,7 +10,9 @@ use crate::consents::insert_consent;
 use crate::index_feed::Indexed;
 use crate::model::{Donor, Identity, NewDonor, rh_code};
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{donor_from_row, donor_select, is_unique_violation, past_date, validate_gl};
+use crate::support::{
+    check_text, donor_from_row, donor_select, is_unique_violation, past_date, validate_gl,
+};
 use crate::{Actor, Registry, RegistryError, Result, make_grid, now_text};
 
 /// Each matched locus's two positions as text.
@@ -86,6 +88,23 @@ impl Registry {
         }
         if let Some(d) = &new.cmv_date {
             past_date("cmv_date", d, today)?;
+        }
+        check_text("external_id", Some(&new.external_id), true, 64)?;
+        if let Some(consent) = &new.recruitment_consent {
+            check_text(
+                "consent_form_version",
+                Some(&consent.form_version),
+                true,
+                64,
+            )?;
+        }
+        if let Some(i) = &new.identity {
+            check_text("identity.family_name", Some(&i.family_name), true, 100)?;
+            check_text("identity.given_name", Some(&i.given_name), true, 100)?;
+            check_text("identity.national_id", i.national_id.as_deref(), false, 40)?;
+            check_text("identity.phone", i.phone.as_deref(), false, 40)?;
+            check_text("identity.email", i.email.as_deref(), false, 200)?;
+            check_text("identity.address", i.address.as_deref(), false, 500)?;
         }
         let gl = match &new.typing {
             Some(t) => Some(validate_gl(self, &t.gl)?),
@@ -226,6 +245,8 @@ impl Registry {
         actor: &Actor,
         reason: &str,
     ) -> Result<Identity> {
+        // Every identity read is audited with why it was needed.
+        check_text("reason", Some(reason), true, 500)?;
         let (_turn, mut tx) = self.begin().await?;
         let row = sqlx::query("SELECT family_name, given_name, national_id, phone, email, address, emergency1_name, emergency1_phone, emergency2_name, emergency2_phone FROM donor_identity WHERE donor_id = $1")
             .bind(donor_id)

@@ -4,7 +4,7 @@ use sqlx::Row;
 
 use crate::audit::commit_audited;
 use crate::page::{Filter, Page, PageRequest};
-use crate::support::{is_unique_violation, past_date, validate_gl};
+use crate::support::{check_text, is_unique_violation, past_date, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 #[derive(Debug, Clone, Default)]
@@ -45,6 +45,39 @@ impl Registry {
     pub async fn register_patient(&self, p: &NewPatient, actor: &Actor) -> Result<i64> {
         if p.external_id.trim().is_empty() {
             return Err(RegistryError::invalid("external_id", "must not be empty"));
+        }
+        check_text("external_id", Some(&p.external_id), true, 64)?;
+        check_text("diagnosis", p.diagnosis.as_deref(), false, 500)?;
+        check_text(
+            "transplant_centre",
+            p.transplant_centre.as_deref(),
+            false,
+            200,
+        )?;
+        // Coded fields are stored only as their codes.
+        if let Some(s) = &p.sex
+            && matching::Sex::from_code(s).is_none()
+        {
+            return Err(RegistryError::invalid(
+                "sex",
+                format!("`{s}` is not M, F or U"),
+            ));
+        }
+        if let Some(a) = &p.abo
+            && matching::Abo::from_code(a).is_none()
+        {
+            return Err(RegistryError::invalid(
+                "abo",
+                format!("`{a}` is not O, A, B, AB or ?"),
+            ));
+        }
+        if let Some(c) = &p.cmv
+            && matching::Cmv::from_code(c).is_none()
+        {
+            return Err(RegistryError::invalid(
+                "cmv",
+                format!("`{c}` is not neg, pos or ?"),
+            ));
         }
         let gl = validate_gl(self, &p.gl)?;
         if let Some(b) = &p.birth_date {

@@ -1,7 +1,7 @@
 //! Branches and their collection stations.
 
 use crate::audit::commit_audited;
-use crate::support::is_unique_violation;
+use crate::support::{check_text, is_unique_violation};
 use crate::{Actor, Registry, RegistryError, Result};
 
 impl Registry {
@@ -12,6 +12,9 @@ impl Registry {
         region: &str,
         actor: &Actor,
     ) -> Result<()> {
+        check_text("branch", Some(code), true, 16)?;
+        check_text("name", Some(name), true, 200)?;
+        check_text("region", Some(region), false, 100)?;
         let (_turn, mut tx) = self.begin().await?;
         sqlx::query("INSERT INTO branches (code, name, region) VALUES ($1, $2, $3)")
             .bind(code)
@@ -39,6 +42,10 @@ impl Registry {
         yearly_target: i64,
         actor: &Actor,
     ) -> Result<()> {
+        check_text("code", Some(code), true, 16)?;
+        check_text("branch", Some(branch), true, 16)?;
+        check_text("name", Some(name), true, 200)?;
+        check_text("region", Some(region), false, 100)?;
         if yearly_target < 0 {
             return Err(RegistryError::invalid(
                 "yearly_target",

@@ -16,6 +16,26 @@ pub(crate) fn date(field: &str, text: &str) -> Result<i64> {
         .map_err(|r| RegistryError::invalid(field, r))
 }
 
+/// A text field's limits: required (not blank) or not, and at most `max` characters.
+pub(crate) fn check_text(
+    field: &str,
+    text: Option<&str>,
+    required: bool,
+    max: usize,
+) -> Result<()> {
+    match text {
+        None if required => Err(RegistryError::invalid(field, "required")),
+        Some(t) if required && t.trim().is_empty() => {
+            Err(RegistryError::invalid(field, "must not be blank"))
+        }
+        Some(t) if t.chars().count() > max => Err(RegistryError::invalid(
+            field,
+            format!("at most {max} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// How far ahead a planned date (a scheduled milestone, a TU end) may lie.
 pub(crate) const PLAN_HORIZON_DAYS: i64 = 2 * 366;
 
