@@ -10,9 +10,7 @@ use std::sync::Arc;
 use hla::{AlleleList, Expander, TypingError};
 use rustc_hash::FxHashMap;
 
-use crate::model::{
-    Abo, Cmv, CordCells, DonorAttributes, DonorType, Locus, Resolution, Sex, Status,
-};
+use crate::model::{Abo, Cmv, CordCells, DonorAttributes, DonorType, Locus, Sex, Status};
 use crate::position::PositionInfo;
 use crate::prefetch::prefetch;
 use crate::score::Subject;
@@ -691,28 +689,6 @@ impl DonorIndex {
     /// The donor's status (without the rest of its attributes).
     pub fn status(&self, row: Row) -> Status {
         flag_status(self.flags[row as usize])
-    }
-
-    /// How finely the donor is typed at each of `loci`: per locus the coarser of its two
-    /// positions.
-    pub fn resolutions(&self, row: Row, loci: &[Locus]) -> Vec<Resolution> {
-        let ids = self.position_ids(row);
-        loci.iter()
-            .map(|&locus| {
-                ids[locus.index()]
-                    .iter()
-                    .map(|&id| match self.position_info(locus, id) {
-                        None => Resolution::Untyped,
-                        Some(p) if p.serology_typed => Resolution::Serology,
-                        Some(p) if !p.is_new() && (p.single_allele() || p.single_p_key()) => {
-                            Resolution::Allele
-                        }
-                        Some(_) => Resolution::Group,
-                    })
-                    .min()
-                    .unwrap_or_default()
-            })
-            .collect()
     }
 
     /// The donor's attributes.

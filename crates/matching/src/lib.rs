@@ -9,6 +9,7 @@ pub mod position;
 mod prefetch;
 pub mod probability;
 pub mod rank;
+mod resolution;
 pub mod score;
 pub mod search;
 pub mod subject;

@@ -44,7 +44,8 @@ pub use grid::{GridError, make_grid, validate_grid};
 pub use holidays::{Holiday, add_working_days, is_weekend};
 pub use index_feed::{IndexUpdate, Indexed};
 pub use model::{
-    ConsentInput, CordUnit, Donor, Identity, NewDonor, StatusChange, TypingInput, rh_from_code,
+    ConsentInput, CordUnit, Donor, Identity, NewDonor, StatusChange, TypingInput, rh_code,
+    rh_from_code,
 };
 pub use organ::{ORGANS, OrganRegistration, REGISTRATION_STATES, TISSUES};
 pub use page::{MAX_PAGE, Page, PageRequest};

@@ -114,7 +114,8 @@ pub struct StatusChange {
     pub patient_id: Option<i64>,
 }
 
-pub(crate) fn rh_code(rh: Option<bool>) -> &'static str {
+/// Rh as its code: `+`, `-` or `?` (unknown).
+pub fn rh_code(rh: Option<bool>) -> &'static str {
     match rh {
         Some(true) => "+",
         Some(false) => "-",

@@ -16,7 +16,7 @@ use matching::{
     Abo, Cmv, DefaultPolicy, DonorType, Locus, ProbabilityOptions, SearchError, SearchRequest, Sex,
     Status,
 };
-use registry::{Actor, Page, RunDiff, SearchFilter, SearchRunRecord, SearchSummary};
+use registry::{Actor, Page, RunDiff, SearchFilter, SearchRunRecord, SearchSummary, rh_code};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -286,15 +286,6 @@ fn set_attributes(h: &mut SearchHitOut, sex: Sex, abo: Abo, rh: Option<bool>, cm
     h.abo = Cow::Borrowed(abo.code());
     h.rh = Cow::Borrowed(rh_code(rh));
     h.cmv = Cow::Borrowed(cmv.code());
-}
-
-/// Rh as reported: `+`, `-` or `?`.
-fn rh_code(rh: Option<bool>) -> &'static str {
-    match rh {
-        Some(true) => "+",
-        Some(false) => "-",
-        None => "?",
-    }
 }
 
 fn set_status(h: &mut SearchHitOut, status: Status, listed: bool, reserved: &[i64]) {
