@@ -107,7 +107,7 @@ pub fn run(cmd: HlaCommand, expander: &Expander) -> Result<i32> {
                         continue;
                     }
                 };
-                let result = record.locus_typings().and_then(|t| {
+                let result = record.locus_typings(expander.release()).and_then(|t| {
                     expander
                         .expand_typings(t)
                         .map_err(|error| hla::input::FieldError {

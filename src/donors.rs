@@ -25,7 +25,10 @@ pub struct LoadedDonors {
 type LocusCells = (Locus, [Option<String>; 2]);
 
 /// Each record's six loci as cell texts.
-fn cells(record: &SubjectRecord) -> Result<Vec<LocusCells>, hla::input::FieldError> {
+fn cells(
+    record: &SubjectRecord,
+    release: &hla::Release,
+) -> Result<Vec<LocusCells>, hla::input::FieldError> {
     let mut out = Vec::new();
     match &record.typing {
         SubjectTyping::Cells(loci) => {
@@ -35,10 +38,10 @@ fn cells(record: &SubjectRecord) -> Result<Vec<LocusCells>, hla::input::FieldErr
                 }
             }
             // Validate the other loci too.
-            record.locus_typings()?;
+            record.locus_typings(release)?;
         }
         SubjectTyping::Gl(_) => {
-            for t in record.locus_typings()? {
+            for t in record.locus_typings(release)? {
                 if let Some(l) = Locus::from_name(&t.locus) {
                     out.push((
                         l,
@@ -76,30 +79,33 @@ pub fn load_donor_file(path: &Path, expander: Arc<Expander>) -> Result<LoadedDon
         keys[i] = (k + 1) as u32;
         ids.push(records[i].id.clone());
     }
+    let release = expander.release_arc().clone();
     let mut index = DonorIndex::new(expander);
     index.reserve(records.len());
     for (i, record) in records.iter().enumerate() {
-        let result = cells(record).map_err(|e| e.to_string()).and_then(|cells| {
-            let mut input = DonorInput {
-                key: keys[i],
-                attributes: DonorAttributes {
-                    donor_type: if record.donor_type.as_deref() == Some("2") {
-                        DonorType::Cord
-                    } else {
-                        DonorType::Adult
+        let result = cells(record, &release)
+            .map_err(|e| e.to_string())
+            .and_then(|cells| {
+                let mut input = DonorInput {
+                    key: keys[i],
+                    attributes: DonorAttributes {
+                        donor_type: if record.donor_type.as_deref() == Some("2") {
+                            DonorType::Cord
+                        } else {
+                            DonorType::Adult
+                        },
+                        ..Default::default()
                     },
                     ..Default::default()
-                },
-                ..Default::default()
-            };
-            for (locus, pair) in &cells {
-                input.hla[locus.index()] = [pair[0].as_deref(), pair[1].as_deref()];
-            }
-            index
-                .upsert(&input)
-                .map(|_| ())
-                .map_err(|e| format!("line {}: {e}", record.line))
-        });
+                };
+                for (locus, pair) in &cells {
+                    input.hla[locus.index()] = [pair[0].as_deref(), pair[1].as_deref()];
+                }
+                index
+                    .upsert(&input)
+                    .map(|_| ())
+                    .map_err(|e| format!("line {}: {e}", record.line))
+            });
         if let Err(e) = result {
             rejected += 1;
             eprintln!("{}: {}: {e}", path.display(), record.id);
@@ -118,6 +124,7 @@ pub fn load_subjects(
     path: &Path,
     expander: Arc<Expander>,
 ) -> Result<(Vec<(String, Subject)>, usize)> {
+    let release = expander.release_arc().clone();
     let mut builder = SubjectBuilder::new(expander);
     let mut out = Vec::new();
     let mut rejected = 0;
@@ -133,7 +140,7 @@ pub fn load_subjects(
             }
         };
         match record
-            .locus_typings()
+            .locus_typings(&release)
             .map_err(|e| e.to_string())
             .and_then(|t| {
                 builder

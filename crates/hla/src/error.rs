@@ -49,6 +49,16 @@ pub enum TypingError {
         locus: String,
         release: String,
     },
+    /// A versioned GL string written against another release: names move between releases
+    /// (renames, deletions, new G groups), so it is refused rather than read under this one.
+    #[error(
+        "`{token}` is written against IMGT/HLA {version}, but this registry reads IMGT/HLA {release}: retype it against {release}, or send it without the version to have it read as {release}"
+    )]
+    OtherRelease {
+        token: String,
+        version: String,
+        release: String,
+    },
     #[error("unknown allele `{token}`: no allele of that name in IMGT/HLA {release}")]
     UnknownAllele { token: String, release: String },
     #[error("allele `{token}` was deleted from IMGT/HLA ({reason}) and has no successor")]

@@ -143,6 +143,13 @@ impl Expander {
         &self.release
     }
 
+    /// Parse a GL string for this release: a versioned one must name it.
+    pub fn parse_gl(&self, text: &str) -> Result<crate::GlString, TypingError> {
+        let gl = crate::GlString::parse(text)?;
+        self.release.check_gl_version(&gl)?;
+        Ok(gl)
+    }
+
     pub fn release_arc(&self) -> &Arc<Release> {
         &self.release
     }

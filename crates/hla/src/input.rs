@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::error::{LoadError, TypingError};
 use crate::genotype::{LocusTyping, locus_typings};
 use crate::gl::{AlleleList, GlString};
+use crate::release::Release;
 
 /// One person's typing as the file gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,17 +38,30 @@ pub struct FieldError {
 }
 
 impl SubjectRecord {
-    /// The locus positions of this subject (untyped loci are absent).
-    pub fn locus_typings(&self) -> Result<Vec<LocusTyping>, FieldError> {
+    /// The locus positions of this subject (untyped loci are absent); a versioned GL string
+    /// must name `release`.
+    pub fn locus_typings(&self, release: &Release) -> Result<Vec<LocusTyping>, FieldError> {
         match &self.typing {
             SubjectTyping::Gl(text) => GlString::parse(text)
-                .and_then(|gl| locus_typings(&gl))
+                .and_then(|gl| {
+                    release.check_gl_version(&gl)?;
+                    locus_typings(&gl)
+                })
                 .map_err(|error| FieldError {
                     line: self.line,
                     field: "GLSTRING".into(),
                     error,
                 }),
-            SubjectTyping::Cells(cells) => {
+            SubjectTyping::Cells(cells) => self.cell_typings(cells),
+        }
+    }
+
+    fn cell_typings(
+        &self,
+        cells: &[(String, [Option<String>; 2])],
+    ) -> Result<Vec<LocusTyping>, FieldError> {
+        {
+            {
                 let mut out = Vec::new();
                 for (locus, pair) in cells {
                     let mut lists: [Option<AlleleList>; 2] = [None, None];
@@ -84,8 +98,8 @@ impl SubjectRecord {
     pub fn gl_text(&self) -> Result<String, FieldError> {
         match &self.typing {
             SubjectTyping::Gl(t) => Ok(t.clone()),
-            SubjectTyping::Cells(_) => Ok(self
-                .locus_typings()?
+            SubjectTyping::Cells(cells) => Ok(self
+                .cell_typings(cells)?
                 .iter()
                 .map(|t| format!("{}+{}", t.positions[0], t.positions[1]))
                 .collect::<Vec<_>>()

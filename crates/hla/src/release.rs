@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
 
-use crate::error::LoadError;
+use crate::error::{LoadError, TypingError};
 use crate::token::SerologyLocus;
 
 pub type AlleleId = u32;
@@ -150,6 +150,19 @@ pub(crate) fn nomenclature_key(name: &str) -> (String, Vec<u32>, String) {
 }
 
 impl Release {
+    /// Refuse a versioned GL string that names another release (`3.58` and `3.58.0` are
+    /// the same release; `3.1.0` is not).
+    pub fn check_gl_version(&self, gl: &crate::GlString) -> Result<(), TypingError> {
+        match &gl.version {
+            Some(v) if !same_release(v, &self.version) => Err(TypingError::OtherRelease {
+                token: gl.to_string(),
+                version: v.clone(),
+                release: self.version.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Load a release directory (the layout of github.com/ANHIG/IMGTHLA).
     pub fn load(dir: impl AsRef<Path>) -> Result<Release, LoadError> {
         let dir = dir.as_ref();
@@ -640,4 +653,20 @@ impl Release {
             .get(&(locus, antigen.to_string()))
             .map_or(&[], Vec::as_slice)
     }
+}
+
+/// Whether two release versions are one release: numeric fields compared, missing trailing
+/// fields read as 0.
+fn same_release(a: &str, b: &str) -> bool {
+    let fields = |v: &str| -> Vec<u32> {
+        let mut f: Vec<u32> = v
+            .split('.')
+            .map(|p| p.parse().unwrap_or(u32::MAX))
+            .collect();
+        while f.len() > 1 && f.last() == Some(&0) {
+            f.pop();
+        }
+        f
+    };
+    fields(a) == fields(b)
 }

@@ -741,7 +741,7 @@ fn the_20k_corpus_expands_without_error() {
                 cells += 1;
             }
         }
-        record.locus_typings().unwrap();
+        record.locus_typings(e.release()).unwrap();
     }
     assert_eq!(cells, 177_646);
 }
@@ -754,7 +754,7 @@ fn the_wmda_mvt3_corpus_expands_without_error() {
         for record in SubjectReader::open(shared("corpora/wmda-mvt3").join(file)).unwrap() {
             let record = record.unwrap();
             let typings = record
-                .locus_typings()
+                .locus_typings(e.release())
                 .unwrap_or_else(|err| panic!("{file}: {err}"));
             e.expand_typings(typings)
                 .unwrap_or_else(|err| panic!("{file} line {}: {err}", record.line));
@@ -875,4 +875,38 @@ mod properties {
             let _ = expander().expand_gl(&gl);
         }
     }
+}
+
+#[test]
+fn a_versioned_gl_string_must_name_the_loaded_release() {
+    let e = expander();
+    for same in [
+        "hla#3.58.0#A*01:01+A*02:01",
+        "HLA#3.58#A*01:01+A*02:01",
+        "A*01:01+A*02:01",
+    ] {
+        e.parse_gl(same)
+            .unwrap_or_else(|err| panic!("{same}: {err}"));
+    }
+    for other in [
+        "hla#3.1.0#A*01:01+A*02:01",
+        "hla#3.58.1#A*01:01+A*02:01",
+        "hla#3.580#A*01:01",
+    ] {
+        let err = e.parse_gl(other).unwrap_err();
+        assert!(
+            matches!(&err, TypingError::OtherRelease { release, .. } if release == "3.58.0"),
+            "{other}: {err}"
+        );
+    }
+    // A file's versioned line is refused on its line, the same way.
+    let record = hla::input::SubjectRecord {
+        line: 7,
+        id: "D7".into(),
+        typing: hla::input::SubjectTyping::Gl("hla#3.1.0#A*01:01+A*02:01".into()),
+        donor_type: None,
+        external_code: None,
+    };
+    let err = record.locus_typings(e.release()).unwrap_err();
+    assert_eq!((err.line, err.field.as_str()), (7, "GLSTRING"));
 }

@@ -469,7 +469,7 @@ impl DonorIndex {
     /// same text (a patient typed like some donor costs no expansion); other typings are
     /// built for this subject alone.
     pub fn subject_from_gl(&self, gl: &str) -> Result<Subject, TypingError> {
-        let gl = hla::GlString::parse(gl)?;
+        let gl = self.expander.parse_gl(gl)?;
         let typings = hla::locus_typings(&gl)?;
         crate::subject::subject_from(&self.expander, &typings, |locus, list| {
             let table = &self.positions[locus.index()];

@@ -49,7 +49,7 @@ impl SubjectBuilder {
 
     /// Parse and build a subject from a GL string.
     pub fn from_gl(&mut self, gl: &str) -> Result<Subject, TypingError> {
-        let gl = hla::GlString::parse(gl)?;
+        let gl = self.expander.parse_gl(gl)?;
         self.subject(&hla::locus_typings(&gl)?)
     }
 }

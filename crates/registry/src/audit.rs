@@ -3,7 +3,11 @@
 
 use sqlx::{Any, Transaction};
 
+use crate::support::{NOTE_MAX, check_text};
 use crate::{Actor, Registry, Result, now_text};
+
+/// Longest client request id kept in the log (the API replaces a longer one with its own).
+pub const REQUEST_ID_MAX: usize = 200;
 
 /// The audit entry of a change, in the change's own transaction.
 pub(crate) async fn audit(
@@ -14,6 +18,14 @@ pub(crate) async fn audit(
     entity_id: &str,
     reason: Option<&str>,
 ) -> Result<()> {
+    // Every path checks its own text; this is the backstop that keeps the log bounded.
+    check_text("reason", reason, false, NOTE_MAX)?;
+    check_text(
+        "request_id",
+        actor.request_id.as_deref(),
+        false,
+        REQUEST_ID_MAX,
+    )?;
     sqlx::query("INSERT INTO audit_log (at, actor, role, action, entity, entity_id, reason, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(now_text())
         .bind(&actor.name)

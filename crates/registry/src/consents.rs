@@ -6,6 +6,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::audit::commit_audited;
 use crate::index_feed::Indexed;
 use crate::model::ConsentInput;
+use crate::support::{ID_MAX, NOTE_MAX, check_text};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 /// Consent scopes (registry operations §4).
@@ -37,6 +38,8 @@ pub(crate) async fn insert_consent(
     consent: &ConsentInput,
     actor: &Actor,
 ) -> Result<i64> {
+    check_text("form_version", Some(&consent.form_version), true, ID_MAX)?;
+    check_text("note", consent.note.as_deref(), false, NOTE_MAX)?;
     Ok(sqlx::query_scalar("INSERT INTO consents (donor_id, scope, form_version, given_at, recorded_by, note) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
         .bind(donor_id)
         .bind(scope)
@@ -191,9 +194,8 @@ impl Registry {
                 ),
             ));
         }
-        if consent.form_version.trim().is_empty() {
-            return Err(RegistryError::invalid("form_version", "required"));
-        }
+        check_text("form_version", Some(&consent.form_version), true, ID_MAX)?;
+        check_text("note", consent.note.as_deref(), false, NOTE_MAX)?;
         let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
         self.may_record_consent(&mut tx, donor_id, scope, actor)
@@ -234,6 +236,7 @@ impl Registry {
                 format!("unknown consent scope `{scope}`"),
             ));
         }
+        check_text("reason", reason, false, NOTE_MAX)?;
         let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;
         // A donor may withdraw any consent at any stage; who records it is checked as for

@@ -10,7 +10,7 @@ use crate::consents::require_consent;
 use crate::index_feed::Indexed;
 use crate::model::StatusChange;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{date, day_text, past_date};
+use crate::support::{NOTE_MAX, check_text, date, day_text, past_date};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const PRODUCTS: [&str; 3] = ["PBSC", "BM", "DLI"];
@@ -69,6 +69,14 @@ impl Registry {
             ));
         }
         let day = past_date("donated_on", donated_on, self.today())?;
+        if let Some(code) = station
+            && !self.station_exists(code).await?
+        {
+            return Err(RegistryError::invalid(
+                "station",
+                format!("unknown station `{code}`"),
+            ));
+        }
         let (_turn, mut tx) = self.begin().await?;
         let donor = self.donor_in(&mut tx, donor_id).await?;
         self.lock_donor(&mut tx, donor_id).await?;
@@ -237,6 +245,8 @@ impl Registry {
             return Err(RegistryError::invalid("state", "done or missed"));
         }
         past_date("on", on, self.today())?;
+        check_text("outcome", outcome, false, NOTE_MAX)?;
+        check_text("adverse_event", adverse_event, false, NOTE_MAX)?;
         if state == "done" && outcome.is_none_or(|o| o.trim().is_empty()) {
             return Err(RegistryError::invalid(
                 "outcome",

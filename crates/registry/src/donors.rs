@@ -9,9 +9,11 @@ use crate::audit::commit_audited;
 use crate::consents::insert_consent;
 use crate::index_feed::Indexed;
 use crate::model::{Donor, Identity, NewDonor, rh_code};
+use crate::national_id::normalise_national_id;
 use crate::page::{Arg, Filter, Page, PageRequest};
 use crate::support::{
-    check_text, donor_from_row, donor_select, is_unique_violation, past_date, validate_gl,
+    ADDRESS_MAX, EMAIL_MAX, ID_MAX, NAME_MAX, PHONE_MAX, check_text, donor_from_row, donor_select,
+    is_unique_violation, past_date, validate_gl,
 };
 use crate::{Actor, Registry, RegistryError, Result, make_grid, now_text};
 
@@ -89,30 +91,57 @@ impl Registry {
         if let Some(d) = &new.cmv_date {
             past_date("cmv_date", d, today)?;
         }
-        check_text("external_id", Some(&new.external_id), true, 64)?;
+        check_text("external_id", Some(&new.external_id), true, ID_MAX)?;
+        check_text("population", Some(&new.population), false, ID_MAX)?;
         if let Some(consent) = &new.recruitment_consent {
             check_text(
                 "consent_form_version",
                 Some(&consent.form_version),
                 true,
-                64,
+                ID_MAX,
             )?;
         }
         if let Some(i) = &new.identity {
-            check_text("identity.family_name", Some(&i.family_name), true, 100)?;
-            check_text("identity.given_name", Some(&i.given_name), true, 100)?;
-            check_text("identity.national_id", i.national_id.as_deref(), false, 40)?;
-            check_text("identity.phone", i.phone.as_deref(), false, 40)?;
-            check_text("identity.email", i.email.as_deref(), false, 200)?;
-            check_text("identity.address", i.address.as_deref(), false, 500)?;
+            check_text("identity.family_name", Some(&i.family_name), true, NAME_MAX)?;
+            check_text("identity.given_name", Some(&i.given_name), true, NAME_MAX)?;
+            check_text("identity.phone", i.phone.as_deref(), false, PHONE_MAX)?;
+            check_text("identity.email", i.email.as_deref(), false, EMAIL_MAX)?;
+            check_text("identity.address", i.address.as_deref(), false, ADDRESS_MAX)?;
+            for (n, (name, phone)) in i.emergency.iter().enumerate() {
+                let k = n + 1;
+                check_text(
+                    &format!("identity.emergency{k}_name"),
+                    name.as_deref(),
+                    false,
+                    NAME_MAX,
+                )?;
+                check_text(
+                    &format!("identity.emergency{k}_phone"),
+                    phone.as_deref(),
+                    false,
+                    PHONE_MAX,
+                )?;
+            }
         }
+        // The identity as stored: its national id normalised (one person, one id).
+        let identity = match &new.identity {
+            Some(i) => Some(Identity {
+                national_id: i
+                    .national_id
+                    .as_deref()
+                    .map(|n| normalise_national_id("identity.national_id", n))
+                    .transpose()?,
+                ..i.clone()
+            }),
+            None => None,
+        };
         let gl = match &new.typing {
             Some(t) => Some(validate_gl(self, &t.gl)?),
             None => None,
         };
         let (_turn, mut tx) = self.begin().await?;
         let donor_id = self.insert_donor(&mut tx, new).await?;
-        if let Some(identity) = &new.identity {
+        if let Some(identity) = &identity {
             insert_identity(&mut tx, donor_id, identity).await?;
         }
         if let Some(consent) = &new.recruitment_consent {
@@ -293,6 +322,10 @@ impl Registry {
         if let Some(d) = &update.cmv_date {
             past_date("cmv_date", d, self.today())?;
         }
+        check_text("population", update.population.as_deref(), false, ID_MAX)?;
+        check_text("phone", update.phone.as_deref(), false, PHONE_MAX)?;
+        check_text("email", update.email.as_deref(), false, EMAIL_MAX)?;
+        check_text("address", update.address.as_deref(), false, ADDRESS_MAX)?;
         let mut fields: Vec<&str> = Vec::new();
         let (_turn, mut tx) = self.begin().await?;
         self.lock_donor(&mut tx, donor_id).await?;

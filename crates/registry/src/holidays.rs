@@ -6,7 +6,7 @@ use matching::model::format_day;
 use sqlx::Row;
 
 use crate::audit::commit_audited;
-use crate::support::date;
+use crate::support::{NAME_MAX, check_text, date};
 use crate::{Actor, Registry, RegistryError, Result};
 
 /// Whether `day` (days since 1900-01-01) is a Saturday or Sunday. 1900-01-01 was a Monday.
@@ -40,9 +40,7 @@ impl Registry {
     pub async fn add_holiday(&self, day: &str, name: &str, actor: &Actor) -> Result<()> {
         date("day", day)?;
         let name = name.trim();
-        if name.is_empty() {
-            return Err(RegistryError::invalid("name", "required"));
-        }
+        check_text("name", Some(name), true, NAME_MAX)?;
         let (_turn, mut tx) = self.begin().await?;
         sqlx::query("DELETE FROM holidays WHERE day = $1")
             .bind(day)

@@ -16,6 +16,7 @@ pub mod import;
 mod index_feed;
 mod jobs;
 mod model;
+mod national_id;
 mod organ;
 mod page;
 mod patients;
@@ -47,6 +48,7 @@ pub use model::{
     ConsentInput, CordUnit, Donor, Identity, NewDonor, StatusChange, TypingInput, rh_code,
     rh_from_code,
 };
+pub use national_id::{NATIONAL_ID_MAX, normalise_national_id};
 pub use organ::{ORGANS, OrganRegistration, REGISTRATION_STATES, TISSUES};
 pub use page::{MAX_PAGE, Page, PageRequest};
 pub use patients::{NewPatient, Patient};

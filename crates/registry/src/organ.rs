@@ -6,8 +6,9 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::audit::commit_audited;
 use crate::donors::station_scope;
+use crate::national_id::normalise_national_id;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{check_choice, is_unique_violation, past_date};
+use crate::support::{NAME_MAX, check_choice, check_text, is_unique_violation, past_date};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const ORGANS: [&str; 6] = [
@@ -52,15 +53,9 @@ impl Registry {
                 "choose organs, tissues or whole-body donation",
             ));
         }
-        if national_id.trim().is_empty()
-            || family_name.trim().is_empty()
-            || given_name.trim().is_empty()
-        {
-            return Err(RegistryError::invalid(
-                "identity",
-                "name and national id are required",
-            ));
-        }
+        check_text("family_name", Some(family_name), true, NAME_MAX)?;
+        check_text("given_name", Some(given_name), true, NAME_MAX)?;
+        let national_id = normalise_national_id("national_id", national_id)?;
         if actor.role == "station" && actor.station.is_none() {
             return Err(RegistryError::Forbidden(
                 "a station's registration names its station".into(),
@@ -73,7 +68,7 @@ impl Registry {
         )
         .bind(family_name)
         .bind(given_name)
-        .bind(national_id)
+        .bind(&national_id)
         .bind(birth_date)
         .bind(organs.join(","))
         .bind(tissues.join(","))

@@ -5,7 +5,7 @@ use crate::audit::commit_audited;
 use crate::consents::{in_confirmatory_typing, require_consent};
 use crate::donors::station_scope;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{is_unique_violation, past_date};
+use crate::support::{CODE_MAX, ID_MAX, NAME_MAX, check_text, is_unique_violation, past_date};
 use crate::{Actor, Registry, RegistryError, Result};
 
 /// Sample states, in the order a sample moves through them.
@@ -80,9 +80,9 @@ impl Registry {
         actor: &Actor,
     ) -> Result<Sample> {
         let barcode = sample.barcode.trim();
-        if barcode.is_empty() {
-            return Err(RegistryError::invalid("barcode", "required"));
-        }
+        check_text("barcode", Some(barcode), true, ID_MAX)?;
+        check_text("lab", sample.lab.as_deref(), false, NAME_MAX)?;
+        check_text("station", Some(&sample.station), true, CODE_MAX)?;
         past_date("collected_on", &sample.collected_on, self.today())?;
         if let Some(v) = sample.volume_ml
             && !(v.is_finite() && v > 0.0)

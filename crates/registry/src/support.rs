@@ -1,7 +1,6 @@
 //! What every resource's SQL shares: unique-violation detection, date and GL checks, the
 //! donor row and its decoder.
 
-use hla::GlString;
 use matching::model::parse_birth_date;
 use matching::{Abo, Cmv, CordCells, DonorType, Sex, Status};
 use sqlx::Row;
@@ -17,6 +16,16 @@ pub(crate) fn date(field: &str, text: &str) -> Result<i64> {
 }
 
 /// A text field's limits: required (not blank) or not, and at most `max` characters.
+/// Longest person's name part, code, external id, phone, e-mail, address and free-text note
+/// the registry keeps (characters); longer input is refused naming its field.
+pub(crate) const NAME_MAX: usize = 100;
+pub(crate) const CODE_MAX: usize = 16;
+pub(crate) const ID_MAX: usize = 64;
+pub(crate) const PHONE_MAX: usize = 40;
+pub(crate) const EMAIL_MAX: usize = 200;
+pub(crate) const ADDRESS_MAX: usize = 500;
+pub(crate) const NOTE_MAX: usize = 2000;
+
 pub(crate) fn check_text(
     field: &str,
     text: Option<&str>,
@@ -83,7 +92,7 @@ pub(crate) fn validate_gl(registry: &Registry, gl: &str) -> Result<String> {
 
 /// [`validate_gl`] without a registry at hand (the import's validation threads).
 pub(crate) fn validate_gl_with(expander: &hla::Expander, gl: &str) -> Result<String> {
-    let parsed = GlString::parse(gl)?;
+    let parsed = expander.parse_gl(gl)?;
     expander.expand_gl(&parsed)?;
     let loci = hla::locus_typings(&parsed)?;
     for required in ["A", "B", "DRB1"] {
@@ -109,11 +118,18 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 pub(crate) fn check_choice(chosen: &[&str], allowed: &[&str], field: &str) -> Result<()> {
-    for c in chosen {
+    for (i, c) in chosen.iter().enumerate() {
         if !allowed.contains(c) {
             return Err(RegistryError::invalid(
                 field,
                 format!("unknown choice `{c}` ({})", allowed.join(", ")),
+            ));
+        }
+        // Each choice once, so a list is never longer than its choices.
+        if chosen[..i].contains(c) {
+            return Err(RegistryError::invalid(
+                field,
+                format!("`{c}` is listed twice"),
             ));
         }
     }

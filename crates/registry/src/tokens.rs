@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::audit::commit_audited;
+use crate::support::{NAME_MAX, check_text};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const ROLES: [&str; 5] = ["station", "coordinator", "case_manager", "admin", "auditor"];
@@ -60,6 +61,7 @@ impl Registry {
             }
             _ => {}
         }
+        check_text("label", Some(label), false, NAME_MAX)?;
         let bytes: [u8; 32] = rand::random();
         let secret = format!("boai_{}", hex::encode(bytes));
         let (_turn, mut tx) = self.begin().await?;

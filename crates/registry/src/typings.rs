@@ -7,7 +7,7 @@ use crate::audit::commit_audited;
 use crate::consents::{in_confirmatory_typing, require_consent};
 use crate::index_feed::Indexed;
 use crate::model::TypingInput;
-use crate::support::{past_date, validate_gl};
+use crate::support::{ID_MAX, NAME_MAX, check_text, past_date, validate_gl};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 /// A typing as recorded (current or history).
@@ -32,6 +32,8 @@ impl Registry {
         gl: &str,
         today: i64,
     ) -> Result<i64> {
+        check_text("typing.lab", t.lab.as_deref(), false, NAME_MAX)?;
+        check_text("typing.method", t.method.as_deref(), false, ID_MAX)?;
         let typed_on = match &t.typed_on {
             Some(d) => {
                 past_date("typed_on", d, today)?;

@@ -159,7 +159,7 @@ async fn enrolment_rules_and_grids() {
     for (backend, reg, _dir) in backends("enrol").await {
         setup_station(&reg).await;
         let d = reg
-            .enrol(&donor("E1", "110101199504100001"), &clerk(), today())
+            .enrol(&donor("E1", "110101199504100004"), &clerk(), today())
             .await
             .unwrap();
         registry::validate_grid(&d.grid).unwrap();
@@ -170,7 +170,7 @@ async fn enrolment_rules_and_grids() {
         );
         // Duplicate national id.
         let err = reg
-            .enrol(&donor("E2", "110101199504100001"), &clerk(), today())
+            .enrol(&donor("E2", "110101199504100004"), &clerk(), today())
             .await
             .unwrap_err();
         assert!(
@@ -736,7 +736,7 @@ mod import {
                 let record = record.unwrap();
                 let key = i as u32 + 1;
                 file_ids.insert(key, record.id.clone());
-                let typings = record.locus_typings().unwrap();
+                let typings = record.locus_typings(expander().release()).unwrap();
                 let texts: Vec<(matching::Locus, [String; 2])> = typings
                     .iter()
                     .filter_map(|t| {
@@ -2130,3 +2130,6 @@ async fn case_process_rules_hold_whoever_calls() {
         reg.close().await;
     }
 }
+
+#[path = "registry/input_rules.rs"]
+mod input_rules;

@@ -12,8 +12,9 @@ use matching::model::{age_in_years, parse_birth_date};
 use matching::{Abo, Cmv, DonorType, Sex};
 
 use crate::model::rh_from_code;
-use crate::support::validate_gl_with;
-use crate::{RegistryConfig, Result};
+use crate::national_id::normalise_national_id;
+use crate::support::{CODE_MAX, EMAIL_MAX, ID_MAX, NAME_MAX, PHONE_MAX, validate_gl_with};
+use crate::{RegistryConfig, RegistryError, Result};
 
 use super::batch::{CheckedBatch, ImportRow, RowError, err};
 use super::source::{RawRecord, Source};
@@ -159,7 +160,7 @@ impl Validator {
         record: &SubjectRecord,
     ) -> std::result::Result<String, RowError> {
         let typings = record
-            .locus_typings()
+            .locus_typings(self.expander.release())
             .map_err(|e| err(record.line, &e.field, e.error.to_string()))?;
         for t in &typings {
             for (i, p) in t.positions.iter().enumerate() {
@@ -260,11 +261,38 @@ impl Validator {
             &get("gl").ok_or_else(|| err(line, "gl", "required"))?,
         )
         .map_err(|e| err(line, "gl", e.to_string()))?;
-        if let Some(d) = get("typing_date") {
-            parse_birth_date(&d).map_err(|r| err(line, "typing_date", r))?;
+        if let Some(d) = get("typing_date")
+            && i64::from(parse_birth_date(&d).map_err(|r| err(line, "typing_date", r))?)
+                > self.today
+        {
+            return Err(err(line, "typing_date", format!("{d} is after today")));
         }
+        // The same limits as an enrolment through the API.
+        for (field, max) in [
+            ("external_id", ID_MAX),
+            ("station", CODE_MAX),
+            ("population", ID_MAX),
+            ("family_name", NAME_MAX),
+            ("given_name", NAME_MAX),
+            ("phone", PHONE_MAX),
+            ("email", EMAIL_MAX),
+            ("consent_form_version", ID_MAX),
+            ("typing_lab", NAME_MAX),
+            ("typing_method", ID_MAX),
+        ] {
+            if get(field).is_some_and(|v| v.chars().count() > max) {
+                return Err(err(line, field, format!("at most {max} characters")));
+            }
+        }
+        let national_id = get("national_id")
+            .map(|n| normalise_national_id("national_id", &n))
+            .transpose()
+            .map_err(|e| match e {
+                RegistryError::Invalid { field, reason } => err(line, &field, reason),
+                other => err(line, "national_id", other.to_string()),
+            })?;
         let identity = match (get("family_name"), get("given_name")) {
-            (Some(f), Some(g)) => Some((f, g, get("national_id"), get("phone"), get("email"))),
+            (Some(f), Some(g)) => Some((f, g, national_id, get("phone"), get("email"))),
             (None, None) => None,
             _ => {
                 return Err(err(
