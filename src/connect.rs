@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use hla::Expander;
-use registry::{Actor, Clock, Registry, RegistryConfig};
+use registry::{Actor, Clock, Registry, RegistryConfig, SqliteSync};
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
@@ -19,6 +19,10 @@ pub struct DbArgs {
     /// The local time (HH:MM) the daily job runs at.
     #[arg(long, env = "BOAI_DAILY_AT", default_value = "02:00")]
     pub daily_at: String,
+    /// SQLite durability: `full` (every acknowledged commit survives a power loss) or
+    /// `normal` (faster commits; a power loss may lose the last ones).
+    #[arg(long, env = "BOAI_SQLITE_SYNC", default_value = "full")]
+    pub sqlite_sync: String,
     /// For tests: a file holding the instant that is "now" (RFC 3339), re-read each time.
     #[arg(long, env = "BOAI_CLOCK_FILE", hide = true)]
     pub clock_file: Option<std::path::PathBuf>,
@@ -32,6 +36,7 @@ impl DbArgs {
             db: url.to_string(),
             time_zone: env("BOAI_TIME_ZONE").unwrap_or_else(|| registry::DEFAULT_TIME_ZONE.into()),
             daily_at: env("BOAI_DAILY_AT").unwrap_or_else(|| "02:00".into()),
+            sqlite_sync: env("BOAI_SQLITE_SYNC").unwrap_or_else(|| "full".into()),
             clock_file: env("BOAI_CLOCK_FILE").map(Into::into),
         }
     }
@@ -46,9 +51,13 @@ impl DbArgs {
         let daily_job_at: jiff::civil::Time = self.daily_at.parse().with_context(|| {
             format!("--daily-at `{}` is not a time such as 02:00", self.daily_at)
         })?;
+        let sqlite_sync = SqliteSync::from_code(&self.sqlite_sync).with_context(|| {
+            format!("--sqlite-sync `{}` is not full or normal", self.sqlite_sync)
+        })?;
         Ok(RegistryConfig {
             clock,
             daily_job_at,
+            sqlite_sync,
             ..RegistryConfig::default()
         })
     }

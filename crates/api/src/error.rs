@@ -132,6 +132,13 @@ impl From<RegistryError> for ApiError {
             RegistryError::Typing(t) => {
                 ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "typing", t.to_string())
             }
+            busy if busy.is_busy() => {
+                tracing::warn!(error = %busy, "registry busy");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the registry is busy; retry shortly",
+                )
+            }
             other => {
                 // Database trouble: logged with the request id, not shown.
                 tracing::error!(error = %other, "registry error");
@@ -144,8 +151,27 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+/// Whether `e`, or an error it wraps, is a body that did not arrive in time.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
+        if timed_out(&r) {
+            return ApiError::field(
+                StatusCode::REQUEST_TIMEOUT,
+                "body",
+                "the request body did not arrive in time",
+            );
+        }
         let status = match &r {
             JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
             JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

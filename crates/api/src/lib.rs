@@ -7,56 +7,51 @@
 //! gone, as soon as the write returns.
 
 pub mod access;
+pub mod admission;
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod jobs;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 pub mod state;
 pub mod stored_run;
-
-use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
+use axum::middleware;
 use axum::response::IntoResponse;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
+pub use crate::admission::{Admission, CONCURRENCY_LIMIT, PER_CLIENT_LIMIT};
 use crate::error::ApiError;
 pub use crate::openapi::ApiDoc;
-pub use crate::state::{AppState, SearchSlots};
+pub use crate::server::serve;
+pub use crate::state::{AppState, SearchSlots, Timeouts};
 
 /// Largest request body accepted (413 beyond).
 pub const BODY_LIMIT: usize = 256 * 1024;
-/// Requests served at once; more are refused with 503 instead of queueing without bound.
-pub const CONCURRENCY_LIMIT: usize = 512;
 
 /// The whole application: routes, docs, limits, request ids and tracing.
 pub fn app(state: AppState) -> Router {
-    let overload = ServiceBuilder::new()
+    // A request (its body read included) that takes longer is answered 503.
+    let timeout = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
-            if e.is::<tower::load_shed::error::Overloaded>() {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the server is at capacity; retry shortly",
-                )
-            } else if e.is::<tower::timeout::error::Elapsed>() {
+            if e.is::<tower::timeout::error::Elapsed>() {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the request took too long")
             } else {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
             .into_response()
         }))
-        .load_shed()
-        .concurrency_limit(CONCURRENCY_LIMIT)
-        .timeout(Duration::from_secs(30));
+        .timeout(state.timeouts.request);
     Router::new()
         .merge(routes::router())
         .merge(
@@ -64,7 +59,16 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(overload)
+        // A body that has not all arrived in time fails its read: a 408 problem.
+        .layer(RequestBodyDeadlineLayer::new(state.timeouts.body))
+        .layer(timeout)
+        // `Router::layer` wraps each route on its own: the counts live in the shared
+        // `Admission`, so the limits hold for the whole server.
+        .layer(middleware::from_fn_with_state(
+            state.admission.clone(),
+            admission::admit,
+        ))
+        .layer(middleware::map_response(admission::retry_after))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -78,21 +82,6 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(admission::sanitise_request_id))
         .with_state(state)
-}
-
-/// Serve until `shutdown` resolves, then drain the requests in flight.
-pub async fn serve(
-    state: AppState,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let addr: SocketAddr = listener.local_addr()?;
-    tracing::info!(%addr, "serving");
-    // A make-service hands each connection a clone of one shared router; serving the
-    // `Router` itself rebuilds every route per connection (axum's `with_state` on a shared
-    // router), which was a tenth of the request threads' time under load.
-    axum::serve(listener, app(state).into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await
 }

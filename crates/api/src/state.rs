@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use matching::DonorIndex;
 use registry::Registry;
 
+use crate::admission::Admission;
 use crate::error::ApiError;
 
 /// What every handler shares.
@@ -20,6 +21,32 @@ pub struct AppState {
     pub haplotypes: Option<Arc<matching::HaplotypeSet>>,
     /// Where searches run: one at a time per core, the rest waiting their turn.
     pub search_slots: Arc<SearchSlots>,
+    /// How many requests are served at once, in all and per client.
+    pub admission: Admission,
+    /// How long a client may take to send a request.
+    pub timeouts: Timeouts,
+}
+
+/// How long a client may take to send a request: its headers, its body, and the whole
+/// request with the work it asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A request's headers (and the idle wait for the next request on a connection).
+    pub headers: std::time::Duration,
+    /// A request's whole body, from when its headers have arrived (408 beyond).
+    pub body: std::time::Duration,
+    /// The whole request, body and work included (503 beyond).
+    pub request: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            headers: std::time::Duration::from_secs(10),
+            body: std::time::Duration::from_secs(10),
+            request: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// Searches run one per core, each on a single-thread pool of its own, and the rest wait
@@ -118,7 +145,22 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(false)),
             haplotypes: None,
             search_slots: Arc::new(SearchSlots::new(cores)),
+            admission: Admission::default(),
+            timeouts: Timeouts::default(),
         }
+    }
+
+    /// The same server with other read timeouts.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> AppState {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The same server admitting at most `server` requests at once, `per_client` for any
+    /// one client.
+    pub fn with_limits(mut self, server: usize, per_client: usize) -> AppState {
+        self.admission = Admission::new(server, per_client);
+        self
     }
 
     /// The same server with haplotype frequencies for match probabilities.

@@ -3034,3 +3034,6 @@ async fn case_rules_and_dates_are_answered_with_problems_never_500() {
         reg.close().await;
     }
 }
+
+#[path = "api/limits.rs"]
+mod limits;

@@ -36,7 +36,7 @@ use hla::{Expander, TypingError};
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
-pub use audit::AuditEntry;
+pub use audit::{AuditEntry, REQUEST_ID_MAX};
 pub use clock::{Clock, DEFAULT_TIME_ZONE, day_number};
 pub use consents::{CASE_CONSENT_SCOPES, CONSENT_SCOPES, ConsentRecord};
 pub use donations::{DonationRecord, FOLLOWUP_LISTS, FollowupRecord, PRODUCTS, follow_up_schedule};
@@ -110,6 +110,23 @@ impl RegistryError {
     }
 }
 
+impl RegistryError {
+    /// The database is momentarily busy (no free connection, a lock held, a serialisation
+    /// conflict): the same request may succeed if retried.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            RegistryError::Db(sqlx::Error::PoolTimedOut) => true,
+            RegistryError::Db(sqlx::Error::Database(d)) => {
+                matches!(
+                    d.code().as_deref(),
+                    Some("5" | "6" | "40001" | "40P01" | "55P03" | "53300")
+                ) || d.message().contains("database is locked")
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 /// Registry rules that differ between registries (registry operations §3, §5, §6).
@@ -137,6 +154,37 @@ pub struct RegistryConfig {
     pub max_donations_per_product: u32,
     /// Products the registry collects (CMDP: PBSC, and DLI later; never bone marrow).
     pub products: Vec<String>,
+    /// How SQLite makes a commit durable (PostgreSQL is durable by its own settings).
+    pub sqlite_sync: SqliteSync,
+}
+
+/// SQLite's `synchronous` setting in WAL mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// Every acknowledged commit is on disk (an fsync of the WAL per commit): a power loss
+    /// loses nothing that was acknowledged. The default.
+    #[default]
+    Full,
+    /// The WAL is synced at checkpoints only: faster commits, and a power loss (not a
+    /// crash of the process) may lose the last acknowledged ones.
+    Normal,
+}
+
+impl SqliteSync {
+    pub fn from_code(code: &str) -> Option<SqliteSync> {
+        match code.to_ascii_lowercase().as_str() {
+            "full" => Some(SqliteSync::Full),
+            "normal" => Some(SqliteSync::Normal),
+            _ => None,
+        }
+    }
+
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "PRAGMA synchronous = FULL",
+            SqliteSync::Normal => "PRAGMA synchronous = NORMAL",
+        }
+    }
 }
 
 impl Default for RegistryConfig {
@@ -155,6 +203,7 @@ impl Default for RegistryConfig {
             dli_interval_days: 30,
             max_donations_per_product: 2,
             products: vec!["PBSC".into(), "DLI".into()],
+            sqlite_sync: SqliteSync::default(),
         }
     }
 }
@@ -228,14 +277,16 @@ impl Registry {
                 } else {
                     format!("{url}?mode=rwc")
                 };
+                let sync = config.sqlite_sync.pragma();
                 AnyPoolOptions::new()
                     .max_connections(4)
-                    .after_connect(|conn, _| {
+                    .after_connect(move |conn, _| {
                         Box::pin(async move {
-                            // WAL: readers never block the writer; a crash loses no committed write.
+                            // WAL: readers never block the writer; `sync` says whether a
+                            // power loss may lose acknowledged commits (see `SqliteSync`).
                             for pragma in [
                                 "PRAGMA journal_mode = WAL",
-                                "PRAGMA synchronous = NORMAL",
+                                sync,
                                 "PRAGMA foreign_keys = ON",
                                 "PRAGMA busy_timeout = 30000",
                             ] {
