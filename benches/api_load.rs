@@ -6,7 +6,7 @@
 //! withdrawal returned. Prints throughput and latency percentiles.
 //!
 //!   cargo bench --bench api_load -- [--donors 1000000] [--clients 32] [--seconds 60]
-//!       [--pg postgres://USER@HOST:PORT/DB]
+//!       [--pg postgres://USER@HOST:PORT/DB] [--sqlite-sync full|normal]
 //!
 //! With `--pg`, the registry is a fresh database created on that PostgreSQL server (dropped
 //! again at the end) instead of a SQLite file.
@@ -159,7 +159,14 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
         "backend: {}",
         if pg.is_some() { "PostgreSQL" } else { "SQLite" }
     );
-    let reg = Registry::connect(&url, expander.clone(), RegistryConfig::default())
+    let sqlite_sync = text_arg("--sqlite-sync")
+        .map(|s| registry::SqliteSync::from_code(&s).expect("--sqlite-sync full|normal"))
+        .unwrap_or_default();
+    let config = RegistryConfig {
+        sqlite_sync,
+        ..RegistryConfig::default()
+    };
+    let reg = Registry::connect(&url, expander.clone(), config)
         .await
         .expect("connect");
     reg.migrate().await.expect("migrate");
@@ -300,6 +307,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
         let (station, errors, withdrawn) = (station.clone(), errors.clone(), withdrawn.clone());
         tokio::spawn(async move {
             let mut enrolled: Vec<i64> = Vec::new();
+            let mut write_ms: Vec<f64> = Vec::new();
             let mut withdrawals = 0;
             let mut n = 0;
             while Instant::now() < deadline {
@@ -310,7 +318,9 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
                     "consent_form_version": "CMDP-2024-1", "typing": probe_typing,
                 })
                 .to_string();
+                let started = Instant::now();
                 let (status, donor) = call(addr, "POST", "/v1/donors", &station, &body).await;
+                write_ms.push(started.elapsed().as_secs_f64() * 1e3);
                 if status != 201 {
                     errors.fetch_add(1, Ordering::Relaxed);
                     eprintln!("enrol: {status} {donor}");
@@ -337,13 +347,14 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            (enrolled, withdrawals)
+            (enrolled, withdrawals, write_ms)
         })
     };
     for t in tasks {
         t.await.unwrap();
     }
-    let (enrolled, withdrawals) = writer.await.unwrap();
+    let (enrolled, withdrawals, mut write_ms) = writer.await.unwrap();
+    write_ms.sort_by(f64::total_cmp);
     let cpu = process_cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
@@ -387,6 +398,11 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
             cpu * 1e3 / l.len().max(1) as f64
         );
     }
+    println!(
+        "enrolment latency ms p50 {:.1}, p99 {:.1} ({sqlite_sync:?} on SQLite)",
+        percentile(&write_ms, 0.50),
+        percentile(&write_ms, 0.99),
+    );
     println!(
         "{} enrolments, {withdrawals} withdrawals; errors {}, lost writes {lost}, withdrawn donors found after withdrawal {}",
         enrolled.len(),

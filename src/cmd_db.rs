@@ -87,11 +87,7 @@ pub fn db(cmd: DbCommand, expander: Arc<Expander>) -> Result<i32> {
             } => {
                 let reg = open(&db, expander).await?;
                 let actor = cli_actor();
-                match reg.add_branch(&branch, &branch, &region, &actor).await {
-                    Ok(()) | Err(registry::RegistryError::Conflict(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                reg.add_station(&code, &branch, &name, &region, target, &actor)
+                reg.add_station_and_branch(&code, &branch, &name, &region, target, &actor)
                     .await?;
                 eprintln!("station {code} added to branch {branch}");
                 reg.close().await;

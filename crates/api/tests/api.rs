@@ -3037,3 +3037,6 @@ async fn case_rules_and_dates_are_answered_with_problems_never_500() {
 
 #[path = "api/limits.rs"]
 mod limits;
+
+#[path = "api/fuzz.rs"]
+mod fuzz;

@@ -1,6 +1,6 @@
 //! Branches and their collection stations.
 
-use crate::audit::commit_audited;
+use crate::audit::{audit, commit_audited};
 use crate::support::{check_text, is_unique_violation};
 use crate::{Actor, Registry, RegistryError, Result};
 
@@ -42,6 +42,36 @@ impl Registry {
         yearly_target: i64,
         actor: &Actor,
     ) -> Result<()> {
+        self.add_station_in(code, branch, name, region, yearly_target, actor, false)
+            .await
+    }
+
+    /// A station, and its branch (named by its code) when the registry has none yet: both
+    /// or neither.
+    pub async fn add_station_and_branch(
+        &self,
+        code: &str,
+        branch: &str,
+        name: &str,
+        region: &str,
+        yearly_target: i64,
+        actor: &Actor,
+    ) -> Result<()> {
+        self.add_station_in(code, branch, name, region, yearly_target, actor, true)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn add_station_in(
+        &self,
+        code: &str,
+        branch: &str,
+        name: &str,
+        region: &str,
+        yearly_target: i64,
+        actor: &Actor,
+        create_branch: bool,
+    ) -> Result<()> {
         check_text("code", Some(code), true, 16)?;
         check_text("branch", Some(branch), true, 16)?;
         check_text("name", Some(name), true, 200)?;
@@ -58,7 +88,14 @@ impl Registry {
                 .bind(branch)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if exists.is_none() {
+        if exists.is_none() && create_branch {
+            sqlx::query("INSERT INTO branches (code, name, region) VALUES ($1, $1, $2)")
+                .bind(branch)
+                .bind(region)
+                .execute(&mut *tx)
+                .await?;
+            audit(&mut tx, actor, "branch.create", "branch", branch, None).await?;
+        } else if exists.is_none() {
             return Err(RegistryError::NotFound(format!("branch {branch}")));
         }
         sqlx::query("INSERT INTO stations (code, branch_code, name, region, yearly_target) VALUES ($1, $2, $3, $4, $5)")

@@ -41,7 +41,19 @@ pub(crate) fn check_text(
             field,
             format!("at most {max} characters"),
         )),
-        _ => Ok(()),
+        // Control characters (NUL above all, which PostgreSQL cannot store) are never part
+        // of a name, code or note; line breaks and tabs are.
+        Some(t) => match t
+            .chars()
+            .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            Some(c) => Err(RegistryError::invalid(
+                field,
+                format!("contains the control character U+{:04X}", c as u32),
+            )),
+            None => Ok(()),
+        },
+        None => Ok(()),
     }
 }
 

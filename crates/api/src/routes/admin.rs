@@ -62,17 +62,9 @@ pub async fn create_station(
     ApiJson(s): ApiJson<StationIn>,
 ) -> ApiResult<(StatusCode, Json<StationIn>)> {
     let actor = caller.actor();
-    match state
-        .registry
-        .add_branch(&s.branch, &s.branch, &s.region, &actor)
-        .await
-    {
-        Ok(()) | Err(registry::RegistryError::Conflict(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
     state
         .registry
-        .add_station(
+        .add_station_and_branch(
             &s.code,
             &s.branch,
             &s.name,

@@ -185,6 +185,30 @@ async fn text_lists_and_references_are_bounded_and_checked() {
             ),
             "name"
         );
+        // A NUL (which PostgreSQL cannot store) or another control character in any text.
+        assert_eq!(
+            invalid_field(
+                reg.add_holiday("2027-10-01", "National\u{0}Day", &admin)
+                    .await
+            ),
+            "name"
+        );
+        // A station and its new branch are created together or not at all.
+        // (The station code is taken: refused after the branch was written in the same
+        // transaction.)
+        assert!(
+            matches!(
+                reg.add_station_and_branch("BJ01", "SH", "Shanghai 1", "East", 10, &admin)
+                    .await,
+                Err(RegistryError::Conflict(_))
+            ),
+            "{backend}"
+        );
+        let branches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM branches WHERE code = 'SH'")
+            .fetch_one(reg.pool())
+            .await
+            .unwrap();
+        assert_eq!(branches, 0, "{backend}");
         let typing = TypingInput {
             gl: TYPING.into(),
             method: Some("m".repeat(65)),
@@ -301,6 +325,37 @@ async fn a_gl_string_of_another_release_is_refused_on_every_path() {
             .unwrap();
         assert_eq!((s.created, s.rejected), (1, 1), "{backend}: {:?}", s.errors);
         assert!(s.errors[0].reason.contains("3.1.0"), "{backend}");
+        reg.close().await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_acknowledges_a_commit_only_once_it_is_on_disk_unless_told_otherwise() {
+    for (sync, expected) in [
+        (None, 2_i64),
+        (Some(registry::SqliteSync::Full), 2),
+        (Some(registry::SqliteSync::Normal), 1),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("boai.db").display());
+        let mut cfg = config();
+        if let Some(s) = sync {
+            cfg.sqlite_sync = s;
+        }
+        let reg = Registry::connect(&url, expander(), cfg).await.unwrap();
+        reg.migrate().await.unwrap();
+        // Every pooled connection has the setting, not only the first.
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            let mut c = reg.pool().acquire().await.unwrap();
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *c)
+                .await
+                .unwrap();
+            assert_eq!(level, expected, "{sync:?}");
+            conns.push(c);
+        }
+        drop(conns);
         reg.close().await;
     }
 }
