@@ -8,7 +8,9 @@ use crate::audit::commit_audited;
 use crate::donors::station_scope;
 use crate::national_id::normalise_national_id;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{NAME_MAX, check_choice, check_text, is_unique_violation, past_date};
+use crate::support::{
+    NAME_MAX, NOTE_MAX, check_choice, check_text, is_unique_violation, past_date,
+};
 use crate::{Actor, Registry, RegistryError, Result, now_text};
 
 pub const ORGANS: [&str; 6] = [
@@ -168,6 +170,9 @@ impl Registry {
         actor: &Actor,
     ) -> Result<i64> {
         past_date("died_on", died_on, self.today())?;
+        check_text("family_consent", Some(family_consent), false, NOTE_MAX)?;
+        check_text("witness", Some(witness), false, NAME_MAX)?;
+        check_text("outcome", outcome, false, NOTE_MAX)?;
         if family_consent.trim().is_empty() {
             return Err(RegistryError::invalid(
                 "family_consent",

@@ -208,3 +208,38 @@ async fn only_short_printable_request_ids_are_kept() {
         "the server's own id, not the client's 4 KB one: {audit}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_and_wrong_types_are_named_by_their_place_in_the_body() {
+    for (b, reg, _dir) in registries("bodypath").await {
+        let t = tokens(&reg).await;
+        let (addr, _stop, _reg) = start(reg).await;
+        let body = enrolment("C1", "CN1").replace("\"Li\"", "\"L\\u0000i\"");
+        let (s, v, ct) = call(addr, "POST", "/v1/donors", Some(&t.station), Some(&body)).await;
+        assert_eq!(
+            (s, ct.as_str()),
+            (422, "application/problem+json"),
+            "{b}: {v}"
+        );
+        assert_eq!(v["errors"][0]["field"], "identity.family_name", "{b}: {v}");
+        assert!(v["detail"].as_str().unwrap().contains("U+0000"), "{b}: {v}");
+        let body = json!({"day": "2027-10-01", "name": ["a", "b\u{1b}"]}).to_string();
+        let (s, v, _) = call(addr, "POST", "/v1/holidays", Some(&t.admin), Some(&body)).await;
+        assert_eq!(
+            (s, v["errors"][0]["field"].as_str()),
+            (422, Some("name[1]")),
+            "{b}: {v}"
+        );
+        // A field of the wrong type is named by its path too.
+        let body = enrolment("C2", "CN2").replace("\"Li\"", "17");
+        let (s, v, _) = call(addr, "POST", "/v1/donors", Some(&t.station), Some(&body)).await;
+        assert_eq!(
+            (s, v["errors"][0]["field"].as_str()),
+            (422, Some("identity.family_name")),
+            "{b}: {v}"
+        );
+        // Line breaks and tabs are text.
+        let body = json!({"day": "2027-10-02", "name": "Mid-Autumn\tFestival"}).to_string();
+        expect(addr, "POST", "/v1/holidays", &t.admin, Some(&body), 201).await;
+    }
+}

@@ -13,7 +13,9 @@ use matching::{Abo, Cmv, DonorType, Sex};
 
 use crate::model::rh_from_code;
 use crate::national_id::normalise_national_id;
-use crate::support::{CODE_MAX, EMAIL_MAX, ID_MAX, NAME_MAX, PHONE_MAX, validate_gl_with};
+use crate::support::{
+    CODE_MAX, EMAIL_MAX, ID_MAX, NAME_MAX, PHONE_MAX, check_text, validate_gl_with,
+};
 use crate::{RegistryConfig, RegistryError, Result};
 
 use super::batch::{CheckedBatch, ImportRow, RowError, err};
@@ -280,8 +282,11 @@ impl Validator {
             ("typing_lab", NAME_MAX),
             ("typing_method", ID_MAX),
         ] {
-            if get(field).is_some_and(|v| v.chars().count() > max) {
-                return Err(err(line, field, format!("at most {max} characters")));
+            if let Some(v) = get(field) {
+                check_text(field, Some(&v), false, max).map_err(|e| match e {
+                    RegistryError::Invalid { field, reason } => err(line, &field, reason),
+                    other => err(line, field, other.to_string()),
+                })?;
             }
         }
         let national_id = get("national_id")
