@@ -243,3 +243,54 @@ async fn control_characters_and_wrong_types_are_named_by_their_place_in_the_body
         expect(addr, "POST", "/v1/holidays", &t.admin, Some(&body), 201).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn national_ids_text_limits_and_releases_hold_over_http() {
+    for (b, reg, _dir) in registries("inputhttp").await {
+        let t = tokens(&reg).await;
+        let (addr, _stop, _reg) = start(reg).await;
+        // One person however the id is typed; a resident id with a wrong check character.
+        let first = enrolment("H1", "１１０１０５ 19491231002x");
+        expect(addr, "POST", "/v1/donors", &t.station, Some(&first), 201).await;
+        let again = enrolment("H2", "11010519491231002X");
+        expect(addr, "POST", "/v1/donors", &t.station, Some(&again), 409).await;
+        let wrong = enrolment("H3", "110105194912310021");
+        let v = expect(addr, "POST", "/v1/donors", &t.station, Some(&wrong), 422).await;
+        assert_eq!(v["errors"][0]["field"], "identity.national_id", "{b}: {v}");
+        // Text past its limit is refused naming the field.
+        let long = enrolment("H4", "HN4").replace("\"Li\"", &format!("\"{}\"", "李".repeat(101)));
+        let v = expect(addr, "POST", "/v1/donors", &t.station, Some(&long), 422).await;
+        assert_eq!(v["errors"][0]["field"], "identity.family_name", "{b}: {v}");
+        let organs = json!({"family_name": "Zhao", "given_name": "Lei", "national_id": "ON-1",
+            "birth_date": "1970-02-02", "organs": vec!["kidney"; 10_000], "tissues": []})
+        .to_string();
+        let v = expect(
+            addr,
+            "POST",
+            "/v1/organ-registrations",
+            &t.station,
+            Some(&organs),
+            422,
+        )
+        .await;
+        assert_eq!(v["errors"][0]["field"], "organs", "{b}: {v}");
+        // A GL string of another release: refused at enrolment and for a patient.
+        let old = enrolment("H5", "HN5").replace(TYPING, &format!("hla#3.1.0#{TYPING}"));
+        let v = expect(addr, "POST", "/v1/donors", &t.station, Some(&old), 422).await;
+        assert!(v["detail"].as_str().unwrap().contains("3.1.0"), "{b}: {v}");
+        let patient =
+            json!({"external_id": "HP1", "gl": format!("hla#3.57.0#{TYPING}")}).to_string();
+        let v = expect(
+            addr,
+            "POST",
+            "/v1/patients",
+            &t.coordinator,
+            Some(&patient),
+            422,
+        )
+        .await;
+        assert!(v["detail"].as_str().unwrap().contains("3.57.0"), "{b}: {v}");
+        let same = enrolment("H6", "HN6").replace(TYPING, &format!("hla#3.58.0#{TYPING}"));
+        expect(addr, "POST", "/v1/donors", &t.station, Some(&same), 201).await;
+    }
+}
