@@ -105,6 +105,13 @@ async fn start_with(
     if let Some(set) = haplotypes {
         state = state.with_haplotypes(set);
     }
+    let (addr, stop) = serve_state(state).await;
+    (addr, stop, reg)
+}
+
+/// The real server for `state` (its index loaded) on a loopback port; its address and a
+/// handle that stops it.
+async fn serve_state(state: api::AppState) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     state.load_index().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -112,7 +119,7 @@ async fn start_with(
     tokio::spawn(api::serve(state, listener, async {
         stopped.await.ok();
     }));
-    (addr, stop, reg)
+    (addr, stop)
 }
 
 /// One HTTP/1.1 request over a fresh connection: (status, JSON body or Null, content type).

@@ -9,6 +9,18 @@ use crate::{Actor, Registry, Result, now_text};
 /// Longest client request id kept in the log (the API replaces a longer one with its own).
 pub const REQUEST_ID_MAX: usize = 200;
 
+/// What the log keeps of the actor is bounded: a request id of at most [`REQUEST_ID_MAX`]
+/// printable characters. Checked by every path that writes the log (`audit`, the search's
+/// one-statement insert, the bulk import), so no caller of the store gets past it.
+pub(crate) fn check_actor(actor: &Actor) -> Result<()> {
+    check_text(
+        "request_id",
+        actor.request_id.as_deref(),
+        false,
+        REQUEST_ID_MAX,
+    )
+}
+
 /// The audit entry of a change, in the change's own transaction.
 pub(crate) async fn audit(
     tx: &mut Transaction<'_, Any>,
@@ -20,12 +32,7 @@ pub(crate) async fn audit(
 ) -> Result<()> {
     // Every path checks its own text; this is the backstop that keeps the log bounded.
     check_text("reason", reason, false, NOTE_MAX)?;
-    check_text(
-        "request_id",
-        actor.request_id.as_deref(),
-        false,
-        REQUEST_ID_MAX,
-    )?;
+    check_actor(actor)?;
     sqlx::query("INSERT INTO audit_log (at, actor, role, action, entity, entity_id, reason, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(now_text())
         .bind(&actor.name)

@@ -372,3 +372,16 @@ pub fn now_text() -> String {
         d.subsec_micros()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RegistryError;
+
+    #[test]
+    fn only_a_momentarily_busy_database_is_busy() {
+        assert!(RegistryError::Db(sqlx::Error::PoolTimedOut).is_busy());
+        assert!(!RegistryError::Db(sqlx::Error::RowNotFound).is_busy());
+        assert!(!RegistryError::invalid("f", "r").is_busy());
+        assert!(!RegistryError::Conflict("taken".into()).is_busy());
+    }
+}

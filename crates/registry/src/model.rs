@@ -114,6 +114,18 @@ pub struct StatusChange {
     pub patient_id: Option<i64>,
 }
 
+impl StatusChange {
+    /// Back to AV, with no reason, end date or patient.
+    pub fn available() -> StatusChange {
+        StatusChange {
+            status: Status::Available,
+            reason: None,
+            until: None,
+            patient_id: None,
+        }
+    }
+}
+
 /// Rh as its code: `+`, `-` or `?` (unknown).
 pub fn rh_code(rh: Option<bool>) -> &'static str {
     match rh {

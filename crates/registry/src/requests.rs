@@ -190,18 +190,8 @@ impl Registry {
             .fetch_one(&mut *tx)
             .await?;
         if kind == "reservation" && state != "done" && status == Status::Reserved.code() {
-            self.change_status_in(
-                &mut tx,
-                donor_id,
-                &StatusChange {
-                    status: Status::Available,
-                    reason: None,
-                    until: None,
-                    patient_id: None,
-                },
-                actor,
-            )
-            .await?;
+            self.change_status_in(&mut tx, donor_id, &StatusChange::available(), actor)
+                .await?;
         }
         let changed = self.donor_in(&mut tx, donor_id).await?;
         tx.commit().await?;

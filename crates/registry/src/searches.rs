@@ -167,6 +167,7 @@ impl Registry {
     ) -> Result<i64> {
         serde_json::from_str::<serde_json::Value>(criteria)
             .map_err(|e| RegistryError::invalid("criteria", e.to_string()))?;
+        crate::audit::check_actor(actor)?;
         if let (crate::Backend::Postgres, Some(result)) = (self.backend, result) {
             return self
                 .insert_search_with_run_pg(patient_id, criteria, result, actor)

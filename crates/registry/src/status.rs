@@ -158,17 +158,8 @@ impl Registry {
             .fetch_all(&self.pool)
             .await?;
         for &id in &expired {
-            self.set_status(
-                id,
-                &StatusChange {
-                    status: Status::Available,
-                    reason: None,
-                    until: None,
-                    patient_id: None,
-                },
-                actor,
-            )
-            .await?;
+            self.set_status(id, &StatusChange::available(), actor)
+                .await?;
         }
         let released = self.expire_reservations(today, actor).await?;
         for &id in &aged {

@@ -5,18 +5,6 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// The real server for `state`; its address and a handle that stops it.
-async fn serve_state(state: api::AppState) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    state.load_index().await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(api::serve(state, listener, async {
-        stopped.await.ok();
-    }));
-    (addr, stop)
-}
-
 /// A request whose body never comes: it holds its place until the connection is dropped.
 async fn slow_post(addr: SocketAddr, path: &str, token: &str) -> tokio::net::TcpStream {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -127,6 +115,20 @@ async fn a_client_that_sends_slowly_is_cut_off() {
     );
     assert!(!String::from_utf8_lossy(&rest).contains(" 200 "));
     assert!(started.elapsed() < Duration::from_secs(6));
+    // A kept-alive connection waits for its next request's headers no longer either.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answered = Vec::new();
+    let idle =
+        tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut answered)).await;
+    assert!(
+        idle.is_ok(),
+        "an idle kept-alive connection is closed after the header time"
+    );
+    assert!(String::from_utf8_lossy(&answered).starts_with("HTTP/1.1 200"));
     // A body that does not all arrive in time is answered 408, naming the body.
     let started = Instant::now();
     let mut stream = slow_post(addr, "/v1/patients", &t.coordinator).await;

@@ -63,6 +63,7 @@ impl Registry {
         today: i64,
         progress: &dyn Fn(usize),
     ) -> Result<ImportSummary> {
+        crate::audit::check_actor(actor)?;
         let file_name = path.file_name().map_or_else(
             || path.display().to_string(),
             |f| f.to_string_lossy().to_string(),

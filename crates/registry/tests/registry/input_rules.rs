@@ -147,6 +147,15 @@ async fn text_lists_and_references_are_bounded_and_checked() {
             .await
             .unwrap();
         let admin = Actor::new("admin", "admin");
+        let patient = registry::NewPatient {
+            external_id: "BP1".into(),
+            gl: TYPING.into(),
+            ..Default::default()
+        };
+        let p = reg
+            .register_patient(&patient, &Actor::new("coord", "coordinator"))
+            .await
+            .unwrap();
         let before = audit_count(&reg).await;
         let long = "x".repeat(2001);
         let consent = ConsentInput {
@@ -249,6 +258,29 @@ async fn text_lists_and_references_are_bounded_and_checked() {
             invalid_field(reg.update_donor(d.id, &update, &noisy).await),
             "request_id"
         );
+        // Also on the paths that write the log without `audit`: a search, an import.
+        let coord = Actor {
+            request_id: noisy.request_id.clone(),
+            ..Actor::new("coord", "coordinator")
+        };
+        assert_eq!(
+            invalid_field(reg.open_search_with_run(p, "{}", "{}", &coord).await),
+            "request_id"
+        );
+        let file = std::env::temp_dir().join(format!("boai-noisy-{}.txt", std::process::id()));
+        std::fs::write(&file, format!("NZ1%{TYPING}\n")).unwrap();
+        let options = registry::import::ImportOptions {
+            station: Some("BJ01".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            invalid_field(
+                reg.import_donors(&file, &options, &noisy, today(), &|_| {})
+                    .await
+            ),
+            "request_id"
+        );
+        let _ = std::fs::remove_file(&file);
         // A donation names a station the registry has.
         let cm = Actor::new("cm", "case_manager");
         assert_eq!(
