@@ -105,6 +105,16 @@ impl Clock {
         (z.date(), z.time())
     }
 
+    /// The instant local midnight starts `date` (the first instant of that local day), as
+    /// the store's UTC text: instants before it belong to earlier local days.
+    pub fn start_of_day_text(&self, date: Date) -> String {
+        let at = date
+            .to_zoned(self.zone.clone())
+            .map(|z| z.timestamp())
+            .unwrap_or_else(|_| date.to_zoned(TimeZone::UTC).map(|z| z.timestamp()).unwrap_or_default());
+        crate::instant_text(at)
+    }
+
     /// Today, the registry's local date, as days since 1900-01-01.
     pub fn today(&self) -> i64 {
         day_number(self.local_now().0)

@@ -7,7 +7,7 @@ use crate::audit::commit_audited;
 use crate::index_feed::Indexed;
 use crate::model::ConsentInput;
 use crate::support::{ID_MAX, NOTE_MAX, check_text};
-use crate::{Actor, Registry, RegistryError, Result, now_text};
+use crate::{Actor, Registry, RegistryError, Result};
 
 /// Consent scopes (registry operations §4).
 pub const CONSENT_SCOPES: [&str; 6] = [
@@ -37,6 +37,7 @@ pub(crate) async fn insert_consent(
     scope: &str,
     consent: &ConsentInput,
     actor: &Actor,
+    now: &str,
 ) -> Result<i64> {
     check_text("form_version", Some(&consent.form_version), true, ID_MAX)?;
     check_text("note", consent.note.as_deref(), false, NOTE_MAX)?;
@@ -44,7 +45,7 @@ pub(crate) async fn insert_consent(
         .bind(donor_id)
         .bind(scope)
         .bind(&consent.form_version)
-        .bind(now_text())
+        .bind(now)
         .bind(&actor.name)
         .bind(consent.note.as_deref())
         .fetch_one(&mut **tx)
@@ -200,7 +201,7 @@ impl Registry {
         self.lock_donor(&mut tx, donor_id).await?;
         self.may_record_consent(&mut tx, donor_id, scope, actor)
             .await?;
-        let id = insert_consent(&mut tx, donor_id, scope, consent, actor).await?;
+        let id = insert_consent(&mut tx, donor_id, scope, consent, actor, &self.now_text()).await?;
         if scope == "recruitment" {
             sqlx::query("UPDATE donors SET listed = TRUE WHERE id = $1 AND status <> 'DE'")
                 .bind(donor_id)
@@ -249,7 +250,7 @@ impl Registry {
         self.may_record_consent(&mut tx, donor_id, as_recorder, actor)
             .await?;
         let n = sqlx::query("UPDATE consents SET withdrawn_at = $1 WHERE donor_id = $2 AND scope = $3 AND withdrawn_at IS NULL")
-            .bind(now_text())
+            .bind(self.now_text())
             .bind(donor_id)
             .bind(scope)
             .execute(&mut *tx)
@@ -320,7 +321,7 @@ impl Registry {
                 "INSERT INTO request_warnings (request_id, at, warning) VALUES ($1, $2, $3)",
             )
             .bind(request_id)
-            .bind(now_text())
+            .bind(self.now_text())
             .bind(&warning)
             .execute(&mut **tx)
             .await?;

@@ -11,7 +11,7 @@ use crate::index_feed::Indexed;
 use crate::model::StatusChange;
 use crate::page::{Arg, Filter, Page, PageRequest};
 use crate::support::{NOTE_MAX, check_text, date, day_text, past_date};
-use crate::{Actor, Registry, RegistryError, Result, now_text};
+use crate::{Actor, Registry, RegistryError, Result};
 
 pub const PRODUCTS: [&str; 3] = ["PBSC", "BM", "DLI"];
 
@@ -156,7 +156,7 @@ impl Registry {
             .bind(product)
             .bind(donated_on)
             .bind(station)
-            .bind(now_text())
+            .bind(self.now_text())
             .fetch_one(&mut *tx)
             .await?;
         for (label, days) in follow_up_schedule() {

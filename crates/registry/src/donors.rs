@@ -5,6 +5,7 @@ use matching::model::age_in_years;
 use matching::{DonorType, Status};
 use sqlx::{Any, Row, Transaction};
 
+use crate::campaigns::check_campaign_link;
 use crate::audit::commit_audited;
 use crate::consents::insert_consent;
 use crate::index_feed::Indexed;
@@ -15,7 +16,7 @@ use crate::support::{
     ADDRESS_MAX, EMAIL_MAX, ID_MAX, NAME_MAX, PHONE_MAX, check_text, donor_from_row, donor_select,
     is_unique_violation, past_date, validate_gl,
 };
-use crate::{Actor, Registry, RegistryError, Result, make_grid, now_text};
+use crate::{Actor, Registry, RegistryError, Result, make_grid};
 
 /// Each matched locus's two positions as text.
 pub(crate) async fn insert_identity(
@@ -145,7 +146,7 @@ impl Registry {
             insert_identity(&mut tx, donor_id, identity).await?;
         }
         if let Some(consent) = &new.recruitment_consent {
-            insert_consent(&mut tx, donor_id, "recruitment", consent, actor).await?;
+            insert_consent(&mut tx, donor_id, "recruitment", consent, actor, &self.now_text()).await?;
             sqlx::query("UPDATE donors SET listed = TRUE WHERE id = $1")
                 .bind(donor_id)
                 .execute(&mut *tx)
@@ -182,13 +183,17 @@ impl Registry {
                 format!("unknown station `{}`", new.station),
             ));
         }
-        let now = now_text();
+        let now = self.now_text();
+        let today = matching::model::format_day(self.today() as u16);
+        if let Some(c) = new.campaign_id {
+            check_campaign_link(tx, c, &new.station, &today).await?;
+        }
         let cord = new.cord.clone().unwrap_or_default();
         let placeholder = format!("pending:{}", new.external_id);
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO donors (grid, external_id, local_id, station_code, birth_date, sex, abo, rh, cmv, cmv_date, population, donor_type, \
-             cord_bank, cord_volume_ml, cord_tnc_e7, cord_cd34_e5, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) RETURNING id",
+             cord_bank, cord_volume_ml, cord_tnc_e7, cord_cd34_e5, created_at, updated_at, last_contact_on, campaign_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19) RETURNING id",
         )
         .bind(&placeholder)
         .bind(&new.external_id)
@@ -207,6 +212,8 @@ impl Registry {
         .bind(cord.tnc_e7)
         .bind(cord.cd34_e5)
         .bind(&now)
+        .bind(&today)
+        .bind(new.campaign_id)
         .fetch_one(&mut **tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict(format!("a donor with external id `{}` exists", new.external_id)) } else { e.into() })?;
@@ -230,7 +237,7 @@ impl Registry {
             "UPDATE donors SET row_version = row_version + 1, updated_at = $2 WHERE id = $1",
         )
         .bind(donor_id)
-        .bind(now_text())
+        .bind(self.now_text())
         .execute(&mut **tx)
         .await?
         .rows_affected();

@@ -4,7 +4,7 @@
 
 use crate::audit::commit_audited;
 use crate::support::is_unique_violation;
-use crate::{Actor, Registry, Result, now_text};
+use crate::{Actor, Registry, Result};
 
 impl Registry {
     /// Claim job `job`'s run for local date `run_on`; false when it was already claimed.
@@ -13,7 +13,7 @@ impl Registry {
         match sqlx::query("INSERT INTO job_runs (job, run_on, started_at) VALUES ($1, $2, $3)")
             .bind(job)
             .bind(run_on)
-            .bind(now_text())
+            .bind(self.now_text())
             .execute(&mut *tx)
             .await
         {
@@ -38,7 +38,7 @@ impl Registry {
         sqlx::query(
             "UPDATE job_runs SET finished_at = $1, counts = $2 WHERE job = $3 AND run_on = $4",
         )
-        .bind(now_text())
+        .bind(self.now_text())
         .bind(counts)
         .bind(job)
         .bind(run_on)

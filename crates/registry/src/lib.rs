@@ -6,8 +6,11 @@
 //! change and every identity read.
 
 mod audit;
+mod campaigns;
+mod care;
 mod clock;
 mod consents;
+mod contacts;
 mod donations;
 mod donors;
 pub mod grid;
@@ -18,8 +21,11 @@ mod jobs;
 mod model;
 mod national_id;
 mod organ;
+mod organ_cases;
 mod page;
+mod organ_import;
 mod patients;
+mod reports;
 mod requests;
 pub mod samples;
 mod searches;
@@ -37,7 +43,12 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 pub use audit::{AuditEntry, REQUEST_ID_MAX};
+pub use campaigns::{CAMPAIGN_KINDS, Campaign, NewCampaign};
 pub use clock::{Clock, DEFAULT_TIME_ZONE, day_number};
+pub use contacts::{
+    CONTACT_CHANNELS, CONTACT_OUTCOMES, ContactAttempt, ContactHistory, ContactOutcome, NewContact,
+    ReconfirmationItem,
+};
 pub use consents::{CASE_CONSENT_SCOPES, CONSENT_SCOPES, ConsentRecord};
 pub use donations::{DonationRecord, FOLLOWUP_LISTS, FollowupRecord, PRODUCTS, follow_up_schedule};
 pub use donors::{DonorFilter, DonorUpdate};
@@ -49,7 +60,17 @@ pub use model::{
     rh_from_code,
 };
 pub use national_id::{NATIONAL_ID_MAX, normalise_national_id};
-pub use organ::{ORGANS, OrganRegistration, REGISTRATION_STATES, TISSUES};
+pub use report::{Format as ReportFormat, YearlyReport};
+pub use care::{CARE_KINDS, CareFilter, CareRecord, MAX_AID_FEN, NewCare};
+pub use organ::{
+    CHANNELS, ETHNICITY_MAX, NewOrganRegistration, ORGANS, OrganRegistration, REGISTRATION_STATES,
+    TISSUES,
+};
+pub use organ_cases::{
+    CASE_KINDS, CASE_STATES, CONSENT_RELATIONS, CaseCompletion, FamilyConsent, NewOrganCase,
+    OrganCase, OrganCaseFilter,
+};
+pub use organ_import::{LineError, MAX_IMPORT_LINES, RegistrationImport};
 pub use page::{MAX_PAGE, Page, PageRequest};
 pub use patients::{NewPatient, Patient};
 pub use requests::{
@@ -156,6 +177,11 @@ pub struct RegistryConfig {
     pub products: Vec<String>,
     /// How SQLite makes a commit durable (PostgreSQL is durable by its own settings).
     pub sqlite_sync: SqliteSync,
+    /// Failed contact attempts in a row (since the last successful contact) after which an
+    /// available donor goes TU with reason UC (unable to contact).
+    pub contact_failures_to_uc: u32,
+    /// A listed donor not reached for this many years is on the reconfirmation list.
+    pub reconfirm_after_years: u32,
 }
 
 /// SQLite's `synchronous` setting in WAL mode.
@@ -204,6 +230,8 @@ impl Default for RegistryConfig {
             max_donations_per_product: 2,
             products: vec!["PBSC".into(), "DLI".into()],
             sqlite_sync: SqliteSync::default(),
+            contact_failures_to_uc: 3,
+            reconfirm_after_years: 2,
         }
     }
 }
@@ -356,21 +384,25 @@ impl Registry {
     }
 }
 
-/// Current UTC time as RFC 3339 text.
+/// The wall clock's UTC time as RFC 3339 text (the audit log's times: when a change was
+/// really made, whatever the registry's clock says).
 pub fn now_text() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (y, m, day) = matching::model::civil_from_days(matching::model::day_of_unix_secs(secs));
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        s / 3600,
-        s % 3600 / 60,
-        s % 60,
-        d.subsec_micros()
-    )
+    instant_text(jiff::Timestamp::now())
+}
+
+/// An instant as the store's RFC 3339 UTC text (microseconds, `Z`): text order is time order.
+pub fn instant_text(at: jiff::Timestamp) -> String {
+    at.round(jiff::Unit::Microsecond)
+        .unwrap_or(at)
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+impl Registry {
+    /// Now on the registry's clock, as record timestamps (`*_at`) store it.
+    pub fn now_text(&self) -> String {
+        instant_text(self.config.clock.now())
+    }
 }
 
 #[cfg(test)]

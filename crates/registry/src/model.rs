@@ -57,6 +57,8 @@ pub struct NewDonor {
     pub identity: Option<Identity>,
     pub recruitment_consent: Option<ConsentInput>,
     pub typing: Option<TypingInput>,
+    /// The campaign the donor enrolled at (held by the donor's station).
+    pub campaign_id: Option<i64>,
 }
 
 /// A donor as the registry holds it (never identity data).

@@ -4,14 +4,15 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use crate::audit::commit_audited;
+use crate::audit::{audit, commit_audited};
+use crate::campaigns::check_campaign_link;
 use crate::donors::station_scope;
 use crate::national_id::normalise_national_id;
 use crate::page::{Arg, Filter, Page, PageRequest};
 use crate::support::{
-    NAME_MAX, NOTE_MAX, check_choice, check_text, is_unique_violation, past_date,
+    NAME_MAX, check_choice, check_text, is_unique_violation, past_date,
 };
-use crate::{Actor, Registry, RegistryError, Result, now_text};
+use crate::{Actor, Registry, RegistryError, Result};
 
 pub const ORGANS: [&str; 6] = [
     "kidney",
@@ -24,71 +25,189 @@ pub const ORGANS: [&str; 6] = [
 
 pub const TISSUES: [&str; 1] = ["cornea"];
 
+/// A registration of intent to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewOrganRegistration {
+    pub family_name: String,
+    pub given_name: String,
+    pub national_id: String,
+    /// `YYYY-MM-DD`; 18 or older on `registered_on`.
+    pub birth_date: String,
+    pub organs: Vec<String>,
+    pub tissues: Vec<String>,
+    pub whole_body: bool,
+    /// The station that takes it: a station's own; an admin names one.
+    pub station: Option<String>,
+    /// Default: the station's region.
+    pub region: Option<String>,
+    pub ethnicity: Option<String>,
+    /// online, paper or drive.
+    pub channel: String,
+    /// The local date it was made (a paper form's own date); default today.
+    pub registered_on: Option<String>,
+    pub campaign_id: Option<i64>,
+}
+
+/// Ethnicity as written (one of the 56 nationalities, or as the form gives it).
+pub const ETHNICITY_MAX: usize = 32;
+
+pub const CHANNELS: [&str; 3] = ["online", "paper", "drive"];
+
+/// A registration checked and ready to insert.
+pub(crate) struct CheckedRegistration {
+    pub national_id: String,
+    pub station: String,
+    pub registered_on: String,
+}
+
 impl Registry {
-    /// Register an intent to donate organs, tissues or the whole body after death (18+).
-    /// One active registration per national id.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn register_organ_donation(
+    /// Check a registration as every path (API, CLI, CSV import) must: the field at fault
+    /// is named. Reads the station (and its region) but writes nothing.
+    pub(crate) async fn check_registration(
         &self,
-        family_name: &str,
-        given_name: &str,
-        national_id: &str,
-        birth_date: &str,
-        organs: &[&str],
-        tissues: &[&str],
-        whole_body: bool,
+        new: &NewOrganRegistration,
         actor: &Actor,
-        today: i64,
-    ) -> Result<i64> {
-        let birth = past_date("birth_date", birth_date, today)?;
-        if matching::model::age_in_years(birth as u16, today) < 18 {
+    ) -> Result<CheckedRegistration> {
+        let today = self.today();
+        let registered_on = match &new.registered_on {
+            Some(d) => {
+                past_date("registered_on", d, today)?;
+                d.clone()
+            }
+            None => matching::model::format_day(today as u16),
+        };
+        let on = crate::support::date("registered_on", &registered_on)?;
+        let birth = past_date("birth_date", &new.birth_date, today)?;
+        if matching::model::age_in_years(birth as u16, on) < 18 {
             return Err(RegistryError::invalid(
                 "birth_date",
                 "registration is for adults (18+)",
             ));
         }
-        check_choice(organs, &ORGANS, "organs")?;
-        check_choice(tissues, &TISSUES, "tissues")?;
-        if organs.is_empty() && tissues.is_empty() && !whole_body {
+        let organs: Vec<&str> = new.organs.iter().map(String::as_str).collect();
+        let tissues: Vec<&str> = new.tissues.iter().map(String::as_str).collect();
+        check_choice(&organs, &ORGANS, "organs")?;
+        check_choice(&tissues, &TISSUES, "tissues")?;
+        if organs.is_empty() && tissues.is_empty() && !new.whole_body {
             return Err(RegistryError::invalid(
                 "organs",
                 "choose organs, tissues or whole-body donation",
             ));
         }
-        check_text("family_name", Some(family_name), true, NAME_MAX)?;
-        check_text("given_name", Some(given_name), true, NAME_MAX)?;
-        let national_id = normalise_national_id("national_id", national_id)?;
-        if actor.role == "station" && actor.station.is_none() {
-            return Err(RegistryError::Forbidden(
-                "a station's registration names its station".into(),
+        check_text("family_name", Some(&new.family_name), true, NAME_MAX)?;
+        check_text("given_name", Some(&new.given_name), true, NAME_MAX)?;
+        check_text("region", new.region.as_deref(), false, NAME_MAX)?;
+        check_text("ethnicity", new.ethnicity.as_deref(), false, ETHNICITY_MAX)?;
+        if !CHANNELS.contains(&new.channel.as_str()) {
+            return Err(RegistryError::invalid(
+                "channel",
+                format!("`{}` is not one of {}", new.channel, CHANNELS.join(", ")),
             ));
         }
-        let (_turn, mut tx) = self.begin().await?;
+        let national_id = normalise_national_id("national_id", &new.national_id)?;
+        let station = match (actor.role.as_str(), &actor.station, &new.station) {
+            ("station", Some(own), Some(asked)) if own != asked => {
+                return Err(RegistryError::Forbidden(format!(
+                    "station {asked} is not this station"
+                )));
+            }
+            ("station", Some(own), _) => own.clone(),
+            ("station", None, _) => {
+                return Err(RegistryError::Forbidden(
+                    "a station's registration names its station".into(),
+                ));
+            }
+            ("admin", _, Some(asked)) => asked.clone(),
+            ("admin", _, None) => {
+                return Err(RegistryError::invalid(
+                    "station",
+                    "name the station that takes the registration",
+                ));
+            }
+            _ => {
+                return Err(RegistryError::Forbidden(
+                    "registrations are taken by a station (or an admin for one)".into(),
+                ));
+            }
+        };
+        if !self.station_exists(&station).await? {
+            return Err(RegistryError::invalid(
+                "station",
+                format!("unknown station `{station}`"),
+            ));
+        }
+        Ok(CheckedRegistration {
+            national_id,
+            station,
+            registered_on,
+        })
+    }
+
+    /// Insert a checked registration inside a caller's transaction (audited there).
+    pub(crate) async fn insert_registration(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        new: &NewOrganRegistration,
+        checked: &CheckedRegistration,
+        actor: &Actor,
+    ) -> Result<i64> {
+        if let Some(c) = new.campaign_id {
+            check_campaign_link(tx, c, &checked.station, &checked.registered_on).await?;
+        }
+        let region = match &new.region {
+            Some(r) if !r.trim().is_empty() => r.trim().to_string(),
+            _ => sqlx::query_scalar("SELECT region FROM stations WHERE code = $1")
+                .bind(&checked.station)
+                .fetch_one(&mut **tx)
+                .await?,
+        };
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO organ_registrations (family_name, given_name, national_id, birth_date, organs, tissues, whole_body, registered_at, station_code) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            "INSERT INTO organ_registrations (family_name, given_name, national_id, birth_date, organs, tissues, whole_body, registered_at, station_code, \
+             region, ethnicity, channel, registered_on, campaign_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
         )
-        .bind(family_name)
-        .bind(given_name)
-        .bind(&national_id)
-        .bind(birth_date)
-        .bind(organs.join(","))
-        .bind(tissues.join(","))
-        .bind(whole_body)
-        .bind(now_text())
-        .bind(actor.station.as_deref())
-        .fetch_one(&mut *tx)
+        .bind(new.family_name.trim())
+        .bind(new.given_name.trim())
+        .bind(&checked.national_id)
+        .bind(&new.birth_date)
+        .bind(new.organs.join(","))
+        .bind(new.tissues.join(","))
+        .bind(new.whole_body)
+        .bind(self.now_text())
+        .bind(&checked.station)
+        .bind(region)
+        .bind(new.ethnicity.as_deref().map(str::trim).filter(|e| !e.is_empty()))
+        .bind(&new.channel)
+        .bind(&checked.registered_on)
+        .bind(new.campaign_id)
+        .fetch_one(&mut **tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict("an active registration exists for this national id".into()) } else { e.into() })?;
-        commit_audited(
+        audit(
             tx,
             actor,
             "organ.register",
             "organ_registration",
             &id.to_string(),
-            None,
+            Some(&new.channel),
         )
         .await?;
+        Ok(id)
+    }
+
+    /// Register an intent to donate organs, tissues or the whole body after death (18+ on
+    /// the day it is made). One active registration per national id.
+    pub async fn register_organ_donation(
+        &self,
+        new: &NewOrganRegistration,
+        actor: &Actor,
+    ) -> Result<i64> {
+        let checked = self.check_registration(new, actor).await?;
+        let (_turn, mut tx) = self.begin().await?;
+        let id = self
+            .insert_registration(&mut tx, new, &checked, actor)
+            .await?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -109,7 +228,7 @@ impl Registry {
             .bind(organs.join(","))
             .bind(tissues.join(","))
             .bind(whole_body)
-            .bind(now_text())
+            .bind(self.now_text())
             .bind(id)
             .execute(&mut *tx)
             .await?
@@ -135,9 +254,10 @@ impl Registry {
     pub async fn revoke_organ_donation(&self, id: i64, actor: &Actor) -> Result<()> {
         let (_turn, mut tx) = self.begin().await?;
         owned_registration(&mut tx, id, actor).await?;
-        let n = sqlx::query("UPDATE organ_registrations SET state = 'revoked', revoked_at = $1 WHERE id = $2 AND state = 'active'")
-            .bind(now_text())
+        let n = sqlx::query("UPDATE organ_registrations SET state = 'revoked', revoked_at = $1, revoked_on = $3 WHERE id = $2 AND state = 'active'")
+            .bind(self.now_text())
             .bind(id)
+            .bind(matching::model::format_day(self.today() as u16))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -156,66 +276,6 @@ impl Registry {
         )
         .await?;
         Ok(())
-    }
-
-    /// A donation case after death: family consent (who, jointly, in writing) and the Red
-    /// Cross witness are required.
-    pub async fn record_organ_case(
-        &self,
-        registration_id: Option<i64>,
-        died_on: &str,
-        family_consent: &str,
-        witness: &str,
-        outcome: Option<&str>,
-        actor: &Actor,
-    ) -> Result<i64> {
-        past_date("died_on", died_on, self.today())?;
-        check_text("family_consent", Some(family_consent), false, NOTE_MAX)?;
-        check_text("witness", Some(witness), false, NAME_MAX)?;
-        check_text("outcome", outcome, false, NOTE_MAX)?;
-        if family_consent.trim().is_empty() {
-            return Err(RegistryError::invalid(
-                "family_consent",
-                "donation needs the family's written consent",
-            ));
-        }
-        if witness.trim().is_empty() {
-            return Err(RegistryError::invalid(
-                "witness",
-                "every donation case has a Red Cross witness",
-            ));
-        }
-        let (_turn, mut tx) = self.begin().await?;
-        if let Some(r) = registration_id {
-            let state: Option<String> =
-                sqlx::query_scalar("SELECT state FROM organ_registrations WHERE id = $1")
-                    .bind(r)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            match state.as_deref() {
-                None => {
-                    return Err(RegistryError::NotFound(format!("organ registration {r}")));
-                }
-                // A revoked intent is final (registry operations §9): it cannot back a case.
-                Some("revoked") => {
-                    return Err(RegistryError::Conflict(format!(
-                        "organ registration {r} was revoked"
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
-        let id: i64 = sqlx::query_scalar("INSERT INTO organ_cases (registration_id, died_on, family_consent, witness, outcome, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id")
-            .bind(registration_id)
-            .bind(died_on)
-            .bind(family_consent)
-            .bind(witness)
-            .bind(outcome)
-            .bind(now_text())
-            .fetch_one(&mut *tx)
-            .await?;
-        commit_audited(tx, actor, "organ.case", "organ_case", &id.to_string(), None).await?;
-        Ok(id)
     }
 }
 
@@ -252,16 +312,24 @@ pub struct OrganRegistration {
     pub whole_body: bool,
     pub state: String,
     pub station: Option<String>,
+    pub region: String,
+    pub ethnicity: Option<String>,
+    pub channel: String,
+    pub campaign_id: Option<i64>,
+    /// The local date it was made (a paper form's own date).
+    pub registered_on: String,
     pub registered_at: String,
     pub changed_at: Option<String>,
     pub revoked_at: Option<String>,
+    pub revoked_on: Option<String>,
 }
 
 /// Registration states.
 pub const REGISTRATION_STATES: [&str; 2] = ["active", "revoked"];
 
 const REGISTRATION_SELECT: &str = "SELECT id, family_name, given_name, national_id, birth_date, organs, tissues, \
-     CAST(CASE WHEN whole_body THEN 1 ELSE 0 END AS BIGINT) AS whole_body, state, station_code, registered_at, changed_at, revoked_at \
+     CAST(CASE WHEN whole_body THEN 1 ELSE 0 END AS BIGINT) AS whole_body, state, station_code, region, ethnicity, channel, campaign_id, \
+     COALESCE(registered_on, SUBSTR(registered_at, 1, 10)) AS registered_on, registered_at, changed_at, revoked_at, revoked_on \
      FROM organ_registrations";
 
 fn registration_from_row(r: &sqlx::any::AnyRow) -> Result<OrganRegistration> {
@@ -283,9 +351,15 @@ fn registration_from_row(r: &sqlx::any::AnyRow) -> Result<OrganRegistration> {
         whole_body: r.try_get::<i64, _>("whole_body")? != 0,
         state: r.try_get("state")?,
         station: r.try_get("station_code")?,
+        region: r.try_get("region")?,
+        ethnicity: r.try_get("ethnicity")?,
+        channel: r.try_get("channel")?,
+        campaign_id: r.try_get("campaign_id")?,
+        registered_on: r.try_get("registered_on")?,
         registered_at: r.try_get("registered_at")?,
         changed_at: r.try_get("changed_at")?,
         revoked_at: r.try_get("revoked_at")?,
+        revoked_on: r.try_get("revoked_on")?,
     })
 }
 

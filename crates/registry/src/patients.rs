@@ -5,7 +5,7 @@ use sqlx::Row;
 use crate::audit::commit_audited;
 use crate::page::{Filter, Page, PageRequest};
 use crate::support::{check_text, is_unique_violation, past_date, validate_gl};
-use crate::{Actor, Registry, RegistryError, Result, now_text};
+use crate::{Actor, Registry, RegistryError, Result};
 
 #[derive(Debug, Clone, Default)]
 pub struct NewPatient {
@@ -104,7 +104,7 @@ impl Registry {
         .bind(p.weight_kg)
         .bind(p.diagnosis.as_deref())
         .bind(p.transplant_centre.as_deref())
-        .bind(now_text())
+        .bind(self.now_text())
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { RegistryError::Conflict(format!("patient `{}` exists", p.external_id)) } else { e.into() })?;

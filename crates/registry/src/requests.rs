@@ -11,7 +11,7 @@ use crate::index_feed::Indexed;
 use crate::model::StatusChange;
 use crate::page::{Arg, Filter, Page, PageRequest};
 use crate::support::{date, is_unique_violation, planned_date};
-use crate::{Actor, Registry, RegistryError, Result, now_text};
+use crate::{Actor, Registry, RegistryError, Result};
 
 pub const REQUEST_KINDS: [&str; 4] = [
     "extended_typing",
@@ -107,7 +107,7 @@ impl Registry {
             .bind(patient_id)
             .bind(donor_id)
             .bind(kind)
-            .bind(now_text())
+            .bind(self.now_text())
             .bind(expires.as_deref())
             .fetch_one(&mut *tx)
             .await
@@ -172,7 +172,7 @@ impl Registry {
         }
         sqlx::query("UPDATE requests SET state = $1, closed_at = $2 WHERE id = $3")
             .bind(state)
-            .bind(now_text())
+            .bind(self.now_text())
             .bind(request_id)
             .execute(&mut *tx)
             .await?;

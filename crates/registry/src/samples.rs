@@ -1,6 +1,7 @@
 //! Samples a collection station takes from a donor (registry operations §2): where and when,
 //! volume, barcode, the lab it goes to, and its state as it travels.
 
+use crate::campaigns::check_campaign_link;
 use crate::audit::commit_audited;
 use crate::consents::{in_confirmatory_typing, require_consent};
 use crate::donors::station_scope;
@@ -45,6 +46,8 @@ pub struct NewSample {
     /// The typing request this sample is drawn for (a confirmatory-typing sample needs
     /// that consent).
     pub request_id: Option<i64>,
+    /// The campaign the sample was taken at (held by the sample's station).
+    pub campaign_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -109,7 +112,10 @@ impl Registry {
             )
             .await?;
         }
-        let id: i64 = match sqlx::query_scalar("INSERT INTO samples (donor_id, station_code, collected_at, volume_ml, barcode, lab, state, request_id) VALUES ($1, $2, $3, $4, $5, $6, 'collected', $7) RETURNING id")
+        if let Some(c) = sample.campaign_id {
+            check_campaign_link(&mut tx, c, &sample.station, &sample.collected_on).await?;
+        }
+        let id: i64 = match sqlx::query_scalar("INSERT INTO samples (donor_id, station_code, collected_at, volume_ml, barcode, lab, state, request_id, campaign_id) VALUES ($1, $2, $3, $4, $5, $6, 'collected', $7, $8) RETURNING id")
             .bind(donor_id)
             .bind(&sample.station)
             .bind(&sample.collected_on)
@@ -117,6 +123,7 @@ impl Registry {
             .bind(barcode)
             .bind(sample.lab.as_deref())
             .bind(sample.request_id)
+            .bind(sample.campaign_id)
             .fetch_one(&mut *tx)
             .await
         {

@@ -6,7 +6,7 @@ use sqlx::Row;
 use crate::audit::{audit, commit_audited};
 use crate::page::{Arg, Filter, Page, PageRequest};
 use crate::support::date;
-use crate::{Actor, Registry, RegistryError, Result, now_text};
+use crate::{Actor, Registry, RegistryError, Result};
 
 /// Search states (WMDA): NEW → PRE → ACT ⇄ SUS → STP.
 pub const SEARCH_STATES: [&str; 5] = ["NEW", "PRE", "ACT", "SUS", "STP"];
@@ -148,7 +148,7 @@ impl Registry {
         )
         .bind(patient_id)
         .bind(criteria)
-        .bind(now_text())
+        .bind(self.now_text())
         .bind(result)
         .bind(&actor.name)
         .bind(&actor.role)
@@ -174,7 +174,7 @@ impl Registry {
                 .await;
         }
         let (_turn, mut tx) = self.begin().await?;
-        let now = now_text();
+        let now = self.now_text();
         let id: i64 = sqlx::query_scalar("INSERT INTO searches (patient_id, criteria, created_at, updated_at, last_run_at, last_result) VALUES ($1, $2, $3, $3, $4, $5) RETURNING id")
             .bind(patient_id)
             .bind(criteria)
@@ -258,7 +258,7 @@ impl Registry {
         )
         .bind(state)
         .bind(reason)
-        .bind(now_text())
+        .bind(self.now_text())
         .bind(format_day(self.today() as u16))
         .bind(search_id)
         .execute(&mut *tx)
@@ -295,7 +295,7 @@ impl Registry {
         actor: &Actor,
     ) -> Result<()> {
         let (_turn, mut tx) = self.begin().await?;
-        let now = now_text();
+        let now = self.now_text();
         let n = sqlx::query(
             "UPDATE searches SET last_run_at = $1, last_result = $2, updated_at = $1, has_new = $3 WHERE id = $4 AND state <> 'STP'",
         )

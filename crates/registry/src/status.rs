@@ -9,7 +9,7 @@ use crate::audit::audit;
 use crate::index_feed::Indexed;
 use crate::model::StatusChange;
 use crate::support::planned_date;
-use crate::{Actor, Registry, RegistryError, Result, now_text};
+use crate::{Actor, Registry, RegistryError, Result};
 
 /// Status reason codes (registry operations §5).
 pub const REASON_CODES: [&str; 11] = [
@@ -127,7 +127,7 @@ impl Registry {
             .bind(change.until.as_deref())
             .bind(change.patient_id)
             .bind(&actor.name)
-            .bind(now_text())
+            .bind(self.now_text())
             .execute(&mut **tx)
             .await?;
         audit(

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::audit::commit_audited;
 use crate::support::{NAME_MAX, check_text};
-use crate::{Actor, Registry, RegistryError, Result, now_text};
+use crate::{Actor, Registry, RegistryError, Result};
 
 pub const ROLES: [&str; 5] = ["station", "coordinator", "case_manager", "admin", "auditor"];
 
@@ -70,7 +70,7 @@ impl Registry {
             .bind(role)
             .bind(station)
             .bind(label)
-            .bind(now_text())
+            .bind(self.now_text())
             .fetch_one(&mut *tx)
             .await?;
         commit_audited(
@@ -90,7 +90,7 @@ impl Registry {
         let n = sqlx::query(
             "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
         )
-        .bind(now_text())
+        .bind(self.now_text())
         .bind(token_id)
         .execute(&mut *tx)
         .await?

@@ -8,7 +8,7 @@ use crate::consents::{in_confirmatory_typing, require_consent};
 use crate::index_feed::Indexed;
 use crate::model::TypingInput;
 use crate::support::{ID_MAX, NAME_MAX, check_text, past_date, validate_gl};
-use crate::{Actor, Registry, RegistryError, Result, now_text};
+use crate::{Actor, Registry, RegistryError, Result};
 
 /// A typing as recorded (current or history).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -56,7 +56,7 @@ impl Registry {
         .bind(t.method.as_deref())
         .bind(&typed_on)
         .bind(t.sample_id)
-        .bind(now_text())
+        .bind(self.now_text())
         .fetch_one(&mut **tx)
         .await?;
         Ok(id)

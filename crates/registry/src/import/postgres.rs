@@ -7,7 +7,7 @@ use matching::model::format_day;
 use sqlx::Transaction;
 
 use crate::model::rh_code;
-use crate::{Registry, Result, now_text};
+use crate::{Registry, Result};
 
 use super::batch::{
     BatchContext, ImportRow, StoredBatch, batch_audit_reason, classify, national_ids,
@@ -93,7 +93,7 @@ impl Registry {
             .execute(&mut *conn)
             .await?;
         let sorted = classify(rows, &existing, taken);
-        let now = now_text();
+        let now = self.now_text();
         let today_text = format_day(today as u16);
         let release = self.expander.release().version.clone();
         let refused = replace_typings::<sqlx::Postgres>(

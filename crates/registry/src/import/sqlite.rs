@@ -8,7 +8,7 @@ use matching::model::format_day;
 use sqlx::{Any, Row, Transaction};
 
 use crate::model::rh_code;
-use crate::{Registry, Result, now_text};
+use crate::{Registry, Result};
 
 use super::batch::{
     BatchContext, IdentityCells, ImportRow, StoredBatch, batch_audit_reason, classify,
@@ -220,7 +220,7 @@ impl Registry {
             );
         }
         let sorted = classify(rows, &existing, taken);
-        let now = now_text();
+        let now = self.now_text();
         let today_text = format_day(today as u16);
         let release = self.expander.release().version.clone();
         let refused = replace_typings::<sqlx::Any>(
