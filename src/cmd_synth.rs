@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -10,12 +11,16 @@ use hla::Expander;
 use matching::{DonorType, Locus};
 use synth::Synth;
 
+use crate::activity::{ActivityPlan, make_activity};
+use crate::connect::{DbArgs, runtime};
 use crate::frequencies::freqs_path;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum SynthKind {
     Donors,
     Patients,
+    /// Years of registry activity in the database at --db (see `activity.rs`).
+    Activity,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -29,31 +34,47 @@ pub enum SynthFormat {
 #[derive(Debug, Args)]
 pub struct SynthArgs {
     kind: SynthKind,
+    /// People to write (donors, patients).
     #[arg(long)]
-    count: usize,
+    count: Option<usize>,
     #[arg(long, default_value = "API")]
     population: String,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The file to write (donors, patients).
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "gl")]
     format: SynthFormat,
     /// Haplotype frequency file (NMDP five-locus CSV).
     #[arg(long, env = "BOAI_FREQ_FILE")]
     freqs: Option<PathBuf>,
+    /// Activity: years of it, ending today.
+    #[arg(long, default_value_t = 3)]
+    years: i32,
+    /// Activity: donors enrolled per station and year.
+    #[arg(long, default_value_t = 120)]
+    donors_per_station: usize,
+    /// Activity: the registry to fill.
+    #[command(flatten)]
+    db: DbArgs,
 }
 
-pub fn synth(args: SynthArgs, expander: &Expander) -> Result<i32> {
-    let synth = Synth::new(expander, &freqs_path(&args.freqs), &args.population)?;
+pub fn synth(args: SynthArgs, expander: Arc<Expander>) -> Result<i32> {
+    let synth = Synth::new(&expander, &freqs_path(&args.freqs), &args.population)?;
+    if args.kind == SynthKind::Activity {
+        return activity(&args, &synth, expander);
+    }
+    let count = args.count.context("--count is required for donors and patients")?;
+    let out_path = args.out.clone().context("--out is required for donors and patients")?;
     let started = Instant::now();
     let people = match args.kind {
-        SynthKind::Donors => synth.donors(args.count, args.seed),
-        SynthKind::Patients => synth.patients(args.count, args.seed),
+        SynthKind::Donors => synth.donors(count, args.seed),
+        _ => synth.patients(count, args.seed),
     };
     let generated = started.elapsed();
-    let file = std::fs::File::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let file = std::fs::File::create(&out_path)
+        .with_context(|| format!("creating {}", out_path.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let prefix = if args.kind == SynthKind::Donors {
         "D"
@@ -114,7 +135,43 @@ pub fn synth(args: SynthArgs, expander: &Expander) -> Result<i32> {
         args.seed,
         generated.as_secs_f64(),
         people.len() as f64 / generated.as_secs_f64().max(1e-9),
-        args.out.display()
+        out_path.display()
     );
     Ok(0)
+}
+
+/// `boai synth activity`: fill the registry at --db.
+fn activity(args: &SynthArgs, synth: &Synth, expander: Arc<Expander>) -> Result<i32> {
+    let plan = ActivityPlan {
+        years: args.years,
+        donors_per_station: args.donors_per_station,
+        seed: args.seed,
+    };
+    runtime()?.block_on(async {
+        let started = Instant::now();
+        let reg = open_for_activity(&args.db, expander).await?;
+        let counts = make_activity(&reg, synth, &plan, jiff::Timestamp::now()).await?;
+        reg.close().await;
+        println!("{}", serde_json::to_string_pretty(&counts)?);
+        eprintln!(
+            "{} years of activity (seed {}) in {:.1} s",
+            plan.years,
+            plan.seed,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(0)
+    })
+}
+
+/// The registry at `db` on a manual clock (activity moves it day by day), with SQLite
+/// commits synced at checkpoints: generated data is cheap to make again.
+pub async fn open_for_activity(db: &DbArgs, expander: Arc<Expander>) -> Result<registry::Registry> {
+    let mut config = db.config()?;
+    config.clock = registry::Clock::manual(&db.time_zone, jiff::Timestamp::now())?;
+    config.sqlite_sync = registry::SqliteSync::Normal;
+    let reg = registry::Registry::connect(&db.db, expander, config)
+        .await
+        .with_context(|| format!("opening {}", db.db))?;
+    reg.migrate().await.context("migrating")?;
+    Ok(reg)
 }

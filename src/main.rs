@@ -1,10 +1,12 @@
 //! The `boai` command line.
 
+mod activity;
 mod cmd_bench;
 mod cmd_db;
 mod cmd_hla;
 mod cmd_import;
 mod cmd_match;
+mod cmd_report;
 mod cmd_search;
 mod cmd_serve;
 mod cmd_synth;
@@ -42,7 +44,8 @@ enum Command {
     /// HLA nomenclature: expand, reduce and validate typings.
     #[command(subcommand)]
     Hla(cmd_hla::HlaCommand),
-    /// Write a synthetic donor or patient population.
+    /// Write a synthetic donor or patient population, or fill a registry with years of
+    /// synthetic activity.
     Synth(cmd_synth::SynthArgs),
     /// Batch scoring of two typing files.
     #[command(subcommand)]
@@ -64,6 +67,9 @@ enum Command {
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
+    /// Reports from the registry: the yearly figures.
+    #[command(subcommand)]
+    Report(cmd_report::ReportCommand),
     /// Serve the HTTP API over the registry (loads the matching index first).
     Serve(cmd_serve::ServeArgs),
     /// API tokens.
@@ -97,7 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let expander = cli.refdata.expander()?;
             cmd_hla::run(cmd, &expander)
         }
-        Command::Synth(args) => cmd_synth::synth(args, &cli.refdata.expander()?),
+        Command::Synth(args) => cmd_synth::synth(args, Arc::new(cli.refdata.expander()?)),
         Command::Match(cmd) => cmd_match::match_cmd(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Search { args, db } => match db {
             Some(db) if args.donors.is_none() => {
@@ -108,6 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Db(cmd) => cmd_db::db(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Import(cmd) => cmd_import::import(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Bench(cmd) => cmd_bench::bench(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::Report(cmd) => cmd_report::report(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Serve(args) => cmd_serve::serve(args, Arc::new(cli.refdata.expander()?)),
         Command::Token(cmd) => cmd_token::token(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Demo(args) => cmd_serve::demo(args, Arc::new(cli.refdata.expander()?)),

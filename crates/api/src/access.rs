@@ -48,6 +48,10 @@ role_sets! {
     CaseReaders => [Coordinator, CaseManager, Auditor];
     /// Organ registrations: the station that took one, or an admin.
     StationsAndAdmins => [Station, Admin];
+    /// Care records: case managers record them, auditors read them too.
+    CareReaders => [CaseManager, Auditor];
+    /// Death-donation cases: case managers, auditors and admins read them.
+    CaseReadersAndAdmins => [CaseManager, Auditor, Admin];
 }
 
 /// A caller whose role is one of `R`'s.

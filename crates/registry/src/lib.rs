@@ -59,8 +59,8 @@ pub use model::{
     ConsentInput, CordUnit, Donor, Identity, NewDonor, StatusChange, TypingInput, rh_code,
     rh_from_code,
 };
-pub use national_id::{NATIONAL_ID_MAX, normalise_national_id};
-pub use report::{Format as ReportFormat, YearlyReport};
+pub use national_id::{NATIONAL_ID_MAX, normalise_national_id, resident_id_with_check};
+pub use report::{self, Format as ReportFormat, YearlyReport};
 pub use care::{CARE_KINDS, CareFilter, CareRecord, MAX_AID_FEN, NewCare};
 pub use organ::{
     CHANNELS, ETHNICITY_MAX, NewOrganRegistration, ORGANS, OrganRegistration, REGISTRATION_STATES,

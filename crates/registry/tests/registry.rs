@@ -112,6 +112,29 @@ async fn setup_station(reg: &Registry) {
     .unwrap();
 }
 
+/// An online registration of intent (the actor's station takes it).
+fn organ_registration(
+    family_name: &str,
+    given_name: &str,
+    national_id: &str,
+    birth_date: &str,
+    organs: &[&str],
+    tissues: &[&str],
+    whole_body: bool,
+) -> registry::NewOrganRegistration {
+    registry::NewOrganRegistration {
+        family_name: family_name.into(),
+        given_name: given_name.into(),
+        national_id: national_id.into(),
+        birth_date: birth_date.into(),
+        organs: organs.iter().map(|s| s.to_string()).collect(),
+        tissues: tissues.iter().map(|s| s.to_string()).collect(),
+        whole_body,
+        channel: "online".into(),
+        ..Default::default()
+    }
+}
+
 fn donor(external: &str, national_id: &str) -> NewDonor {
     NewDonor {
         external_id: external.into(),
@@ -1488,77 +1511,57 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         // Organ, tissue and body donation registrations.
         let staff = Actor::new("rc-1", "station").at_station("BJ01");
         assert!(
-            reg.register_organ_donation(
-                "Chen",
+            reg.register_organ_donation(&organ_registration("Chen",
                 "Yu",
                 "ORG1",
-                "2010-01-01",
+                "2015-01-01",
                 &["kidney"],
                 &[],
-                false,
-                &staff,
-                today()
-            )
+                false), &staff)
             .await
             .is_err(),
             "adults only"
         );
         assert!(
-            reg.register_organ_donation(
-                "Chen",
+            reg.register_organ_donation(&organ_registration("Chen",
                 "Yu",
                 "ORG1",
                 "1980-01-01",
                 &["brain"],
                 &[],
-                false,
-                &staff,
-                today()
-            )
+                false), &staff)
             .await
             .is_err()
         );
         assert!(
-            reg.register_organ_donation(
-                "Chen",
+            reg.register_organ_donation(&organ_registration("Chen",
                 "Yu",
                 "ORG1",
                 "1980-01-01",
                 &[],
                 &[],
-                false,
-                &staff,
-                today()
-            )
+                false), &staff)
             .await
             .is_err()
         );
         let r = reg
-            .register_organ_donation(
-                "Chen",
+            .register_organ_donation(&organ_registration("Chen",
                 "Yu",
                 "ORG1",
                 "1980-01-01",
                 &["kidney", "liver"],
                 &["cornea"],
-                false,
-                &staff,
-                today(),
-            )
+                false), &staff)
             .await
             .unwrap();
         assert!(matches!(
-            reg.register_organ_donation(
-                "Chen",
+            reg.register_organ_donation(&organ_registration("Chen",
                 "Yu",
                 "ORG1",
                 "1980-01-01",
                 &["heart"],
                 &[],
-                false,
-                &staff,
-                today()
-            )
+                false), &staff)
             .await,
             Err(RegistryError::Conflict(_))
         ));
@@ -1621,41 +1624,51 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
                 .is_err()
         );
         let r2 = reg
-            .register_organ_donation(
-                "Chen",
+            .register_organ_donation(&organ_registration("Chen",
                 "Yu",
                 "ORG1",
                 "1980-01-01",
                 &["heart"],
                 &[],
-                false,
-                &staff,
-                today(),
-            )
+                false), &staff)
             .await
             .unwrap();
-        assert!(
-            reg.record_organ_case(
-                Some(r2),
-                "2027-06-01",
-                "spouse and parents, in writing",
-                "",
-                None,
-                &staff
-            )
+        // A death-donation case: recorded by a case manager, with the family's written
+        // consent and a witness; the store refuses it otherwise, whoever calls.
+        let case = |witnesses: Vec<String>, in_writing: bool| registry::NewOrganCase {
+            registration_id: Some(r2),
+            kind: "organ".into(),
+            died_on: "2027-06-01".into(),
+            family_consent: registry::FamilyConsent {
+                relations: vec!["spouse".into(), "parents".into()],
+                in_writing,
+                consented_on: "2027-06-01".into(),
+                note: None,
+            },
+            witnesses,
+            opo: "Provincial OPO".into(),
+            ..Default::default()
+        };
+        let cm = Actor::new("cm", "case_manager");
+        assert!(matches!(
+            reg.record_organ_case(&case(vec!["Liu".into()], true), &staff).await,
+            Err(RegistryError::Forbidden(_))
+        ));
+        assert!(matches!(
+            reg.record_organ_case(&case(vec![], true), &cm).await,
+            Err(RegistryError::Invalid { field, .. }) if field == "witnesses"
+        ));
+        assert!(matches!(
+            reg.record_organ_case(&case(vec!["Liu".into()], false), &cm).await,
+            Err(RegistryError::Invalid { field, .. }) if field == "family_consent.in_writing"
+        ));
+        let c = reg
+            .record_organ_case(&case(vec!["Red Cross officer Liu".into(), "Zhang".into()], true), &cm)
             .await
-            .is_err()
-        );
-        reg.record_organ_case(
-            Some(r2),
-            "2027-06-01",
-            "spouse and parents, in writing",
-            "Red Cross officer Liu",
-            Some("kidneys donated"),
-            &staff,
-        )
-        .await
-        .unwrap();
+            .unwrap();
+        let recorded = reg.organ_case(c).await.unwrap();
+        assert_eq!(recorded.station.as_deref(), Some("BJ01"), "{backend}: the registration's station");
+        assert_eq!(recorded.witnesses, ["Red Cross officer Liu", "Zhang"]);
         assert_eq!(
             reg.stats(today()).await.unwrap()["organ_registrations"],
             1,
@@ -1742,6 +1755,7 @@ async fn samples_move_forward_and_typings_name_their_own_donors_sample() {
             .await
             .unwrap();
         let new = NewSample {
+            campaign_id: None,
             station: "BJ01".into(),
             collected_on: "2026-11-20".into(),
             volume_ml: Some(4.5),

@@ -21,6 +21,15 @@ fn scope_en(r: &YearlyReport) -> String {
     }
 }
 
+/// The year's last donation by a first-time donor (the donor the branch reports as its
+/// n-th).
+fn latest_first_donation(r: &YearlyReport) -> Option<&crate::DonationOrdinal> {
+    r.donation_ordinals
+        .iter()
+        .filter(|d| !d.repeat)
+        .max_by(|a, b| (&a.donated_on, a.donation_id).cmp(&(&b.donated_on, b.donation_id)))
+}
+
 fn case(r: &YearlyReport, kind: &str) -> i64 {
     r.completed_cases.get(kind).copied().unwrap_or(0)
 }
@@ -39,8 +48,8 @@ pub fn summary_zh(r: &YearlyReport) -> String {
         "全年发起确认配型{}例、体检评估{}例，配型成功捐献造血干细胞{}例",
         r.ct_requests, r.workups, r.donations
     );
-    if let Some(last) = r.donation_ordinals.iter().filter(|d| !d.repeat).max_by_key(|d| d.ordinal) {
-        s += &format!("（其中最新一例为该分库第{}例）", last.ordinal);
+    if let Some(last) = latest_first_donation(r) {
+        s += &format!("（最新一例为{}分库第{}位捐献者）", last.branch, last.ordinal);
     }
     s += "。";
     s += &format!(
@@ -79,8 +88,8 @@ pub fn summary_en(r: &YearlyReport) -> String {
         "Coordinators requested {} confirmatory typings and {} workups, and {} stem-cell donations were made",
         r.ct_requests, r.workups, r.donations
     );
-    if let Some(last) = r.donation_ordinals.iter().filter(|d| !d.repeat).max_by_key(|d| d.ordinal) {
-        s += &format!(" (the latest by the branch's donor number {})", last.ordinal);
+    if let Some(last) = latest_first_donation(r) {
+        s += &format!(" (the latest by branch {}'s donor number {})", last.branch, last.ordinal);
     }
     s += &format!(
         "; utilisation was {}. ",

@@ -77,6 +77,8 @@ pub struct DonorIn {
     pub consent_form_version: Option<String>,
     /// GL string.
     pub typing: Option<String>,
+    /// The campaign the donor enrolled at (held by the same station, not after today).
+    pub campaign_id: Option<i64>,
 }
 
 impl NamesStation for DonorIn {
@@ -179,6 +181,7 @@ pub async fn enrol_donor(
             gl,
             ..Default::default()
         }),
+        campaign_id: d.campaign_id,
     };
     let donor = state
         .registry

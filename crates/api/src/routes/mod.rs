@@ -3,14 +3,19 @@
 //! handler runs; errors are problem responses (`crate::error`).
 
 pub mod admin;
+pub mod campaigns;
+pub mod care;
 pub mod consents;
+pub mod contacts;
 pub mod donations;
 pub mod donors;
 pub mod holidays;
 mod input;
 pub mod jobs;
 pub mod organ;
+pub mod organ_cases;
 pub mod patients;
+pub mod reports;
 pub mod requests;
 pub mod samples;
 pub mod searches;
@@ -31,6 +36,11 @@ pub fn router() -> Router<AppState> {
         .merge(requests::router())
         .merge(donations::router())
         .merge(organ::router())
+        .merge(organ_cases::router())
+        .merge(contacts::router())
+        .merge(care::router())
+        .merge(campaigns::router())
+        .merge(reports::router())
         .merge(holidays::router())
         .merge(jobs::router())
 }

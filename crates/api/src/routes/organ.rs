@@ -8,11 +8,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use registry::{OrganRegistration, Page};
+use registry::{NewOrganRegistration, OrganRegistration, Page, RegistrationImport};
 
 use super::input::{ApiJson, ApiResult, ListQuery, PathId, page_request};
 use crate::AppState;
-use crate::access::{Allowed, CaseManagers, Stations, StationsAndAdmins};
+use crate::access::{Allowed, StationsAndAdmins};
 use crate::error::Problem;
 
 pub fn router() -> Router<AppState> {
@@ -29,7 +29,10 @@ pub fn router() -> Router<AppState> {
             "/v1/organ-registrations/{id}/revocation",
             post(revoke_organ_donation),
         )
-        .route("/v1/organ-cases", post(record_organ_case))
+        .route(
+            "/v1/organ-registrations/import",
+            post(import_organ_registrations),
+        )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -37,6 +40,7 @@ pub struct OrganIn {
     pub family_name: String,
     pub given_name: String,
     pub national_id: String,
+    /// `YYYY-MM-DD`; 18 or older on the day of registration.
     pub birth_date: String,
     #[serde(default)]
     pub organs: Vec<String>,
@@ -44,32 +48,75 @@ pub struct OrganIn {
     pub tissues: Vec<String>,
     #[serde(default)]
     pub whole_body: bool,
+    /// A station token's own (may be omitted); an admin names one.
+    pub station: Option<String>,
+    /// Default: the station's region.
+    pub region: Option<String>,
+    pub ethnicity: Option<String>,
+    /// online (default), paper, drive
+    pub channel: Option<String>,
+    /// The day it was made (a paper form's date); default today.
+    pub registered_on: Option<String>,
+    /// The campaign it was made at (held by the station).
+    pub campaign_id: Option<i64>,
 }
 
-/// Register an organ, tissue or whole-body donation wish (station).
-#[utoipa::path(post, path = "/v1/organ-registrations", request_body = OrganIn, responses((status = 201, description = "registration id"), (status = 409, body = Problem)))]
+/// Register an organ, tissue or whole-body donation wish (a station for itself, or an
+/// admin naming the station).
+#[utoipa::path(post, path = "/v1/organ-registrations", request_body = OrganIn, responses((status = 201, description = "registration id"), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn register_organ_donation(
     State(state): State<AppState>,
-    Allowed { caller, .. }: Allowed<Stations>,
+    Allowed { caller, .. }: Allowed<StationsAndAdmins>,
     ApiJson(o): ApiJson<OrganIn>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let organs: Vec<&str> = o.organs.iter().map(String::as_str).collect();
-    let tissues: Vec<&str> = o.tissues.iter().map(String::as_str).collect();
     let id = state
         .registry
         .register_organ_donation(
-            &o.family_name,
-            &o.given_name,
-            &o.national_id,
-            &o.birth_date,
-            &organs,
-            &tissues,
-            o.whole_body,
+            &NewOrganRegistration {
+                family_name: o.family_name,
+                given_name: o.given_name,
+                national_id: o.national_id,
+                birth_date: o.birth_date,
+                organs: o.organs,
+                tissues: o.tissues,
+                whole_body: o.whole_body,
+                station: o.station,
+                region: o.region,
+                ethnicity: o.ethnicity,
+                channel: o.channel.unwrap_or_else(|| "online".into()),
+                registered_on: o.registered_on,
+                campaign_id: o.campaign_id,
+            },
             &caller.actor(),
-            state.today(),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id}))))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ImportQuery {
+    /// The station the forms were taken at (a station token: its own).
+    pub station: Option<String>,
+}
+
+/// Import paper registrations from CSV (header: family_name, given_name, national_id,
+/// birth_date, organs, tissues, whole_body, registered_on, region, ethnicity, campaign_id;
+/// lists `;`-separated). Every bad line is named with its field; the good ones are kept.
+#[utoipa::path(post, path = "/v1/organ-registrations/import", params(ImportQuery), request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, description = "`{created, ids, errors: [{line, field, reason}]}`"), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn import_organ_registrations(
+    State(state): State<AppState>,
+    Allowed { caller, .. }: Allowed<StationsAndAdmins>,
+    query: ListQuery<ImportQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<RegistrationImport>> {
+    let Query(q) = query?;
+    Ok(Json(
+        state
+            .registry
+            .import_organ_registrations(&body[..], q.station.as_deref(), &caller.actor())
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -86,7 +133,7 @@ pub struct OrganChangeIn {
 #[utoipa::path(post, path = "/v1/organ-registrations/{id}", params(("id" = i64, Path)), request_body = OrganChangeIn, responses((status = 200, description = "changed"), (status = 404, body = Problem)))]
 pub async fn change_organ_donation(
     State(state): State<AppState>,
-    Allowed { caller, .. }: Allowed<Stations>,
+    Allowed { caller, .. }: Allowed<StationsAndAdmins>,
     PathId(id): PathId,
     ApiJson(o): ApiJson<OrganChangeIn>,
 ) -> ApiResult<Json<Value>> {
@@ -103,7 +150,7 @@ pub async fn change_organ_donation(
 #[utoipa::path(post, path = "/v1/organ-registrations/{id}/revocation", params(("id" = i64, Path)), responses((status = 200, description = "revoked"), (status = 404, body = Problem)))]
 pub async fn revoke_organ_donation(
     State(state): State<AppState>,
-    Allowed { caller, .. }: Allowed<Stations>,
+    Allowed { caller, .. }: Allowed<StationsAndAdmins>,
     PathId(id): PathId,
 ) -> ApiResult<Json<Value>> {
     state
@@ -111,44 +158,6 @@ pub async fn revoke_organ_donation(
         .revoke_organ_donation(id, &caller.actor())
         .await?;
     Ok(Json(json!({"id": id, "state": "revoked"})))
-}
-
-/// A donation case after death.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct OrganCaseIn {
-    /// The deceased's registration of intent, when there is one (must not be revoked).
-    #[serde(default)]
-    pub registration_id: Option<i64>,
-    /// `YYYY-MM-DD`.
-    pub died_on: String,
-    /// Who gave the family's written consent (spouse, adult children, parents, jointly).
-    pub family_consent: String,
-    /// The Red Cross witness of the case.
-    pub witness: String,
-    #[serde(default)]
-    pub outcome: Option<String>,
-}
-
-/// Record an organ/tissue/body donation case: family consent and a Red Cross witness are
-/// required (case manager).
-#[utoipa::path(post, path = "/v1/organ-cases", request_body = OrganCaseIn, responses((status = 201, description = "case id"), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
-pub async fn record_organ_case(
-    State(state): State<AppState>,
-    Allowed { caller, .. }: Allowed<CaseManagers>,
-    ApiJson(c): ApiJson<OrganCaseIn>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = state
-        .registry
-        .record_organ_case(
-            c.registration_id,
-            &c.died_on,
-            &c.family_consent,
-            &c.witness,
-            c.outcome.as_deref(),
-            &caller.actor(),
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id}))))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

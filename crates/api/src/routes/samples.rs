@@ -65,6 +65,8 @@ pub struct SampleIn {
     /// The typing request this sample is drawn for (a confirmatory-typing sample needs the
     /// donor's confirmatory-typing consent).
     pub request_id: Option<i64>,
+    /// The campaign the sample was taken at (held by the donor's station).
+    pub campaign_id: Option<i64>,
 }
 
 /// Record a sample (its own station).
@@ -83,6 +85,7 @@ pub async fn record_sample(
         barcode: s.barcode,
         lab: s.lab,
         request_id: s.request_id,
+        campaign_id: s.campaign_id,
     };
     let s = state
         .registry

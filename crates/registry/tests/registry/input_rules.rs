@@ -67,15 +67,11 @@ async fn national_ids_are_one_person_however_typed() {
             let admin = &admin;
             async move {
                 reg.register_organ_donation(
-                    "Zhao",
-                    "Lei",
-                    nid,
-                    "1970-02-02",
-                    &["kidney"],
-                    &[],
-                    false,
+                    &registry::NewOrganRegistration {
+                        station: Some("BJ01".into()),
+                        ..organ_registration("Zhao", "Lei", nid, "1970-02-02", &["kidney"], &[], false)
+                    },
                     admin,
-                    today(),
                 )
                 .await
             }
@@ -231,17 +227,13 @@ async fn text_lists_and_references_are_bounded_and_checked() {
         let organs = vec!["kidney"; 10_000];
         assert_eq!(
             invalid_field(
-                reg.register_organ_donation(
-                    "Zhao",
+                reg.register_organ_donation(&organ_registration("Zhao",
                     "Lei",
                     "ON1",
                     "1970-02-02",
                     &organs,
                     &[],
-                    false,
-                    &admin,
-                    today(),
-                )
+                    false), &admin)
                 .await
             ),
             "organs"
