@@ -12,8 +12,8 @@ use jiff::civil::{Date, date};
 use jiff::tz::TimeZone;
 use matching::model::{days_from_civil, format_day};
 use registry::{
-    Actor, CaseCompletion, ConsentInput, FamilyConsent, Identity, NewCampaign, NewCare,
-    NewContact, NewDonor, NewOrganCase, NewOrganRegistration, NewPatient, Registry, TypingInput,
+    Actor, CaseCompletion, ConsentInput, FamilyConsent, Identity, NewCampaign, NewCare, NewContact,
+    NewDonor, NewOrganCase, NewOrganRegistration, NewPatient, Registry, TypingInput,
 };
 use synth::{Rng, Synth};
 
@@ -50,22 +50,51 @@ pub struct ActivityCounts {
 /// One thing to do on a day; events of a day run in the order they were planned.
 #[derive(Debug, Clone)]
 enum Event {
-    Campaign { station: String, kind: &'static str, name: String },
-    Enrol { station: String, campaign_day: bool },
-    ContactRound { station: String },
-    Withdraw { station: String },
-    Patient { case: usize },
-    Workup { case: usize },
-    Donation { case: usize },
+    Campaign {
+        station: String,
+        kind: &'static str,
+        name: String,
+    },
+    Enrol {
+        station: String,
+        campaign_day: bool,
+    },
+    ContactRound {
+        station: String,
+    },
+    Withdraw {
+        station: String,
+    },
+    Patient {
+        case: usize,
+    },
+    Workup {
+        case: usize,
+    },
+    Donation {
+        case: usize,
+    },
     FollowUps,
-    OrganRegistration { station: String, channel: &'static str },
-    Revoke { station: String },
-    OrganCase { station: String, kind: &'static str },
+    OrganRegistration {
+        station: String,
+        channel: &'static str,
+    },
+    Revoke {
+        station: String,
+    },
+    OrganCase {
+        station: String,
+        kind: &'static str,
+    },
     Qingming,
 }
 
-const FAMILY: [&str; 12] = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙"];
-const GIVEN: [&str; 12] = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳"];
+const FAMILY: [&str; 12] = [
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙",
+];
+const GIVEN: [&str; 12] = [
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳",
+];
 const OPOS: [&str; 3] = ["省人体器官获取组织", "市第一人民医院", "医科大学附属医院"];
 
 fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> &'a T {
@@ -124,7 +153,11 @@ impl Maker<'_> {
     fn name(&mut self) -> (String, String) {
         (
             pick(&mut self.rng, &FAMILY).to_string(),
-            format!("{}{}", pick(&mut self.rng, &GIVEN), pick(&mut self.rng, &GIVEN)),
+            format!(
+                "{}{}",
+                pick(&mut self.rng, &GIVEN),
+                pick(&mut self.rng, &GIVEN)
+            ),
         )
     }
 
@@ -146,18 +179,35 @@ impl Maker<'_> {
     async fn run(&mut self, today: i64, event: Event) -> Result<()> {
         let on = format_day(today as u16);
         match event {
-            Event::Campaign { station, kind, name } => {
+            Event::Campaign {
+                station,
+                kind,
+                name,
+            } => {
                 let place = format!("{name}现场");
-                let made = self.reg.create_campaign(
-                    &NewCampaign { name, kind: kind.into(), held_on: on.clone(), station: station.clone(), place, note: None },
-                    &Actor::new("synth:admin", "admin"),
-                ).await;
+                let made = self
+                    .reg
+                    .create_campaign(
+                        &NewCampaign {
+                            name,
+                            kind: kind.into(),
+                            held_on: on.clone(),
+                            station: station.clone(),
+                            place,
+                            note: None,
+                        },
+                        &Actor::new("synth:admin", "admin"),
+                    )
+                    .await;
                 if let Some(c) = self.refused(made) {
                     self.campaigns.insert((station, today), c.id);
                     self.counts.campaigns += 1;
                 }
             }
-            Event::Enrol { station, campaign_day } => {
+            Event::Enrol {
+                station,
+                campaign_day,
+            } => {
                 if self.next_person >= self.people.len() {
                     return Ok(());
                 }
@@ -166,7 +216,11 @@ impl Maker<'_> {
                 let birth = self.birth(today, 18, 26);
                 let (family_name, given_name) = self.name();
                 let national_id = self.national_id(birth);
-                let campaign_id = if campaign_day { self.campaigns.get(&(station.clone(), today)).copied() } else { None };
+                let campaign_id = if campaign_day {
+                    self.campaigns.get(&(station.clone(), today)).copied()
+                } else {
+                    None
+                };
                 let new = NewDonor {
                     external_id: format!("SYN-{}-{:06}", station, person.key),
                     station: station.clone(),
@@ -176,9 +230,23 @@ impl Maker<'_> {
                     rh_positive: Some(person.rh_positive),
                     cmv: person.cmv,
                     population: "API".into(),
-                    identity: Some(Identity { family_name, given_name, national_id: Some(national_id), phone: Some(format!("139{:08}", self.rng.below(100_000_000))), ..Default::default() }),
-                    recruitment_consent: Some(ConsentInput { form_version: "CMDP-2024".into(), note: None }),
-                    typing: Some(TypingInput { gl: self.synth.gl_string(&person), lab: Some("HLA lab".into()), method: Some("NGS".into()), ..Default::default() }),
+                    identity: Some(Identity {
+                        family_name,
+                        given_name,
+                        national_id: Some(national_id),
+                        phone: Some(format!("139{:08}", self.rng.below(100_000_000))),
+                        ..Default::default()
+                    }),
+                    recruitment_consent: Some(ConsentInput {
+                        form_version: "CMDP-2024".into(),
+                        note: None,
+                    }),
+                    typing: Some(TypingInput {
+                        gl: self.synth.gl_string(&person),
+                        lab: Some("HLA lab".into()),
+                        method: Some("NGS".into()),
+                        ..Default::default()
+                    }),
                     campaign_id,
                     ..Default::default()
                 };
@@ -205,7 +273,10 @@ impl Maker<'_> {
             Event::ContactRound { station } => {
                 let donors = self.donors.get(&station).cloned().unwrap_or_default();
                 let actor = self.station(&station);
-                let chosen: Vec<i64> = donors.into_iter().filter(|_| self.rng.below(100) < 12).collect();
+                let chosen: Vec<i64> = donors
+                    .into_iter()
+                    .filter(|_| self.rng.below(100) < 12)
+                    .collect();
                 for d in chosen {
                     // Some donors are hard to reach: several failed attempts in a row.
                     let hard = self.rng.below(100) < 15;
@@ -219,8 +290,14 @@ impl Maker<'_> {
                             (false, r) if r < 96 => "wrong_number",
                             _ => "declined",
                         };
-                        let channel = *pick(&mut self.rng, &["phone", "sms", "wechat", "phone", "visit"]);
-                        let contact = NewContact { attempted_on: format_day((today - 2 + attempt) as u16), channel: channel.into(), outcome: outcome.into(), note: None };
+                        let channel =
+                            *pick(&mut self.rng, &["phone", "sms", "wechat", "phone", "visit"]);
+                        let contact = NewContact {
+                            attempted_on: format_day((today - 2 + attempt) as u16),
+                            channel: channel.into(),
+                            outcome: outcome.into(),
+                            note: None,
+                        };
                         let made = self.reg.record_contact(d, &contact, &actor).await;
                         if self.refused(made).is_some() {
                             self.counts.contacts += 1;
@@ -232,7 +309,15 @@ impl Maker<'_> {
                 let donors = self.donors.get(&station).cloned().unwrap_or_default();
                 if !donors.is_empty() {
                     let d = *pick(&mut self.rng, &donors);
-                    let done = self.reg.withdraw_consent(d, "recruitment", &self.station(&station), Some("personal reasons")).await;
+                    let done = self
+                        .reg
+                        .withdraw_consent(
+                            d,
+                            "recruitment",
+                            &self.station(&station),
+                            Some("personal reasons"),
+                        )
+                        .await;
                     if self.refused(done).is_some() {
                         self.counts.withdrawals += 1;
                     }
@@ -240,9 +325,18 @@ impl Maker<'_> {
             }
             Event::Patient { case } => {
                 let person = self.synth.patients(1, self.rng.next_u64()).remove(0);
-                let patient = NewPatient { external_id: format!("SYN-PAT-{case:05}"), gl: self.synth.gl_string(&person), weight_kg: Some(60.0), diagnosis: Some("AML".into()), transplant_centre: Some("Transplant centre".into()), ..Default::default() };
+                let patient = NewPatient {
+                    external_id: format!("SYN-PAT-{case:05}"),
+                    gl: self.synth.gl_string(&person),
+                    weight_kg: Some(60.0),
+                    diagnosis: Some("AML".into()),
+                    transplant_centre: Some("Transplant centre".into()),
+                    ..Default::default()
+                };
                 let registered = self.reg.register_patient(&patient, &self.coordinator).await;
-                let Some(patient_id) = self.refused(registered) else { return Ok(()) };
+                let Some(patient_id) = self.refused(registered) else {
+                    return Ok(());
+                };
                 self.counts.patients += 1;
                 let stations: Vec<String> = self.donors.keys().cloned().collect();
                 let station = pick(&mut self.rng, &stations).clone();
@@ -252,34 +346,64 @@ impl Maker<'_> {
                 }
                 let donor = *pick(&mut self.rng, &donors);
                 let actor = self.station(&station);
-                let consent = ConsentInput { form_version: "CMDP-CT-2024".into(), note: None };
-                let given = self.reg.give_consent(donor, "confirmatory_typing", &consent, &actor).await;
+                let consent = ConsentInput {
+                    form_version: "CMDP-CT-2024".into(),
+                    note: None,
+                };
+                let given = self
+                    .reg
+                    .give_consent(donor, "confirmatory_typing", &consent, &actor)
+                    .await;
                 if self.refused(given).is_none() {
                     return Ok(());
                 }
-                let opened = self.reg.open_request(patient_id, donor, "confirmatory_typing", &self.coordinator, today).await;
+                let opened = self
+                    .reg
+                    .open_request(
+                        patient_id,
+                        donor,
+                        "confirmatory_typing",
+                        &self.coordinator,
+                        today,
+                    )
+                    .await;
                 if let Some(r) = self.refused(opened) {
                     self.counts.ct_requests += 1;
-                    let closed = self.reg.close_request(r.value, "done", &self.coordinator).await;
+                    let closed = self
+                        .reg
+                        .close_request(r.value, "done", &self.coordinator)
+                        .await;
                     self.refused(closed);
                     self.cases.insert(case, (patient_id, donor, station, None));
                 }
             }
             Event::Workup { case } => {
-                let Some((patient, donor, station, _)) = self.cases.get(&case).cloned() else { return Ok(()) };
+                let Some((patient, donor, station, _)) = self.cases.get(&case).cloned() else {
+                    return Ok(());
+                };
                 for scope in ["workup", "follow_up_contact"] {
-                    let consent = ConsentInput { form_version: "CMDP-WU-2024".into(), note: None };
-                    let given = self.reg.give_consent(donor, scope, &consent, &self.station(&station)).await;
+                    let consent = ConsentInput {
+                        form_version: "CMDP-WU-2024".into(),
+                        note: None,
+                    };
+                    let given = self
+                        .reg
+                        .give_consent(donor, scope, &consent, &self.station(&station))
+                        .await;
                     if self.refused(given).is_none() {
                         self.cases.remove(&case);
                         return Ok(());
                     }
                 }
-                let opened = self.reg.open_request(patient, donor, "workup", &self.coordinator, today).await;
+                let opened = self
+                    .reg
+                    .open_request(patient, donor, "workup", &self.coordinator, today)
+                    .await;
                 match self.refused(opened) {
                     Some(r) => {
                         self.counts.workups += 1;
-                        self.cases.insert(case, (patient, donor, station, Some(r.value)));
+                        self.cases
+                            .insert(case, (patient, donor, station, Some(r.value)));
                     }
                     None => {
                         self.cases.remove(&case);
@@ -287,16 +411,51 @@ impl Maker<'_> {
                 }
             }
             Event::Donation { case } => {
-                let Some((patient, donor, station, Some(workup))) = self.cases.remove(&case) else { return Ok(()) };
-                let donated = self.reg.record_donation(donor, Some(patient), "PBSC", &on, Some(&station), &self.case_manager).await;
+                let Some((patient, donor, station, Some(workup))) = self.cases.remove(&case) else {
+                    return Ok(());
+                };
+                let donated = self
+                    .reg
+                    .record_donation(
+                        donor,
+                        Some(patient),
+                        "PBSC",
+                        &on,
+                        Some(&station),
+                        &self.case_manager,
+                    )
+                    .await;
                 if self.refused(donated).is_some() {
                     self.counts.donations += 1;
-                    let closed = self.reg.close_request(workup, "done", &self.coordinator).await;
+                    let closed = self
+                        .reg
+                        .close_request(workup, "done", &self.coordinator)
+                        .await;
                     self.refused(closed);
                     let care = [
-                        NewCare { donor_id: Some(donor), kind: "visit".into(), on_date: on.clone(), note: Some("探望捐献者".into()), ..Default::default() },
-                        NewCare { donor_id: Some(donor), kind: "honour".into(), on_date: on.clone(), title: Some("造血干细胞捐献荣誉证书".into()), awarding_body: Some("红十字会".into()), ..Default::default() },
-                        NewCare { donor_id: Some(donor), kind: "benefit".into(), on_date: on.clone(), title: Some("交通补贴".into()), amount_fen: Some(50_000), ..Default::default() },
+                        NewCare {
+                            donor_id: Some(donor),
+                            kind: "visit".into(),
+                            on_date: on.clone(),
+                            note: Some("探望捐献者".into()),
+                            ..Default::default()
+                        },
+                        NewCare {
+                            donor_id: Some(donor),
+                            kind: "honour".into(),
+                            on_date: on.clone(),
+                            title: Some("造血干细胞捐献荣誉证书".into()),
+                            awarding_body: Some("红十字会".into()),
+                            ..Default::default()
+                        },
+                        NewCare {
+                            donor_id: Some(donor),
+                            kind: "benefit".into(),
+                            on_date: on.clone(),
+                            title: Some("交通补贴".into()),
+                            amount_fen: Some(50_000),
+                            ..Default::default()
+                        },
                     ];
                     for c in care {
                         let made = self.reg.record_care(&c, &self.case_manager).await;
@@ -312,9 +471,16 @@ impl Maker<'_> {
                     .fetch_all(self.reg.pool())
                     .await?;
                 for (id, due_on) in due {
-                    let state = if self.rng.below(100) < 88 { "done" } else { "missed" };
+                    let state = if self.rng.below(100) < 88 {
+                        "done"
+                    } else {
+                        "missed"
+                    };
                     let outcome = (state == "done").then_some("well");
-                    let recorded = self.reg.record_followup(id, state, &due_on, outcome, None, &self.case_manager).await;
+                    let recorded = self
+                        .reg
+                        .record_followup(id, state, &due_on, outcome, None, &self.case_manager)
+                        .await;
                     if self.refused(recorded).is_some() {
                         self.counts.followups += 1;
                     }
@@ -324,17 +490,47 @@ impl Maker<'_> {
                 let birth = self.birth(today, 18, 50);
                 let (family_name, given_name) = self.name();
                 let national_id = self.national_id(birth);
-                let organs: Vec<String> = if self.rng.below(100) < 70 { vec!["kidney".into(), "liver".into(), "heart".into()] } else { vec![] };
-                let tissues: Vec<String> = if self.rng.below(100) < 60 { vec!["cornea".into()] } else { vec![] };
+                let organs: Vec<String> = if self.rng.below(100) < 70 {
+                    vec!["kidney".into(), "liver".into(), "heart".into()]
+                } else {
+                    vec![]
+                };
+                let tissues: Vec<String> = if self.rng.below(100) < 60 {
+                    vec!["cornea".into()]
+                } else {
+                    vec![]
+                };
                 let whole_body = organs.is_empty() || self.rng.below(100) < 15;
                 let new = NewOrganRegistration {
-                    family_name, given_name, national_id, birth_date: birth.to_string(), organs, tissues, whole_body,
-                    station: Some(station.clone()), region: None,
-                    ethnicity: Some(if self.rng.below(100) < 90 { "汉族" } else { "回族" }.into()),
-                    channel: channel.into(), registered_on: Some(on.clone()),
-                    campaign_id: if channel == "drive" { self.campaigns.get(&(station.clone(), today)).copied() } else { None },
+                    family_name,
+                    given_name,
+                    national_id,
+                    birth_date: birth.to_string(),
+                    organs,
+                    tissues,
+                    whole_body,
+                    station: Some(station.clone()),
+                    region: None,
+                    ethnicity: Some(
+                        if self.rng.below(100) < 90 {
+                            "汉族"
+                        } else {
+                            "回族"
+                        }
+                        .into(),
+                    ),
+                    channel: channel.into(),
+                    registered_on: Some(on.clone()),
+                    campaign_id: if channel == "drive" {
+                        self.campaigns.get(&(station.clone(), today)).copied()
+                    } else {
+                        None
+                    },
                 };
-                let made = self.reg.register_organ_donation(&new, &self.station(&station)).await;
+                let made = self
+                    .reg
+                    .register_organ_donation(&new, &self.station(&station))
+                    .await;
                 if self.refused(made).is_some() {
                     self.counts.organ_registrations += 1;
                 }
@@ -345,16 +541,27 @@ impl Maker<'_> {
                     .fetch_one(self.reg.pool())
                     .await?;
                 if let Some(id) = id {
-                    let done = self.reg.revoke_organ_donation(id, &self.station(&station)).await;
+                    let done = self
+                        .reg
+                        .revoke_organ_donation(id, &self.station(&station))
+                        .await;
                     self.refused(done);
                 }
             }
             Event::OrganCase { station, kind } => {
                 let died_on = format_day((today - 1) as u16);
                 let recovered: BTreeMap<String, i64> = match kind {
-                    "organ" => [("kidney", 2), ("liver", 1)].into_iter().chain((self.rng.below(100) < 40).then_some(("heart", 1))).chain((self.rng.below(100) < 50).then_some(("cornea", 2))).map(|(k, v)| (k.to_string(), v)).collect(),
+                    "organ" => [("kidney", 2), ("liver", 1)]
+                        .into_iter()
+                        .chain((self.rng.below(100) < 40).then_some(("heart", 1)))
+                        .chain((self.rng.below(100) < 50).then_some(("cornea", 2)))
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
                     "cornea" => [("cornea".to_string(), 2)].into(),
-                    _ => (self.rng.below(100) < 50).then(|| ("cornea".to_string(), 2)).into_iter().collect(),
+                    _ => (self.rng.below(100) < 50)
+                        .then(|| ("cornea".to_string(), 2))
+                        .into_iter()
+                        .collect(),
                 };
                 // One recipient per organ or cornea recovered.
                 let recipients: i64 = recovered.values().sum();
@@ -362,18 +569,46 @@ impl Maker<'_> {
                     registration_id: None,
                     kind: kind.into(),
                     died_on: died_on.clone(),
-                    family_consent: FamilyConsent { relations: vec!["spouse".into(), "adult_children".into()], in_writing: true, consented_on: died_on, note: None },
-                    witnesses: vec![format!("{}{}", pick(&mut self.rng, &FAMILY), "红十字会见证员")],
+                    family_consent: FamilyConsent {
+                        relations: vec!["spouse".into(), "adult_children".into()],
+                        in_writing: true,
+                        consented_on: died_on,
+                        note: None,
+                    },
+                    witnesses: vec![format!(
+                        "{}{}",
+                        pick(&mut self.rng, &FAMILY),
+                        "红十字会见证员"
+                    )],
                     opo: pick(&mut self.rng, &OPOS).to_string(),
                     station: Some(station.clone()),
                     region: None,
-                    completion: Some(CaseCompletion { completed_on: on.clone(), recovered, recipients_helped: recipients }),
+                    completion: Some(CaseCompletion {
+                        completed_on: on.clone(),
+                        recovered,
+                        recipients_helped: recipients,
+                    }),
                 };
                 let made = self.reg.record_organ_case(&case, &self.case_manager).await;
                 if let Some(id) = self.refused(made) {
                     self.counts.organ_cases += 1;
-                    let care = NewCare { organ_case_id: Some(id), for_family: true, kind: "condolence".into(), on_date: on.clone(), note: Some("慰问捐献者家属".into()), ..Default::default() };
-                    let aid = NewCare { organ_case_id: Some(id), for_family: true, kind: "aid".into(), on_date: on, amount_fen: Some(200_000 + 100_000 * self.rng.below(4) as i64), fund: Some("人道救助基金".into()), ..Default::default() };
+                    let care = NewCare {
+                        organ_case_id: Some(id),
+                        for_family: true,
+                        kind: "condolence".into(),
+                        on_date: on.clone(),
+                        note: Some("慰问捐献者家属".into()),
+                        ..Default::default()
+                    };
+                    let aid = NewCare {
+                        organ_case_id: Some(id),
+                        for_family: true,
+                        kind: "aid".into(),
+                        on_date: on,
+                        amount_fen: Some(200_000 + 100_000 * self.rng.below(4) as i64),
+                        fund: Some("人道救助基金".into()),
+                        ..Default::default()
+                    };
                     for c in [care, aid] {
                         let made = self.reg.record_care(&c, &self.case_manager).await;
                         if self.refused(made).is_some() {
@@ -388,7 +623,16 @@ impl Maker<'_> {
                     .fetch_all(self.reg.pool())
                     .await?;
                 for id in cases {
-                    let c = NewCare { organ_case_id: Some(id), for_family: true, kind: "memorial".into(), on_date: on.clone(), memorial_park: Some("红十字纪念园".into()), plot: Some(format!("A-{id:03}")), commemoration: Some("清明".into()), ..Default::default() };
+                    let c = NewCare {
+                        organ_case_id: Some(id),
+                        for_family: true,
+                        kind: "memorial".into(),
+                        on_date: on.clone(),
+                        memorial_park: Some("红十字纪念园".into()),
+                        plot: Some(format!("A-{id:03}")),
+                        commemoration: Some("清明".into()),
+                        ..Default::default()
+                    };
                     let made = self.reg.record_care(&c, &self.case_manager).await;
                     if self.refused(made).is_some() {
                         self.counts.care += 1;
@@ -401,7 +645,13 @@ impl Maker<'_> {
 }
 
 /// The plan of events, by day.
-fn plan(stations: &[String], first: i64, today: i64, plan: &ActivityPlan, rng: &mut Rng) -> Vec<(i64, Event)> {
+fn plan(
+    stations: &[String],
+    first: i64,
+    today: i64,
+    plan: &ActivityPlan,
+    rng: &mut Rng,
+) -> Vec<(i64, Event)> {
     let mut events = Vec::new();
     let (first_year, _, _) = matching::model::civil_from_days(first);
     let (last_year, _, _) = matching::model::civil_from_days(today);
@@ -412,30 +662,82 @@ fn plan(stations: &[String], first: i64, today: i64, plan: &ActivityPlan, rng: &
         let any_day = |rng: &mut Rng| jan1 + rng.below(days as usize) as i64;
         events.push((day_of(date(year as i16, 4, 4)), Event::Qingming));
         for station in stations {
-            let campaign_days = [(wmdd(year), "world_marrow_donor_day", "世界骨髓捐献者日"), (day_of(date(year as i16, 4, 4)), "qingming", "清明缅怀"), (jan1 + 60 + rng.below(90) as i64, "school_drive", "高校招募")];
+            let campaign_days = [
+                (wmdd(year), "world_marrow_donor_day", "世界骨髓捐献者日"),
+                (day_of(date(year as i16, 4, 4)), "qingming", "清明缅怀"),
+                (jan1 + 60 + rng.below(90) as i64, "school_drive", "高校招募"),
+            ];
             for (day, kind, name) in campaign_days {
-                events.push((day, Event::Campaign { station: station.clone(), kind, name: format!("{year} {name}") }));
+                events.push((
+                    day,
+                    Event::Campaign {
+                        station: station.clone(),
+                        kind,
+                        name: format!("{year} {name}"),
+                    },
+                ));
             }
             for _ in 0..plan.donors_per_station {
                 let at_campaign = rng.below(100) < 35;
-                let day = if at_campaign { campaign_days[rng.below(3)].0 } else { any_day(rng) };
-                events.push((day, Event::Enrol { station: station.clone(), campaign_day: at_campaign }));
+                let day = if at_campaign {
+                    campaign_days[rng.below(3)].0
+                } else {
+                    any_day(rng)
+                };
+                events.push((
+                    day,
+                    Event::Enrol {
+                        station: station.clone(),
+                        campaign_day: at_campaign,
+                    },
+                ));
             }
             for _ in 0..4 {
-                events.push((any_day(rng), Event::ContactRound { station: station.clone() }));
+                events.push((
+                    any_day(rng),
+                    Event::ContactRound {
+                        station: station.clone(),
+                    },
+                ));
             }
             for _ in 0..(plan.donors_per_station / 60).max(1) {
-                events.push((any_day(rng), Event::Withdraw { station: station.clone() }));
+                events.push((
+                    any_day(rng),
+                    Event::Withdraw {
+                        station: station.clone(),
+                    },
+                ));
             }
             for _ in 0..(plan.donors_per_station / 3).max(2) {
                 let channel = *pick(rng, &["online", "online", "paper", "drive"]);
-                let day = if channel == "drive" { campaign_days[rng.below(3)].0 } else { any_day(rng) };
-                events.push((day, Event::OrganRegistration { station: station.clone(), channel }));
+                let day = if channel == "drive" {
+                    campaign_days[rng.below(3)].0
+                } else {
+                    any_day(rng)
+                };
+                events.push((
+                    day,
+                    Event::OrganRegistration {
+                        station: station.clone(),
+                        channel,
+                    },
+                ));
             }
-            events.push((any_day(rng), Event::Revoke { station: station.clone() }));
+            events.push((
+                any_day(rng),
+                Event::Revoke {
+                    station: station.clone(),
+                },
+            ));
             for kind in ["organ", "body", "body", "cornea"] {
                 if rng.below(100) < 70 {
-                    events.push((any_day(rng), Event::OrganCase { station: station.clone(), kind }));
+                    events.push((
+                        any_day(rng),
+                        Event::OrganCase {
+                            station: station.clone(),
+                            kind,
+                        },
+                    ));
                 }
             }
             for _ in 0..2 {
@@ -450,22 +752,40 @@ fn plan(stations: &[String], first: i64, today: i64, plan: &ActivityPlan, rng: &
             events.push((day_of(date(year as i16, month, 28)), Event::FollowUps));
         }
     }
-    let mut events: Vec<(i64, Event)> = events.into_iter().filter(|(d, _)| *d >= first && *d <= today).collect();
+    let mut events: Vec<(i64, Event)> = events
+        .into_iter()
+        .filter(|(d, _)| *d >= first && *d <= today)
+        .collect();
     events.sort_by_key(|(d, _)| *d);
     events
 }
 
 /// Make `plan`'s activity in `reg`, whose clock must be manual (it is moved day by day and
 /// left at `now`).
-pub async fn make_activity(reg: &Registry, synth: &Synth, activity: &ActivityPlan, now: jiff::Timestamp) -> Result<ActivityCounts> {
+pub async fn make_activity(
+    reg: &Registry,
+    synth: &Synth,
+    activity: &ActivityPlan,
+    now: jiff::Timestamp,
+) -> Result<ActivityCounts> {
     let zone = TimeZone::get(reg.config.clock.zone_name()).context("time zone")?;
     let today = day_of(now.to_zoned(zone.clone()).date());
-    let first = day_of(date((matching::model::civil_from_days(today).0 - activity.years + 1) as i16, 1, 1));
+    let first = day_of(date(
+        (matching::model::civil_from_days(today).0 - activity.years + 1) as i16,
+        1,
+        1,
+    ));
     let stations = reg.station_codes().await?;
-    anyhow::ensure!(!stations.is_empty(), "the registry has no stations: add some first (boai db add-station)");
+    anyhow::ensure!(
+        !stations.is_empty(),
+        "the registry has no stations: add some first (boai db add-station)"
+    );
     let mut rng = Rng::new(activity.seed);
     let events = plan(&stations, first, today, activity, &mut rng);
-    let enrolments = events.iter().filter(|(_, e)| matches!(e, Event::Enrol { .. })).count();
+    let enrolments = events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Enrol { .. }))
+        .count();
     let mut maker = Maker {
         reg,
         synth,
@@ -480,10 +800,17 @@ pub async fn make_activity(reg: &Registry, synth: &Synth, activity: &ActivityPla
         case_manager: Actor::new("synth:case-manager", "case_manager"),
     };
     let bar = indicatif::ProgressBar::new(events.len() as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} days' events ({eta})").expect("template"));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} days' events ({eta})")
+            .expect("template"),
+    );
     for (day, event) in events {
         // Each day's work happens at 10:00 local time.
-        let at = date_of(day).at(10, 0, 0, 0).to_zoned(zone.clone()).context("local time")?.timestamp();
+        let at = date_of(day)
+            .at(10, 0, 0, 0)
+            .to_zoned(zone.clone())
+            .context("local time")?
+            .timestamp();
         reg.config.clock.set(at.min(now));
         maker.run(day, event).await?;
         bar.inc(1);

@@ -44,7 +44,13 @@ pub enum ImportCommand {
 
 pub fn import(cmd: ImportCommand, expander: Arc<Expander>) -> Result<i32> {
     let (db, file, station, all_or_nothing, batch) = match cmd {
-        ImportCommand::Donors { db, file, station, all_or_nothing, batch } => (db, file, station, all_or_nothing, batch),
+        ImportCommand::Donors {
+            db,
+            file,
+            station,
+            all_or_nothing,
+            batch,
+        } => (db, file, station, all_or_nothing, batch),
         ImportCommand::OrganRegistrations { db, file, station } => {
             return import_registrations(db, file, station, expander);
         }
@@ -80,18 +86,32 @@ pub fn import(cmd: ImportCommand, expander: Arc<Expander>) -> Result<i32> {
     })
 }
 
-fn import_registrations(db: DbArgs, file: PathBuf, station: String, expander: Arc<Expander>) -> Result<i32> {
+fn import_registrations(
+    db: DbArgs,
+    file: PathBuf,
+    station: String,
+    expander: Arc<Expander>,
+) -> Result<i32> {
     runtime()?.block_on(async move {
         let reg = open(&db, expander).await?;
-        let input = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+        let input =
+            std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
         let report = reg
-            .import_organ_registrations(std::io::BufReader::new(input), Some(&station), &cli_actor())
+            .import_organ_registrations(
+                std::io::BufReader::new(input),
+                Some(&station),
+                &cli_actor(),
+            )
             .await
             .with_context(|| format!("importing {}", file.display()))?;
         for e in &report.errors {
             println!("{}:{}: {}: {}", file.display(), e.line, e.field, e.reason);
         }
-        eprintln!("created {} registrations, refused {} lines", report.created, report.errors.len());
+        eprintln!(
+            "created {} registrations, refused {} lines",
+            report.created,
+            report.errors.len()
+        );
         reg.close().await;
         Ok(i32::from(!report.errors.is_empty()))
     })

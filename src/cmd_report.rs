@@ -40,7 +40,14 @@ pub enum ReportCommand {
 }
 
 pub fn report(cmd: ReportCommand, expander: Arc<Expander>) -> Result<i32> {
-    let ReportCommand::Yearly { db, year, branch, station, format, out } = cmd;
+    let ReportCommand::Yearly {
+        db,
+        year,
+        branch,
+        station,
+        format,
+        out,
+    } = cmd;
     let format = match format {
         FormatArg::Json => ReportFormat::Json,
         FormatArg::Csv => ReportFormat::Csv,
@@ -56,7 +63,8 @@ pub fn report(cmd: ReportCommand, expander: Arc<Expander>) -> Result<i32> {
             .await?;
         let text = registry::report::render(&report, format)?;
         match out {
-            Some(path) => std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?,
+            Some(path) => std::fs::write(&path, text)
+                .with_context(|| format!("writing {}", path.display()))?,
             None => print!("{text}"),
         }
         reg.close().await;

@@ -46,6 +46,13 @@ pub struct DemoArgs {
     pub addr: SocketAddr,
     #[arg(long, env = "BOAI_FREQ_FILE")]
     pub freqs: Option<PathBuf>,
+    /// Years of synthetic registry activity (campaigns, enrolments, contacts, requests,
+    /// donations, care, organ registrations and cases) for the reports; 0 for none.
+    #[arg(long, default_value_t = 3)]
+    pub activity_years: i32,
+    /// Donors each station enrols per year of activity.
+    #[arg(long, default_value_t = 100)]
+    pub activity_donors: usize,
 }
 
 /// The server's state, with match probabilities when a frequency set is given or the shared
@@ -145,8 +152,10 @@ pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
         let reg = open(&DbArgs::for_url(&url), expander.clone()).await?;
         let actor = cli_actor();
         reg.add_branch("BJ", "Beijing branch", "North", &actor).await?;
-        reg.add_station("BJ01", "BJ", "Beijing collection station 1", "North", 20_000, &actor).await?;
-        reg.add_station("BJ02", "BJ", "Beijing collection station 2", "North", 10_000, &actor).await?;
+        reg.add_station("BJ01", "BJ", "Beijing collection station 1", "North", 150, &actor).await?;
+        reg.add_station("BJ02", "BJ", "Beijing collection station 2", "North", 120, &actor).await?;
+        reg.add_branch("SH", "Shanghai branch", "East", &actor).await?;
+        reg.add_station("SH01", "SH", "Shanghai collection station 1", "East", 100, &actor).await?;
         // Donors: a synthetic population imported as a legacy listing (consent recorded).
         let started = Instant::now();
         let file = tempfile_path("boai-demo-donors.txt");
@@ -176,7 +185,19 @@ pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
             };
             patients.push(reg.register_patient(&new, &actor).await?);
         }
+        if args.activity_years > 0 {
+            let started = Instant::now();
+            let plan = crate::activity::ActivityPlan { years: args.activity_years, donors_per_station: args.activity_donors, seed: args.seed };
+            let filler = crate::cmd_synth::open_for_activity(&DbArgs::for_url(&url), expander.clone()).await?;
+            let counts = crate::activity::make_activity(&filler, &synth, &plan, jiff::Timestamp::now()).await?;
+            filler.close().await;
+            eprintln!(
+                "{} years of activity in {:.1} s: {} enrolments, {} donations, {} organ registrations, {} death-donation cases",
+                plan.years, started.elapsed().as_secs_f64(), counts.donors, counts.donations, counts.organ_registrations, counts.organ_cases
+            );
+        }
         let (_, coordinator) = reg.create_token("coordinator", None, "demo coordinator", &actor).await?;
+        let (_, auditor) = reg.create_token("auditor", None, "demo auditor", &actor).await?;
         let (_, station) = reg.create_token("station", Some("BJ01"), "demo station BJ01", &actor).await?;
         let base = format!("http://{}", args.addr);
         println!("Boai demo: {url}, {} donors, patients {patients:?}", summary.created);
@@ -190,6 +211,9 @@ pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
         );
         println!("# the next page of its results (search id 1):");
         println!("curl -s '{base}/v1/searches/1/results?offset=20&limit=20' -H 'Authorization: Bearer {coordinator}'");
+        let (year, _, _) = matching::model::civil_from_days(reg.today());
+        println!("# this year's report with its charts (auditor token {auditor}):");
+        println!("curl -s '{base}/v1/reports/yearly?year={year}&format=html' -H 'Authorization: Bearer {auditor}' > report.html");
         println!("# API description: {base}/docs (Swagger UI), {base}/openapi.json");
         println!();
         let state = state_for(reg, &args.freqs, "API")?;

@@ -65,8 +65,13 @@ pub fn synth(args: SynthArgs, expander: Arc<Expander>) -> Result<i32> {
     if args.kind == SynthKind::Activity {
         return activity(&args, &synth, expander);
     }
-    let count = args.count.context("--count is required for donors and patients")?;
-    let out_path = args.out.clone().context("--out is required for donors and patients")?;
+    let count = args
+        .count
+        .context("--count is required for donors and patients")?;
+    let out_path = args
+        .out
+        .clone()
+        .context("--out is required for donors and patients")?;
     let started = Instant::now();
     let people = match args.kind {
         SynthKind::Donors => synth.donors(count, args.seed),

@@ -833,8 +833,13 @@ async fn the_donor_workflow_over_http() {
         assert_eq!(s, 201, "{b}: {r}");
         let registration = r["id"].as_i64().unwrap();
         let case = |reg: i64, witness: &str| {
+            let witnesses = if witness.is_empty() {
+                "[]".to_string()
+            } else {
+                format!(r#"["{witness}"]"#)
+            };
             format!(
-                r#"{{"registration_id": {reg}, "died_on": "2026-11-01", "family_consent": "spouse and two adult children, in writing", "witness": "{witness}"}}"#
+                r#"{{"registration_id": {reg}, "kind": "organ", "died_on": "2026-11-01", "opo": "Provincial OPO", "family_consent": {{"relations": ["spouse", "adult_children"], "in_writing": true, "consented_on": "2026-11-01"}}, "witnesses": {witnesses}}}"#
             )
         };
         let (s, r, _) = call(
@@ -864,7 +869,11 @@ async fn the_donor_workflow_over_http() {
             Some(&case(999_999, "Wang")),
         )
         .await;
-        assert_eq!(s, 404, "{b}: {r}");
+        assert_eq!(
+            (s, r["errors"][0]["field"].as_str()),
+            (422, Some("registration_id")),
+            "{b}: {r}"
+        );
         let (s, r, _) = call(
             addr,
             "POST",
@@ -1178,21 +1187,80 @@ async fn every_route_checks_the_token_and_the_role() {
                 "POST",
                 "/v1/organ-registrations".into(),
                 "{}",
-                vec![Station],
+                vec![Station, Admin],
             ),
             (
                 "POST",
                 "/v1/organ-registrations/1".into(),
                 "{}",
-                vec![Station],
+                vec![Station, Admin],
             ),
             (
                 "POST",
                 "/v1/organ-registrations/1/revocation".into(),
                 "",
-                vec![Station],
+                vec![Station, Admin],
+            ),
+            (
+                "POST",
+                "/v1/organ-registrations/import".into(),
+                "family_name",
+                vec![Station, Admin],
             ),
             ("POST", "/v1/organ-cases".into(), "{}", vec![CaseManager]),
+            (
+                "GET",
+                "/v1/organ-cases".into(),
+                "",
+                vec![CaseManager, Auditor, Admin],
+            ),
+            (
+                "GET",
+                "/v1/organ-cases/1".into(),
+                "",
+                vec![CaseManager, Auditor, Admin],
+            ),
+            (
+                "POST",
+                "/v1/organ-cases/1/completion".into(),
+                "{}",
+                vec![CaseManager],
+            ),
+            (
+                "POST",
+                "/v1/organ-cases/1/cancellation".into(),
+                "{}",
+                vec![CaseManager],
+            ),
+            (
+                "POST",
+                format!("/v1/donors/{d}/contacts"),
+                "{}",
+                vec![Station, CaseManager],
+            ),
+            (
+                "GET",
+                format!("/v1/donors/{d}/contacts"),
+                "",
+                vec![Station, CaseManager],
+            ),
+            (
+                "GET",
+                "/v1/retention/reconfirmation".into(),
+                "",
+                vec![Station, CaseManager],
+            ),
+            ("POST", "/v1/care".into(), "{}", vec![CaseManager]),
+            ("GET", "/v1/care".into(), "", vec![CaseManager, Auditor]),
+            ("POST", "/v1/campaigns".into(), "{}", vec![Station, Admin]),
+            ("GET", "/v1/campaigns".into(), "", all.to_vec()),
+            ("GET", "/v1/campaigns/1".into(), "", all.to_vec()),
+            (
+                "GET",
+                "/v1/reports/yearly?year=2026".into(),
+                "",
+                all.to_vec(),
+            ),
             ("GET", "/v1/audit".into(), "", vec![Auditor]),
             (
                 "POST",
@@ -3047,3 +3115,6 @@ mod limits;
 
 #[path = "api/fuzz.rs"]
 mod fuzz;
+
+#[path = "api/reports.rs"]
+mod reports;

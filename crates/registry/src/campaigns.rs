@@ -144,16 +144,26 @@ impl Registry {
             .bind(self.now_text())
             .fetch_one(&mut *tx)
             .await?;
-        commit_audited(tx, actor, "campaign.create", "campaign", &id.to_string(), None).await?;
+        commit_audited(
+            tx,
+            actor,
+            "campaign.create",
+            "campaign",
+            &id.to_string(),
+            None,
+        )
+        .await?;
         self.campaign(id).await
     }
 
     pub async fn campaign(&self, id: i64) -> Result<Campaign> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CAMPAIGN_SELECT} WHERE c.id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("campaign {id}")))?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{CAMPAIGN_SELECT} WHERE c.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(format!("campaign {id}")))?;
         campaign_from_row(&row)
     }
 
@@ -174,8 +184,10 @@ impl Registry {
             f.with("c.held_on >= ?", Arg::Text(format!("{y:04}-01-01")));
             f.with("c.held_on <= ?", Arg::Text(format!("{y:04}-12-31")));
         }
-        self.page(CAMPAIGN_SELECT, "c.id", f, page, campaign_from_row, |c| c.id)
-            .await
+        self.page(CAMPAIGN_SELECT, "c.id", f, page, campaign_from_row, |c| {
+            c.id
+        })
+        .await
     }
 }
 

@@ -12,7 +12,14 @@ use crate::page::{Arg, Filter, Page, PageRequest};
 use crate::support::{NAME_MAX, NOTE_MAX, check_text, past_date};
 use crate::{Actor, Registry, RegistryError, Result};
 
-pub const CARE_KINDS: [&str; 6] = ["visit", "condolence", "aid", "benefit", "honour", "memorial"];
+pub const CARE_KINDS: [&str; 6] = [
+    "visit",
+    "condolence",
+    "aid",
+    "benefit",
+    "honour",
+    "memorial",
+];
 /// The largest amount of one aid record, in fen (¥1,000,000).
 pub const MAX_AID_FEN: i64 = 100_000_000;
 
@@ -105,7 +112,10 @@ fn care_from_row(r: &sqlx::any::AnyRow) -> Result<CareRecord> {
 fn required(field: &str, value: &Option<String>, kind: &str) -> Result<()> {
     match value.as_deref().map(str::trim) {
         Some(v) if !v.is_empty() => Ok(()),
-        _ => Err(RegistryError::invalid(field, format!("a `{kind}` record needs it"))),
+        _ => Err(RegistryError::invalid(
+            field,
+            format!("a `{kind}` record needs it"),
+        )),
     }
 }
 
@@ -145,7 +155,10 @@ fn check_care(c: &NewCare, today: i64) -> Result<()> {
     match c.kind.as_str() {
         "aid" => {
             if c.amount_fen.is_none() {
-                return Err(RegistryError::invalid("amount_fen", "hardship aid has an amount"));
+                return Err(RegistryError::invalid(
+                    "amount_fen",
+                    "hardship aid has an amount",
+                ));
             }
             required("fund", &c.fund, "aid")
         }
@@ -171,17 +184,18 @@ impl Registry {
     /// Record care for a donor or a deceased donor's family (case managers).
     pub async fn record_care(&self, c: &NewCare, actor: &Actor) -> Result<CareRecord> {
         if actor.role != "case_manager" {
-            return Err(RegistryError::Forbidden("care is recorded by case managers".into()));
+            return Err(RegistryError::Forbidden(
+                "care is recorded by case managers".into(),
+            ));
         }
         check_care(c, self.today())?;
         let (_turn, mut tx) = self.begin().await?;
         if let Some(d) = c.donor_id {
-            let status: Option<(String, Option<String>)> = sqlx::query_as(
-                "SELECT status, status_reason FROM donors WHERE id = $1",
-            )
-            .bind(d)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let status: Option<(String, Option<String>)> =
+                sqlx::query_as("SELECT status, status_reason FROM donors WHERE id = $1")
+                    .bind(d)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let Some((status, reason)) = status else {
                 return Err(RegistryError::invalid("donor_id", format!("no donor {d}")));
             };
@@ -196,10 +210,11 @@ impl Registry {
             }
         }
         if let Some(k) = c.organ_case_id {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM organ_cases WHERE id = $1")
-                .bind(k)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM organ_cases WHERE id = $1")
+                    .bind(k)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if exists.is_none() {
                 return Err(RegistryError::invalid(
                     "organ_case_id",
@@ -237,7 +252,15 @@ impl Registry {
             (_, Some(k)) => ("organ_case", k),
             _ => unreachable!("checked: exactly one subject"),
         };
-        commit_audited(tx, actor, "care.record", entity, &entity_id.to_string(), Some(&format!("{} {id}", c.kind))).await?;
+        commit_audited(
+            tx,
+            actor,
+            "care.record",
+            entity,
+            &entity_id.to_string(),
+            Some(&format!("{} {id}", c.kind)),
+        )
+        .await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CARE_SELECT} WHERE id = $1")))
             .bind(id)
             .fetch_one(&self.pool)
@@ -278,6 +301,7 @@ impl Registry {
             f.with("on_date >= ?", Arg::Text(format!("{y:04}-01-01")));
             f.with("on_date <= ?", Arg::Text(format!("{y:04}-12-31")));
         }
-        self.page(CARE_SELECT, "id", f, page, care_from_row, |c| c.id).await
+        self.page(CARE_SELECT, "id", f, page, care_from_row, |c| c.id)
+            .await
     }
 }

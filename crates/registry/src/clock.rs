@@ -111,7 +111,11 @@ impl Clock {
         let at = date
             .to_zoned(self.zone.clone())
             .map(|z| z.timestamp())
-            .unwrap_or_else(|_| date.to_zoned(TimeZone::UTC).map(|z| z.timestamp()).unwrap_or_default());
+            .unwrap_or_else(|_| {
+                date.to_zoned(TimeZone::UTC)
+                    .map(|z| z.timestamp())
+                    .unwrap_or_default()
+            });
         crate::instant_text(at)
     }
 

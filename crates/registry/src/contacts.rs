@@ -27,7 +27,8 @@ pub const CONTACT_CHANNELS: [&str; 5] = ["phone", "sms", "wechat", "email", "vis
 pub const CONTACT_OUTCOMES: [&str; 4] = ["reached", "no_answer", "wrong_number", "declined"];
 
 /// The SQL expression of a donor's (`d`) last contact: enrolment counts as one.
-pub(crate) const LAST_CONTACT_SQL: &str = "COALESCE(d.last_contact_on, SUBSTR(d.created_at, 1, 10))";
+pub(crate) const LAST_CONTACT_SQL: &str =
+    "COALESCE(d.last_contact_on, SUBSTR(d.created_at, 1, 10))";
 
 /// An attempt to record.
 #[derive(Debug, Clone, Default)]
@@ -231,10 +232,12 @@ impl Registry {
             None => None,
         };
         let attempt = attempt_from_row(
-            &sqlx::query(sqlx::AssertSqlSafe(format!("{ATTEMPT_SELECT} WHERE id = $1")))
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?,
+            &sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{ATTEMPT_SELECT} WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?,
         )?;
         let last_contact_on = made_on.unwrap_or(enrolled);
         let changed = self.donor_in(&mut tx, donor_id).await?;

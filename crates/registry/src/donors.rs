@@ -5,8 +5,8 @@ use matching::model::age_in_years;
 use matching::{DonorType, Status};
 use sqlx::{Any, Row, Transaction};
 
-use crate::campaigns::check_campaign_link;
 use crate::audit::commit_audited;
+use crate::campaigns::check_campaign_link;
 use crate::consents::insert_consent;
 use crate::index_feed::Indexed;
 use crate::model::{Donor, Identity, NewDonor, rh_code};
@@ -146,7 +146,15 @@ impl Registry {
             insert_identity(&mut tx, donor_id, identity).await?;
         }
         if let Some(consent) = &new.recruitment_consent {
-            insert_consent(&mut tx, donor_id, "recruitment", consent, actor, &self.now_text()).await?;
+            insert_consent(
+                &mut tx,
+                donor_id,
+                "recruitment",
+                consent,
+                actor,
+                &self.now_text(),
+            )
+            .await?;
             sqlx::query("UPDATE donors SET listed = TRUE WHERE id = $1")
                 .bind(donor_id)
                 .execute(&mut *tx)

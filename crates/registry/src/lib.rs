@@ -22,8 +22,8 @@ mod model;
 mod national_id;
 mod organ;
 mod organ_cases;
-mod page;
 mod organ_import;
+mod page;
 mod patients;
 mod reports;
 mod requests;
@@ -44,12 +44,13 @@ use sqlx::any::AnyPoolOptions;
 
 pub use audit::{AuditEntry, REQUEST_ID_MAX};
 pub use campaigns::{CAMPAIGN_KINDS, Campaign, NewCampaign};
+pub use care::{CARE_KINDS, CareFilter, CareRecord, MAX_AID_FEN, NewCare};
 pub use clock::{Clock, DEFAULT_TIME_ZONE, day_number};
+pub use consents::{CASE_CONSENT_SCOPES, CONSENT_SCOPES, ConsentRecord};
 pub use contacts::{
     CONTACT_CHANNELS, CONTACT_OUTCOMES, ContactAttempt, ContactHistory, ContactOutcome, NewContact,
     ReconfirmationItem,
 };
-pub use consents::{CASE_CONSENT_SCOPES, CONSENT_SCOPES, ConsentRecord};
 pub use donations::{DonationRecord, FOLLOWUP_LISTS, FollowupRecord, PRODUCTS, follow_up_schedule};
 pub use donors::{DonorFilter, DonorUpdate};
 pub use grid::{GridError, make_grid, validate_grid};
@@ -60,8 +61,6 @@ pub use model::{
     rh_from_code,
 };
 pub use national_id::{NATIONAL_ID_MAX, normalise_national_id, resident_id_with_check};
-pub use report::{self, Format as ReportFormat, YearlyReport};
-pub use care::{CARE_KINDS, CareFilter, CareRecord, MAX_AID_FEN, NewCare};
 pub use organ::{
     CHANNELS, ETHNICITY_MAX, NewOrganRegistration, ORGANS, OrganRegistration, REGISTRATION_STATES,
     TISSUES,
@@ -73,6 +72,7 @@ pub use organ_cases::{
 pub use organ_import::{LineError, MAX_IMPORT_LINES, RegistrationImport};
 pub use page::{MAX_PAGE, Page, PageRequest};
 pub use patients::{NewPatient, Patient};
+pub use report::{self, Format as ReportFormat, YearlyReport};
 pub use requests::{
     CaseWarning, MILESTONES, MilestoneRecord, REQUEST_KINDS, REQUEST_STATES, RequestDetail,
     RequestFilter, RequestRecord,

@@ -61,8 +61,12 @@ pub fn normalise_national_id(field: &str, raw: &str) -> Result<String> {
 /// character (for synthetic data and tests).
 pub fn resident_id_with_check(first17: &str) -> Option<String> {
     let b = first17.as_bytes();
-    (b.len() == 17 && b.iter().all(u8::is_ascii_digit))
-        .then(|| format!("{first17}{}", resident_id_check(&format!("{first17}0")) as char))
+    (b.len() == 17 && b.iter().all(u8::is_ascii_digit)).then(|| {
+        format!(
+            "{first17}{}",
+            resident_id_check(&format!("{first17}0")) as char
+        )
+    })
 }
 
 fn looks_like_resident_id(id: &str) -> bool {

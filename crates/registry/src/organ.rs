@@ -9,9 +9,7 @@ use crate::campaigns::check_campaign_link;
 use crate::donors::station_scope;
 use crate::national_id::normalise_national_id;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{
-    NAME_MAX, check_choice, check_text, is_unique_violation, past_date,
-};
+use crate::support::{NAME_MAX, check_choice, check_text, is_unique_violation, past_date};
 use crate::{Actor, Registry, RegistryError, Result};
 
 pub const ORGANS: [&str; 6] = [
@@ -156,10 +154,12 @@ impl Registry {
         }
         let region = match &new.region {
             Some(r) if !r.trim().is_empty() => r.trim().to_string(),
-            _ => sqlx::query_scalar("SELECT region FROM stations WHERE code = $1")
-                .bind(&checked.station)
-                .fetch_one(&mut **tx)
-                .await?,
+            _ => {
+                sqlx::query_scalar("SELECT region FROM stations WHERE code = $1")
+                    .bind(&checked.station)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
         };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO organ_registrations (family_name, given_name, national_id, birth_date, organs, tissues, whole_body, registered_at, station_code, \

@@ -113,7 +113,12 @@ pub(crate) fn parse_recovered(text: Option<&str>) -> BTreeMap<String, i64> {
 }
 
 /// Check a completion against the case's kind and dates.
-fn check_completion(c: &CaseCompletion, kind: &str, after: &[(&str, &str)], today: i64) -> Result<()> {
+fn check_completion(
+    c: &CaseCompletion,
+    kind: &str,
+    after: &[(&str, &str)],
+    today: i64,
+) -> Result<()> {
     let done = past_date("completed_on", &c.completed_on, today)?;
     for (name, day) in after {
         if done < crate::support::date(name, day)? {
@@ -158,7 +163,10 @@ fn check_completion(c: &CaseCompletion, kind: &str, after: &[(&str, &str)], toda
         )),
         _ if !(0..=MAX_RECIPIENTS).contains(&c.recipients_helped) => Err(RegistryError::invalid(
             "recipients_helped",
-            format!("{} is not between 0 and {MAX_RECIPIENTS}", c.recipients_helped),
+            format!(
+                "{} is not between 0 and {MAX_RECIPIENTS}",
+                c.recipients_helped
+            ),
         )),
         _ => Ok(()),
     }
@@ -202,7 +210,12 @@ impl Registry {
             ));
         }
         past_date("family_consent.consented_on", &consent.consented_on, today)?;
-        check_text("family_consent.note", consent.note.as_deref(), false, NOTE_MAX)?;
+        check_text(
+            "family_consent.note",
+            consent.note.as_deref(),
+            false,
+            NOTE_MAX,
+        )?;
         if new.witnesses.is_empty() {
             return Err(RegistryError::invalid(
                 "witnesses",
@@ -240,13 +253,17 @@ impl Registry {
         let (_turn, mut tx) = self.begin().await?;
         let mut station = new.station.clone();
         if let Some(r) = new.registration_id {
-            let row = sqlx::query("SELECT state, station_code FROM organ_registrations WHERE id = $1")
-                .bind(r)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| {
-                    RegistryError::invalid("registration_id", format!("no organ registration {r}"))
-                })?;
+            let row =
+                sqlx::query("SELECT state, station_code FROM organ_registrations WHERE id = $1")
+                    .bind(r)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| {
+                        RegistryError::invalid(
+                            "registration_id",
+                            format!("no organ registration {r}"),
+                        )
+                    })?;
             // A revoked intent is final (registry operations §9): it cannot back a case.
             if row.try_get::<String, _>("state")? == "revoked" {
                 return Err(RegistryError::Conflict(format!(
@@ -299,14 +316,24 @@ impl Registry {
         .fetch_one(&mut *tx)
         .await?;
         for (i, w) in new.witnesses.iter().enumerate() {
-            sqlx::query("INSERT INTO organ_case_witnesses (case_id, position, name) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(i as i64 + 1)
-                .bind(w.trim())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO organ_case_witnesses (case_id, position, name) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(i as i64 + 1)
+            .bind(w.trim())
+            .execute(&mut *tx)
+            .await?;
         }
-        commit_audited(tx, actor, "organ.case", "organ_case", &id.to_string(), Some(&new.kind)).await?;
+        commit_audited(
+            tx,
+            actor,
+            "organ.case",
+            "organ_case",
+            &id.to_string(),
+            Some(&new.kind),
+        )
+        .await?;
         Ok(id)
     }
 
@@ -327,7 +354,10 @@ impl Registry {
         })?;
         let mut after = vec![("died_on", case.died_on.as_str())];
         if !case.family_consent.consented_on.is_empty() {
-            after.push(("family_consent.consented_on", &case.family_consent.consented_on));
+            after.push((
+                "family_consent.consented_on",
+                &case.family_consent.consented_on,
+            ));
         }
         check_completion(completion, &kind, &after, self.today())?;
         sqlx::query("UPDATE organ_cases SET state = 'completed', recovered = $1, recipients_helped = $2, completed_on = $3 WHERE id = $4")
@@ -337,14 +367,27 @@ impl Registry {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, actor, "organ.case.complete", "organ_case", &id.to_string(), None).await?;
+        audit(
+            &mut tx,
+            actor,
+            "organ.case.complete",
+            "organ_case",
+            &id.to_string(),
+            None,
+        )
+        .await?;
         tx.commit().await?;
         self.organ_case(id).await
     }
 
     /// Cancel an open case (e.g. the medical evaluation ruled donation out); the reason is
     /// required.
-    pub async fn cancel_organ_case(&self, id: i64, reason: &str, actor: &Actor) -> Result<OrganCase> {
+    pub async fn cancel_organ_case(
+        &self,
+        id: i64,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<OrganCase> {
         case_managers_only(actor)?;
         check_text("reason", Some(reason), true, NOTE_MAX)?;
         let (_turn, mut tx) = self.begin().await?;
@@ -354,17 +397,27 @@ impl Registry {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, actor, "organ.case.cancel", "organ_case", &id.to_string(), Some(reason.trim())).await?;
+        audit(
+            &mut tx,
+            actor,
+            "organ.case.cancel",
+            "organ_case",
+            &id.to_string(),
+            Some(reason.trim()),
+        )
+        .await?;
         tx.commit().await?;
         self.organ_case(id).await
     }
 
     pub async fn organ_case(&self, id: i64) -> Result<OrganCase> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CASE_SELECT} WHERE c.id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(format!("organ case {id}")))?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{CASE_SELECT} WHERE c.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(format!("organ case {id}")))?;
         let mut case = case_from_row(&row)?;
         case.witnesses = witnesses(&self.pool, id).await?;
         Ok(case)
@@ -407,10 +460,18 @@ impl Registry {
         }
         if let Some(y) = filter.year {
             check_year(y)?;
-            f.with("COALESCE(c.completed_on, c.died_on) >= ?", Arg::Text(format!("{y:04}-01-01")));
-            f.with("COALESCE(c.completed_on, c.died_on) <= ?", Arg::Text(format!("{y:04}-12-31")));
+            f.with(
+                "COALESCE(c.completed_on, c.died_on) >= ?",
+                Arg::Text(format!("{y:04}-01-01")),
+            );
+            f.with(
+                "COALESCE(c.completed_on, c.died_on) <= ?",
+                Arg::Text(format!("{y:04}-12-31")),
+            );
         }
-        let mut page = self.page(CASE_SELECT, "c.id", f, page, case_from_row, |c| c.id).await?;
+        let mut page = self
+            .page(CASE_SELECT, "c.id", f, page, case_from_row, |c| c.id)
+            .await?;
         for c in &mut page.items {
             c.witnesses = witnesses(&self.pool, c.id).await?;
         }
@@ -447,7 +508,9 @@ fn case_from_row(r: &sqlx::any::AnyRow) -> Result<OrganCase> {
                 .map(str::to_string)
                 .collect(),
             in_writing: r.try_get::<i64, _>("consent_in_writing")? != 0,
-            consented_on: r.try_get::<Option<String>, _>("consent_on")?.unwrap_or_default(),
+            consented_on: r
+                .try_get::<Option<String>, _>("consent_on")?
+                .unwrap_or_default(),
             note: Some(note).filter(|n| !n.is_empty()),
         },
         witnesses: Vec::new(),
@@ -462,23 +525,33 @@ fn case_from_row(r: &sqlx::any::AnyRow) -> Result<OrganCase> {
     })
 }
 
-async fn witnesses<'e, E: sqlx::Executor<'e, Database = Any>>(db: E, id: i64) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar("SELECT name FROM organ_case_witnesses WHERE case_id = $1 ORDER BY position")
-        .bind(id)
-        .fetch_all(db)
-        .await?)
+async fn witnesses<'e, E: sqlx::Executor<'e, Database = Any>>(
+    db: E,
+    id: i64,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT name FROM organ_case_witnesses WHERE case_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?)
 }
 
 /// The case, which must exist and be open.
 async fn open_case(tx: &mut Transaction<'_, Any>, id: i64) -> Result<OrganCase> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{CASE_SELECT} WHERE c.id = $1")))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| RegistryError::NotFound(format!("organ case {id}")))?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{CASE_SELECT} WHERE c.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| RegistryError::NotFound(format!("organ case {id}")))?;
     let case = case_from_row(&row)?;
     if case.state != "open" {
-        return Err(RegistryError::Conflict(format!("organ case {id} is {}", case.state)));
+        return Err(RegistryError::Conflict(format!(
+            "organ case {id} is {}",
+            case.state
+        )));
     }
     Ok(case)
 }

@@ -89,12 +89,18 @@ impl Registry {
                 ));
             }
             if at.insert(h.clone(), i).is_some() {
-                return Err(RegistryError::invalid("header", format!("column `{h}` appears twice")));
+                return Err(RegistryError::invalid(
+                    "header",
+                    format!("column `{h}` appears twice"),
+                ));
             }
         }
         for r in REQUIRED {
             if !at.contains_key(r) {
-                return Err(RegistryError::invalid("header", format!("column `{r}` is missing")));
+                return Err(RegistryError::invalid(
+                    "header",
+                    format!("column `{r}` is missing"),
+                ));
             }
         }
         let mut report = RegistrationImport::default();
@@ -111,24 +117,43 @@ impl Registry {
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
-                    report.errors.push(LineError { line, field: "line".into(), reason: e.to_string() });
+                    report.errors.push(LineError {
+                        line,
+                        field: "line".into(),
+                        reason: e.to_string(),
+                    });
                     continue;
                 }
             };
-            let cell = |c: &str| at.get(c).and_then(|&i| record.get(i)).unwrap_or("").to_string();
+            let cell = |c: &str| {
+                at.get(c)
+                    .and_then(|&i| record.get(i))
+                    .unwrap_or("")
+                    .to_string()
+            };
             let opt = |c: &str| Some(cell(c)).filter(|v| !v.is_empty());
             let mut fail = |field: &str, reason: String| {
-                report.errors.push(LineError { line, field: field.into(), reason });
+                report.errors.push(LineError {
+                    line,
+                    field: field.into(),
+                    reason,
+                });
             };
             let Some(whole_body) = yes_no(&cell("whole_body")) else {
-                fail("whole_body", format!("`{}` is not yes or no", cell("whole_body")));
+                fail(
+                    "whole_body",
+                    format!("`{}` is not yes or no", cell("whole_body")),
+                );
                 continue;
             };
             let campaign_id = match opt("campaign_id").map(|c| c.parse::<i64>()) {
                 None => None,
                 Some(Ok(c)) => Some(c),
                 Some(Err(_)) => {
-                    fail("campaign_id", format!("`{}` is not a campaign id", cell("campaign_id")));
+                    fail(
+                        "campaign_id",
+                        format!("`{}` is not a campaign id", cell("campaign_id")),
+                    );
                     continue;
                 }
             };
@@ -150,7 +175,10 @@ impl Registry {
             match self.check_registration(&new, actor).await {
                 Ok(checked) => {
                     if let Some(first) = seen.insert(checked.national_id.clone(), line) {
-                        fail("national_id", format!("the same national id as line {first}"));
+                        fail(
+                            "national_id",
+                            format!("the same national id as line {first}"),
+                        );
                         continue;
                     }
                     good.push((line, new, checked));
@@ -179,9 +207,11 @@ impl Registry {
             }
             match self.insert_registration(&mut tx, new, checked, actor).await {
                 Ok(id) => report.ids.push(id),
-                Err(RegistryError::Invalid { field, reason }) => {
-                    report.errors.push(LineError { line: *line, field, reason })
-                }
+                Err(RegistryError::Invalid { field, reason }) => report.errors.push(LineError {
+                    line: *line,
+                    field,
+                    reason,
+                }),
                 Err(e) => return Err(e),
             }
         }
@@ -193,7 +223,11 @@ impl Registry {
             "organ.import",
             "organ_registration",
             "*",
-            Some(&format!("{} created, {} lines refused", report.created, report.errors.len())),
+            Some(&format!(
+                "{} created, {} lines refused",
+                report.created,
+                report.errors.len()
+            )),
         )
         .await?;
         tx.commit().await?;

@@ -125,7 +125,11 @@ impl Registry {
                 ));
             }
         }
-        let station = station.or(if actor.role == "station" { actor.station.as_deref() } else { None });
+        let station = station.or(if actor.role == "station" {
+            actor.station.as_deref()
+        } else {
+            None
+        });
         let mut name = None;
         let coverage = match (branch, station) {
             (_, Some(s)) => {
@@ -133,7 +137,9 @@ impl Registry {
                     .bind(s)
                     .fetch_optional(&self.pool)
                     .await?
-                    .ok_or_else(|| RegistryError::invalid("station", format!("unknown station `{s}`")))?;
+                    .ok_or_else(|| {
+                        RegistryError::invalid("station", format!("unknown station `{s}`"))
+                    })?;
                 let of: String = row.try_get("branch_code")?;
                 if let Some(b) = branch
                     && b != of
@@ -147,11 +153,14 @@ impl Registry {
                 Coverage::Station(s.to_string())
             }
             (Some(b), None) => {
-                let found: Option<String> = sqlx::query_scalar("SELECT name FROM branches WHERE code = $1")
-                    .bind(b)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                name = Some(found.ok_or_else(|| RegistryError::invalid("branch", format!("unknown branch `{b}`")))?);
+                let found: Option<String> =
+                    sqlx::query_scalar("SELECT name FROM branches WHERE code = $1")
+                        .bind(b)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                name = Some(found.ok_or_else(|| {
+                    RegistryError::invalid("branch", format!("unknown branch `{b}`"))
+                })?);
                 Coverage::Branch(b.to_string())
             }
             (None, None) => Coverage::All,
@@ -187,7 +196,11 @@ impl Registry {
     }
 
     /// Donors on the registry at the end of the year: (branch, donor type, birth year) → n.
-    async fn registry_at_year_end(&self, b: &YearBounds, c: &Coverage) -> Result<Vec<(String, String, Option<i32>, i64)>> {
+    async fn registry_at_year_end(
+        &self,
+        b: &YearBounds,
+        c: &Coverage,
+    ) -> Result<Vec<(String, String, Option<i32>, i64)>> {
         let mut a = Args::default();
         let end = a.arg(&b.end);
         let sql = format!(
@@ -205,14 +218,20 @@ impl Registry {
                 Ok((
                     row.try_get("branch_code")?,
                     row.try_get("donor_type")?,
-                    row.try_get::<Option<String>, _>("born")?.and_then(|y| y.parse().ok()),
+                    row.try_get::<Option<String>, _>("born")?
+                        .and_then(|y| y.parse().ok()),
                     row.try_get("n")?,
                 ))
             })
             .collect()
     }
 
-    async fn stem_cell_figures(&self, r: &mut YearlyReport, b: &YearBounds, c: &Coverage) -> Result<()> {
+    async fn stem_cell_figures(
+        &self,
+        r: &mut YearlyReport,
+        b: &YearBounds,
+        c: &Coverage,
+    ) -> Result<()> {
         let year = r.scope.year;
         r.samples_collected = self.samples_collected(b, c).await?;
         let mut a = Args::default();
@@ -249,11 +268,21 @@ impl Registry {
         r.donors_listed_new = self.count(sql, a).await?;
 
         let mut by_branch: BTreeMap<String, BranchSize> = BTreeMap::new();
-        let mut by_band: BTreeMap<String, i64> = AGE_BANDS.iter().map(|b| (b.to_string(), 0)).collect();
+        let mut by_band: BTreeMap<String, i64> =
+            AGE_BANDS.iter().map(|b| (b.to_string(), 0)).collect();
         for (branch, kind, born, n) in self.registry_at_year_end(b, c).await? {
-            let band = if kind == "cord" { "cord" } else { age_band(born.map(|y| year - y)) };
+            let band = if kind == "cord" {
+                "cord"
+            } else {
+                age_band(born.map(|y| year - y))
+            };
             *by_band.entry(band.into()).or_default() += n;
-            let e = by_branch.entry(branch.clone()).or_insert_with(|| BranchSize { branch, ..Default::default() });
+            let e = by_branch
+                .entry(branch.clone())
+                .or_insert_with(|| BranchSize {
+                    branch,
+                    ..Default::default()
+                });
             e.size += n;
             *e.by_age_band.entry(band.into()).or_default() += n;
         }
@@ -263,7 +292,11 @@ impl Registry {
 
         let requests = |kind: &'static str, distinct: bool| {
             let mut a = Args::default();
-            let what = if distinct { "COUNT(DISTINCT q.donor_id)" } else { "COUNT(*)" };
+            let what = if distinct {
+                "COUNT(DISTINCT q.donor_id)"
+            } else {
+                "COUNT(*)"
+            };
             let sql = format!(
                 "SELECT {what} FROM requests q JOIN donors d ON d.id = q.donor_id WHERE q.kind = '{kind}' AND q.opened_at >= {} AND q.opened_at < {} AND {}",
                 a.arg(&b.start),
@@ -274,7 +307,8 @@ impl Registry {
         };
         let (sql, a) = requests("confirmatory_typing", true);
         r.utilisation_donors = self.count(sql, a).await?;
-        r.utilisation = (r.registry_size > 0).then(|| r.utilisation_donors as f64 / r.registry_size as f64);
+        r.utilisation =
+            (r.registry_size > 0).then(|| r.utilisation_donors as f64 / r.registry_size as f64);
         let (sql, a) = requests("confirmatory_typing", false);
         r.ct_requests = self.count(sql, a).await?;
         let (sql, a) = requests("workup", false);
@@ -285,7 +319,12 @@ impl Registry {
         self.reachability_figures(r, b, c).await
     }
 
-    async fn donation_figures(&self, r: &mut YearlyReport, b: &YearBounds, c: &Coverage) -> Result<()> {
+    async fn donation_figures(
+        &self,
+        r: &mut YearlyReport,
+        b: &YearBounds,
+        c: &Coverage,
+    ) -> Result<()> {
         // Ordinals count every donor of the branch, so read the branch's whole history.
         let mut a = Args::default();
         let sql = format!(
@@ -324,7 +363,12 @@ impl Registry {
         Ok(())
     }
 
-    async fn follow_up_figures(&self, r: &mut YearlyReport, b: &YearBounds, c: &Coverage) -> Result<()> {
+    async fn follow_up_figures(
+        &self,
+        r: &mut YearlyReport,
+        b: &YearBounds,
+        c: &Coverage,
+    ) -> Result<()> {
         let mut a = Args::default();
         let today = a.arg(matching::model::format_day(self.today() as u16));
         let sql = format!(
@@ -352,7 +396,12 @@ impl Registry {
         Ok(())
     }
 
-    async fn reachability_figures(&self, r: &mut YearlyReport, b: &YearBounds, c: &Coverage) -> Result<()> {
+    async fn reachability_figures(
+        &self,
+        r: &mut YearlyReport,
+        b: &YearBounds,
+        c: &Coverage,
+    ) -> Result<()> {
         let mut a = Args::default();
         let sql = format!(
             "SELECT COUNT(DISTINCT x.donor_id) AS contacted, \
@@ -369,7 +418,8 @@ impl Registry {
             reach.donors_reached = row.try_get("reached")?;
             reach.attempts = row.try_get("attempts")?;
         }
-        reach.rate = (reach.donors_contacted > 0).then(|| reach.donors_reached as f64 / reach.donors_contacted as f64);
+        reach.rate = (reach.donors_contacted > 0)
+            .then(|| reach.donors_reached as f64 / reach.donors_contacted as f64);
         let mut a = Args::default();
         let sql = format!(
             "SELECT COUNT(*) FROM status_history h JOIN donors d ON d.id = h.donor_id WHERE h.status = 'TU' AND h.reason = 'UC' AND h.at >= {} AND h.at < {} AND {}",
@@ -382,7 +432,12 @@ impl Registry {
         Ok(())
     }
 
-    async fn organ_figures(&self, r: &mut YearlyReport, b: &YearBounds, c: &Coverage) -> Result<()> {
+    async fn organ_figures(
+        &self,
+        r: &mut YearlyReport,
+        b: &YearBounds,
+        c: &Coverage,
+    ) -> Result<()> {
         let on = "COALESCE(o.registered_on, SUBSTR(o.registered_at, 1, 10))";
         let mut a = Args::default();
         let (first, last) = (a.arg(&b.first_day), a.arg(&b.last_day));
@@ -414,7 +469,11 @@ impl Registry {
     }
 
     /// Cases completed in the year: by kind, organs, corneas, recipients.
-    async fn completed_cases(&self, b: &YearBounds, c: &Coverage) -> Result<(BTreeMap<String, i64>, i64, i64, i64)> {
+    async fn completed_cases(
+        &self,
+        b: &YearBounds,
+        c: &Coverage,
+    ) -> Result<(BTreeMap<String, i64>, i64, i64, i64)> {
         let mut a = Args::default();
         let sql = format!(
             "SELECT c.kind, c.recovered, c.recipients_helped FROM organ_cases c WHERE c.state = 'completed' AND c.completed_on >= {} AND c.completed_on <= {} AND {}",
@@ -422,19 +481,28 @@ impl Registry {
             a.arg(&b.last_day),
             c.clause("c.station_code", &mut a)
         );
-        let mut by_kind: BTreeMap<String, i64> = crate::CASE_KINDS.iter().map(|k| (k.to_string(), 0)).collect();
+        let mut by_kind: BTreeMap<String, i64> = crate::CASE_KINDS
+            .iter()
+            .map(|k| (k.to_string(), 0))
+            .collect();
         let (mut organs, mut corneas, mut recipients) = (0, 0, 0);
         for row in self.rows(sql, a).await? {
             let kind: Option<String> = row.try_get("kind")?;
-            *by_kind.entry(kind.unwrap_or_else(|| "untyped".into())).or_default() += 1;
-            for (item, n) in parse_recovered(row.try_get::<Option<String>, _>("recovered")?.as_deref()) {
+            *by_kind
+                .entry(kind.unwrap_or_else(|| "untyped".into()))
+                .or_default() += 1;
+            for (item, n) in
+                parse_recovered(row.try_get::<Option<String>, _>("recovered")?.as_deref())
+            {
                 if item == "cornea" {
                     corneas += n;
                 } else {
                     organs += n;
                 }
             }
-            recipients += row.try_get::<Option<i64>, _>("recipients_helped")?.unwrap_or(0);
+            recipients += row
+                .try_get::<Option<i64>, _>("recipients_helped")?
+                .unwrap_or(0);
         }
         Ok((by_kind, organs, corneas, recipients))
     }
@@ -452,7 +520,10 @@ impl Registry {
         let mut families = std::collections::HashSet::new();
         for row in self.rows(sql, a).await? {
             let kind: String = row.try_get("kind")?;
-            let subject = (row.try_get::<Option<i64>, _>("donor_id")?, row.try_get::<Option<i64>, _>("organ_case_id")?);
+            let subject = (
+                row.try_get::<Option<i64>, _>("donor_id")?,
+                row.try_get::<Option<i64>, _>("organ_case_id")?,
+            );
             let care = &mut r.care;
             match kind.as_str() {
                 "visit" | "condolence" => {
@@ -463,7 +534,9 @@ impl Registry {
                 }
                 "aid" => {
                     let fen: i64 = row.try_get::<Option<i64>, _>("amount_fen")?.unwrap_or(0);
-                    let fund: String = row.try_get::<Option<String>, _>("fund")?.unwrap_or_default();
+                    let fund: String = row
+                        .try_get::<Option<String>, _>("fund")?
+                        .unwrap_or_default();
                     care.aid.count += 1;
                     care.aid.amount_fen += fen;
                     let e = care.aid.by_fund.entry(fund).or_default();
@@ -520,7 +593,12 @@ impl Registry {
         let mut points = Vec::new();
         for y in from..=year {
             let b = self.year_bounds(y);
-            let registry_size = self.registry_at_year_end(&b, c).await?.iter().map(|t| t.3).sum();
+            let registry_size = self
+                .registry_at_year_end(&b, c)
+                .await?
+                .iter()
+                .map(|t| t.3)
+                .sum();
             let mut a = Args::default();
             let sql = format!(
                 "SELECT COUNT(*) FROM donations dn JOIN donors d ON d.id = dn.donor_id WHERE dn.donated_on >= {} AND dn.donated_on <= {} AND {}",

@@ -1,8 +1,8 @@
 //! Samples a collection station takes from a donor (registry operations §2): where and when,
 //! volume, barcode, the lab it goes to, and its state as it travels.
 
-use crate::campaigns::check_campaign_link;
 use crate::audit::commit_audited;
+use crate::campaigns::check_campaign_link;
 use crate::consents::{in_confirmatory_typing, require_consent};
 use crate::donors::station_scope;
 use crate::page::{Arg, Filter, Page, PageRequest};

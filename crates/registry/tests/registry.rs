@@ -1511,57 +1511,50 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         // Organ, tissue and body donation registrations.
         let staff = Actor::new("rc-1", "station").at_station("BJ01");
         assert!(
-            reg.register_organ_donation(&organ_registration("Chen",
-                "Yu",
-                "ORG1",
-                "2015-01-01",
-                &["kidney"],
-                &[],
-                false), &staff)
+            reg.register_organ_donation(
+                &organ_registration("Chen", "Yu", "ORG1", "2015-01-01", &["kidney"], &[], false),
+                &staff
+            )
             .await
             .is_err(),
             "adults only"
         );
         assert!(
-            reg.register_organ_donation(&organ_registration("Chen",
-                "Yu",
-                "ORG1",
-                "1980-01-01",
-                &["brain"],
-                &[],
-                false), &staff)
+            reg.register_organ_donation(
+                &organ_registration("Chen", "Yu", "ORG1", "1980-01-01", &["brain"], &[], false),
+                &staff
+            )
             .await
             .is_err()
         );
         assert!(
-            reg.register_organ_donation(&organ_registration("Chen",
-                "Yu",
-                "ORG1",
-                "1980-01-01",
-                &[],
-                &[],
-                false), &staff)
+            reg.register_organ_donation(
+                &organ_registration("Chen", "Yu", "ORG1", "1980-01-01", &[], &[], false),
+                &staff
+            )
             .await
             .is_err()
         );
         let r = reg
-            .register_organ_donation(&organ_registration("Chen",
-                "Yu",
-                "ORG1",
-                "1980-01-01",
-                &["kidney", "liver"],
-                &["cornea"],
-                false), &staff)
+            .register_organ_donation(
+                &organ_registration(
+                    "Chen",
+                    "Yu",
+                    "ORG1",
+                    "1980-01-01",
+                    &["kidney", "liver"],
+                    &["cornea"],
+                    false,
+                ),
+                &staff,
+            )
             .await
             .unwrap();
         assert!(matches!(
-            reg.register_organ_donation(&organ_registration("Chen",
-                "Yu",
-                "ORG1",
-                "1980-01-01",
-                &["heart"],
-                &[],
-                false), &staff)
+            reg.register_organ_donation(
+                &organ_registration("Chen", "Yu", "ORG1", "1980-01-01", &["heart"], &[], false),
+                &staff
+            )
             .await,
             Err(RegistryError::Conflict(_))
         ));
@@ -1624,13 +1617,10 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
                 .is_err()
         );
         let r2 = reg
-            .register_organ_donation(&organ_registration("Chen",
-                "Yu",
-                "ORG1",
-                "1980-01-01",
-                &["heart"],
-                &[],
-                false), &staff)
+            .register_organ_donation(
+                &organ_registration("Chen", "Yu", "ORG1", "1980-01-01", &["heart"], &[], false),
+                &staff,
+            )
             .await
             .unwrap();
         // A death-donation case: recorded by a case manager, with the family's written
@@ -1651,7 +1641,8 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
         };
         let cm = Actor::new("cm", "case_manager");
         assert!(matches!(
-            reg.record_organ_case(&case(vec!["Liu".into()], true), &staff).await,
+            reg.record_organ_case(&case(vec!["Liu".into()], true), &staff)
+                .await,
             Err(RegistryError::Forbidden(_))
         ));
         assert!(matches!(
@@ -1663,11 +1654,18 @@ async fn patient_to_donation_to_follow_up_and_organ_registrations() {
             Err(RegistryError::Invalid { field, .. }) if field == "family_consent.in_writing"
         ));
         let c = reg
-            .record_organ_case(&case(vec!["Red Cross officer Liu".into(), "Zhang".into()], true), &cm)
+            .record_organ_case(
+                &case(vec!["Red Cross officer Liu".into(), "Zhang".into()], true),
+                &cm,
+            )
             .await
             .unwrap();
         let recorded = reg.organ_case(c).await.unwrap();
-        assert_eq!(recorded.station.as_deref(), Some("BJ01"), "{backend}: the registration's station");
+        assert_eq!(
+            recorded.station.as_deref(),
+            Some("BJ01"),
+            "{backend}: the registration's station"
+        );
         assert_eq!(recorded.witnesses, ["Red Cross officer Liu", "Zhang"]);
         assert_eq!(
             reg.stats(today()).await.unwrap()["organ_registrations"],

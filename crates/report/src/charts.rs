@@ -57,6 +57,7 @@ fn bar_chart(title: &str, categories: &[String], series: &[Series]) -> Result<St
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
             .x_label_formatter(&|_| String::new())
             .y_label_formatter(&|v| format!("{v:.0}"))
             .draw()
@@ -72,7 +73,9 @@ fn bar_chart(title: &str, categories: &[String], series: &[Series]) -> Result<St
                 }))
                 .map_err(err)?
                 .label(s.name)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled())
+                });
             // The value above each bar.
             let style = TextStyle::from(("sans-serif", 11).into_font())
                 .pos(Pos::new(HPos::Center, VPos::Bottom));
@@ -83,8 +86,8 @@ fn bar_chart(title: &str, categories: &[String], series: &[Series]) -> Result<St
                     .map_err(err)?;
             }
         }
-        let style = TextStyle::from(("sans-serif", 12).into_font())
-            .pos(Pos::new(HPos::Center, VPos::Top));
+        let style =
+            TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
         for (i, label) in categories.iter().enumerate() {
             let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
             root.draw(&Text::new(label.clone(), (px, py + 6), style.clone()))
@@ -123,6 +126,7 @@ fn line_chart(title: &str, years: &[i32], values: &[i64]) -> Result<String, Stri
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
             .x_label_formatter(&|_| String::new())
             .y_label_formatter(&|v| format!("{v:.0}"))
             .draw()
@@ -136,12 +140,16 @@ fn line_chart(title: &str, years: &[i32], values: &[i64]) -> Result<String, Stri
             .draw_series(LineSeries::new(points.clone(), PALETTE[0].stroke_width(2)))
             .map_err(err)?;
         chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 4, PALETTE[0].filled())))
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Circle::new(p, 4, PALETTE[0].filled())),
+            )
             .map_err(err)?;
         let label = TextStyle::from(("sans-serif", 11).into_font())
             .pos(Pos::new(HPos::Center, VPos::Bottom));
-        let axis = TextStyle::from(("sans-serif", 12).into_font())
-            .pos(Pos::new(HPos::Center, VPos::Top));
+        let axis =
+            TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
         for &(x, v) in &points {
             let (px, py) = chart.backend_coord(&(x, v));
             root.draw(&Text::new(format!("{v:.0}"), (px, py - 6), label.clone()))
@@ -160,7 +168,11 @@ fn line_chart(title: &str, years: &[i32], values: &[i64]) -> Result<String, Stri
 pub fn charts(r: &YearlyReport) -> Result<Vec<Chart>, String> {
     let years: Vec<i32> = r.history.iter().map(|p| p.year).collect();
     let year_labels: Vec<String> = years.iter().map(i32::to_string).collect();
-    let stations: Vec<String> = r.samples_by_station.iter().map(|s| s.station.clone()).collect();
+    let stations: Vec<String> = r
+        .samples_by_station
+        .iter()
+        .map(|s| s.station.clone())
+        .collect();
     let kinds = ["organ", "body", "cornea"];
     Ok(vec![
         Chart {
@@ -169,7 +181,10 @@ pub fn charts(r: &YearlyReport) -> Result<Vec<Chart>, String> {
             svg: line_chart(
                 "Registry size at year end · 年末库容",
                 &years,
-                &r.history.iter().map(|p| p.registry_size).collect::<Vec<_>>(),
+                &r.history
+                    .iter()
+                    .map(|p| p.registry_size)
+                    .collect::<Vec<_>>(),
             )?,
         },
         Chart {

@@ -25,7 +25,9 @@ pub use render::{Format, RenderError, render};
 pub use summary::{summary_en, summary_zh};
 
 /// Age bands of the registry size (age on 31 December of the year).
-pub const AGE_BANDS: [&str; 7] = ["18-25", "26-35", "36-45", "46-60", "other", "unknown", "cord"];
+pub const AGE_BANDS: [&str; 7] = [
+    "18-25", "26-35", "36-45", "46-60", "other", "unknown", "cord",
+];
 
 /// The band of an adult donor of `age` (None: no birth date).
 pub fn age_band(age: Option<i32>) -> &'static str {

@@ -51,7 +51,11 @@ fn leaves(path: &str, v: &Value, out: &mut Vec<(String, String)>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 leaves(&p, v, out);
             }
         }
@@ -74,7 +78,9 @@ fn csv_rows(r: &YearlyReport) -> Result<String, RenderError> {
     for (k, v) in rows {
         w.write_record([k, v])?;
     }
-    let bytes = w.into_inner().map_err(|e| RenderError::Csv(e.into_error().into()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| RenderError::Csv(e.into_error().into()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -87,13 +93,36 @@ fn sections(r: &YearlyReport) -> Vec<(&'static str, Vec<(String, String)>)> {
         .iter()
         .map(|(b, v)| (format!("registry size, age {b}"), n(*v)))
         .collect();
-    ages.extend(r.registry_size_by_branch.iter().map(|b| (format!("registry size, branch {}", b.branch), n(b.size))));
+    ages.extend(
+        r.registry_size_by_branch
+            .iter()
+            .map(|b| (format!("registry size, branch {}", b.branch), n(b.size))),
+    );
     let mut stem = vec![
-        ("samples collected · 采集血样".into(), n(r.samples_collected)),
-        ("donors listed, new · 新增入库".into(), n(r.donors_listed_new)),
-        ("registry size at year end · 年末库容".into(), n(r.registry_size)),
-        ("utilisation · 利用率".into(), format!("{} ({} donors)", percent(r.utilisation), r.utilisation_donors)),
-        ("confirmatory typing requests · 确认配型".into(), n(r.ct_requests)),
+        (
+            "samples collected · 采集血样".into(),
+            n(r.samples_collected),
+        ),
+        (
+            "donors listed, new · 新增入库".into(),
+            n(r.donors_listed_new),
+        ),
+        (
+            "registry size at year end · 年末库容".into(),
+            n(r.registry_size),
+        ),
+        (
+            "utilisation · 利用率".into(),
+            format!(
+                "{} ({} donors)",
+                percent(r.utilisation),
+                r.utilisation_donors
+            ),
+        ),
+        (
+            "confirmatory typing requests · 确认配型".into(),
+            n(r.ct_requests),
+        ),
         ("workups · 体检".into(), n(r.workups)),
         ("donations · 捐献".into(), n(r.donations)),
         (
@@ -122,7 +151,12 @@ fn sections(r: &YearlyReport) -> Vec<(&'static str, Vec<(String, String)>)> {
     let stations = r
         .samples_by_station
         .iter()
-        .map(|s| (format!("{} {} ({})", s.station, s.name, s.branch), format!("{} / target {}", s.collected, s.target)))
+        .map(|s| {
+            (
+                format!("{} {} ({})", s.station, s.name, s.branch),
+                format!("{} / target {}", s.collected, s.target),
+            )
+        })
         .collect();
     let donations = r
         .donation_ordinals
@@ -130,24 +164,48 @@ fn sections(r: &YearlyReport) -> Vec<(&'static str, Vec<(String, String)>)> {
         .map(|d| {
             (
                 format!("{} {} donor {}", d.donated_on, d.product, d.donor_id),
-                format!("branch {} donor no. {}{}", d.branch, d.ordinal, if d.repeat { " (repeat)" } else { "" }),
+                format!(
+                    "branch {} donor no. {}{}",
+                    d.branch,
+                    d.ordinal,
+                    if d.repeat { " (repeat)" } else { "" }
+                ),
             )
         })
         .collect();
     let organ = vec![
-        ("registrations, new · 新增登记".into(), n(r.organ_registrations.new)),
-        ("registrations in force · 有效登记".into(), n(r.organ_registrations.in_force)),
+        (
+            "registrations, new · 新增登记".into(),
+            n(r.organ_registrations.new),
+        ),
+        (
+            "registrations in force · 有效登记".into(),
+            n(r.organ_registrations.in_force),
+        ),
         ("organ donations · 器官捐献".into(), n(case("organ"))),
         ("body donations · 遗体捐献".into(), n(case("body"))),
         ("cornea donations · 眼角膜捐献".into(), n(case("cornea"))),
         ("organs recovered · 捐献器官".into(), n(r.organs_recovered)),
         ("corneas recovered · 眼角膜".into(), n(r.corneas_recovered)),
-        ("recipients helped · 受益患者".into(), n(r.recipients_helped)),
+        (
+            "recipients helped · 受益患者".into(),
+            n(r.recipients_helped),
+        ),
     ];
     let care = vec![
         ("visits and condolences · 走访慰问".into(), n(r.care.visits)),
-        ("families visited · 慰问家庭".into(), n(r.care.families_visited)),
-        ("hardship aid · 救助".into(), format!("CNY {} in {} grants", yuan(r.care.aid.amount_fen), r.care.aid.count)),
+        (
+            "families visited · 慰问家庭".into(),
+            n(r.care.families_visited),
+        ),
+        (
+            "hardship aid · 救助".into(),
+            format!(
+                "CNY {} in {} grants",
+                yuan(r.care.aid.amount_fen),
+                r.care.aid.count
+            ),
+        ),
         ("benefits · 其他关怀".into(), n(r.care.benefits)),
         ("honours · 表彰".into(), n(r.care.honours)),
         ("memorial entries · 纪念".into(), n(r.care.memorials)),
@@ -158,7 +216,10 @@ fn sections(r: &YearlyReport) -> Vec<(&'static str, Vec<(String, String)>)> {
         .map(|c| {
             (
                 format!("{} {} ({}, {})", c.held_on, c.name, c.kind, c.station),
-                format!("{} enrolments, {} samples, {} registrations", c.enrolments, c.samples, c.organ_registrations),
+                format!(
+                    "{} enrolments, {} samples, {} registrations",
+                    c.enrolments, c.samples, c.organ_registrations
+                ),
             )
         })
         .collect();
@@ -166,7 +227,10 @@ fn sections(r: &YearlyReport) -> Vec<(&'static str, Vec<(String, String)>)> {
         ("Stem-cell donors · 造血干细胞", stem),
         ("Samples by station · 各站采集", stations),
         ("Donations · 捐献", donations),
-        ("Organ, body and cornea donation · 器官、遗体、眼角膜捐献", organ),
+        (
+            "Organ, body and cornea donation · 器官、遗体、眼角膜捐献",
+            organ,
+        ),
         ("Care · 人道关怀", care),
         ("Campaigns · 宣传招募", campaigns),
     ]
@@ -182,18 +246,32 @@ fn title(r: &YearlyReport) -> String {
 }
 
 fn markdown(r: &YearlyReport) -> String {
-    let mut s = format!("# {}\n\nGenerated {}.\n\n{}\n\n{}\n", title(r), r.generated_on, r.summary.zh, r.summary.en);
+    let mut s = format!(
+        "# {}\n\nGenerated {}.\n\n{}\n\n{}\n",
+        title(r),
+        r.generated_on,
+        r.summary.zh,
+        r.summary.en
+    );
     for (heading, rows) in sections(r) {
         let _ = write!(s, "\n## {heading}\n\n| figure | value |\n|---|---|\n");
         for (k, v) in rows {
-            let _ = writeln!(s, "| {} | {} |", k.replace('|', "\\|"), v.replace('|', "\\|"));
+            let _ = writeln!(
+                s,
+                "| {} | {} |",
+                k.replace('|', "\\|"),
+                v.replace('|', "\\|")
+            );
         }
     }
     s
 }
 
 fn escape(t: &str) -> String {
-    t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    t.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn html(r: &YearlyReport) -> Result<String, RenderError> {
@@ -216,13 +294,26 @@ fn html(r: &YearlyReport) -> Result<String, RenderError> {
     s += "<h2>Charts · 图表</h2>\n";
     for c in &charts {
         let svg = c.svg.trim_start_matches(|ch| ch != '<');
-        let svg = svg.strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>").unwrap_or(svg);
-        let _ = write!(s, "<figure id=\"{}\">\n{}\n<figcaption>{}</figcaption>\n</figure>\n", c.id, svg.trim(), escape(&c.title));
+        let svg = svg
+            .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
+            .unwrap_or(svg);
+        let _ = write!(
+            s,
+            "<figure id=\"{}\">\n{}\n<figcaption>{}</figcaption>\n</figure>\n",
+            c.id,
+            svg.trim(),
+            escape(&c.title)
+        );
     }
     for (heading, rows) in sections(r) {
         let _ = write!(s, "<h2>{}</h2>\n<table>\n", escape(heading));
         for (k, v) in rows {
-            let _ = writeln!(s, "<tr><td>{}</td><td class=\"v\">{}</td></tr>", escape(&k), escape(&v));
+            let _ = writeln!(
+                s,
+                "<tr><td>{}</td><td class=\"v\">{}</td></tr>",
+                escape(&k),
+                escape(&v)
+            );
         }
         s += "</table>\n";
     }

@@ -49,7 +49,10 @@ pub fn summary_zh(r: &YearlyReport) -> String {
         r.ct_requests, r.workups, r.donations
     );
     if let Some(last) = latest_first_donation(r) {
-        s += &format!("（最新一例为{}分库第{}位捐献者）", last.branch, last.ordinal);
+        s += &format!(
+            "（最新一例为{}分库第{}位捐献者）",
+            last.branch, last.ordinal
+        );
     }
     s += "。";
     s += &format!(
@@ -89,12 +92,12 @@ pub fn summary_en(r: &YearlyReport) -> String {
         r.ct_requests, r.workups, r.donations
     );
     if let Some(last) = latest_first_donation(r) {
-        s += &format!(" (the latest by branch {}'s donor number {})", last.branch, last.ordinal);
+        s += &format!(
+            " (the latest by branch {}'s donor number {})",
+            last.branch, last.ordinal
+        );
     }
-    s += &format!(
-        "; utilisation was {}. ",
-        percent(r.utilisation)
-    );
+    s += &format!("; utilisation was {}. ", percent(r.utilisation));
     s += &format!(
         "{} people registered to donate organs, their body or corneas ({} registrations in force at year end); {} organ, {} body and {} cornea donations were completed, recovering {} organs and {} corneas for {} recipients. ",
         r.organ_registrations.new,

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::input::{ApiJson, ApiResult, ListQuery, page_request};
 use crate::AppState;
-use crate::access::{Allowed, CaseManagers, CareReaders};
+use crate::access::{Allowed, CareReaders, CaseManagers};
 use crate::error::Problem;
 
 pub fn router() -> Router<AppState> {

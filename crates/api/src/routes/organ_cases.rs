@@ -18,7 +18,10 @@ use crate::error::Problem;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/organ-cases", post(record_organ_case).get(list_organ_cases))
+        .route(
+            "/v1/organ-cases",
+            post(record_organ_case).get(list_organ_cases),
+        )
         .route("/v1/organ-cases/{id}", get(get_organ_case))
         .route("/v1/organ-cases/{id}/completion", post(complete_organ_case))
         .route("/v1/organ-cases/{id}/cancellation", post(cancel_organ_case))
@@ -109,7 +112,10 @@ pub async fn record_organ_case(
             &caller.actor(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(state.registry.organ_case(id).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.registry.organ_case(id).await?),
+    ))
 }
 
 /// One case.

@@ -52,7 +52,12 @@ pub async fn yearly_report(
     };
     let report: YearlyReport = state
         .registry
-        .yearly_report(q.year, q.branch.as_deref(), q.station.as_deref(), &caller.actor())
+        .yearly_report(
+            q.year,
+            q.branch.as_deref(),
+            q.station.as_deref(),
+            &caller.actor(),
+        )
         .await?;
     let content_type = match format {
         ReportFormat::Json => return Ok(Json(report).into_response()),
@@ -60,6 +65,7 @@ pub async fn yearly_report(
         ReportFormat::Md => "text/markdown; charset=utf-8",
         ReportFormat::Html => "text/html; charset=utf-8",
     };
-    let body = registry::report::render(&report, format).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let body = registry::report::render(&report, format)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }

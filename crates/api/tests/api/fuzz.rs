@@ -444,6 +444,40 @@ async fn seed(reg: &Registry) {
         .open_request(p, donors[1], "workup", &coordinator, today)
         .await
         .unwrap();
+    // A campaign, and an open death-donation case to complete or cancel.
+    reg.create_campaign(
+        &registry::NewCampaign {
+            name: "Drive".into(),
+            kind: "school_drive".into(),
+            held_on: matching::model::format_day(today as u16),
+            station: "BJ01".into(),
+            place: "Campus".into(),
+            note: None,
+        },
+        &clerk,
+    )
+    .await
+    .unwrap();
+    let died = matching::model::format_day(today as u16 - 1);
+    reg.record_organ_case(
+        &registry::NewOrganCase {
+            kind: "organ".into(),
+            died_on: died.clone(),
+            family_consent: registry::FamilyConsent {
+                relations: vec!["spouse".into()],
+                in_writing: true,
+                consented_on: died,
+                note: None,
+            },
+            witnesses: vec!["Wang".into()],
+            opo: "OPO".into(),
+            station: Some("BJ01".into()),
+            ..Default::default()
+        },
+        &Actor::new("seed", "case_manager"),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,7 +69,15 @@ async fn national_ids_are_one_person_however_typed() {
                 reg.register_organ_donation(
                     &registry::NewOrganRegistration {
                         station: Some("BJ01".into()),
-                        ..organ_registration("Zhao", "Lei", nid, "1970-02-02", &["kidney"], &[], false)
+                        ..organ_registration(
+                            "Zhao",
+                            "Lei",
+                            nid,
+                            "1970-02-02",
+                            &["kidney"],
+                            &[],
+                            false,
+                        )
                     },
                     admin,
                 )
@@ -227,13 +235,10 @@ async fn text_lists_and_references_are_bounded_and_checked() {
         let organs = vec!["kidney"; 10_000];
         assert_eq!(
             invalid_field(
-                reg.register_organ_donation(&organ_registration("Zhao",
-                    "Lei",
-                    "ON1",
-                    "1970-02-02",
-                    &organs,
-                    &[],
-                    false), &admin)
+                reg.register_organ_donation(
+                    &organ_registration("Zhao", "Lei", "ON1", "1970-02-02", &organs, &[], false),
+                    &admin
+                )
                 .await
             ),
             "organs"
