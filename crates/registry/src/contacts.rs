@@ -4,9 +4,10 @@
 //! A donor's last contact is the date of the last attempt that reached them (`reached` or
 //! `declined`), or the enrolment date before any. Failed attempts (`no_answer`,
 //! `wrong_number`) count from that contact on; after [`RegistryConfig::contact_failures_to_uc`]
-//! of them an available donor goes TU with reason UC. A later `reached` puts a TU/UC donor
-//! back to AV; a `declined` one goes TU/PR instead (reached, so no longer UC, but not
-//! available). Reserved and deferred donors keep their status: a reservation or a deferral
+//! of them an available donor goes TU with reason UC. Once the failures since the last
+//! contact fall below that number again — a later `reached`, or one recorded late with an
+//! earlier date — a TU/UC donor is AV again; if that contact was `declined`, TU/PR instead
+//! (reached, so no longer UC, but not available). Reserved and deferred donors keep their status: a reservation or a deferral
 //! is closed by its own process.
 //!
 //! [`RegistryConfig::contact_failures_to_uc`]: crate::RegistryConfig
@@ -200,18 +201,17 @@ impl Registry {
             .await?;
         let uc = donor.status == Status::TemporarilyUnavailable
             && donor.status_reason.as_deref() == Some("UC");
-        let change = if failed >= self.config.contact_failures_to_uc as i64
-            && donor.status == Status::Available
-        {
+        let threshold = self.config.contact_failures_to_uc as i64;
+        let change = if failed >= threshold && donor.status == Status::Available {
             Some(StatusChange {
                 status: Status::TemporarilyUnavailable,
                 reason: Some("UC".into()),
                 until: None,
                 patient_id: None,
             })
-        } else if uc && failed == 0 && made_outcome.as_deref() == Some("reached") {
+        } else if uc && failed < threshold && made_outcome.as_deref() == Some("reached") {
             Some(StatusChange::available())
-        } else if uc && failed == 0 && made_outcome.as_deref() == Some("declined") {
+        } else if uc && failed < threshold && made_outcome.as_deref() == Some("declined") {
             Some(StatusChange {
                 status: Status::TemporarilyUnavailable,
                 reason: Some("PR".into()),

@@ -2145,3 +2145,6 @@ async fn case_process_rules_hold_whoever_calls() {
 
 #[path = "registry/input_rules.rs"]
 mod input_rules;
+
+#[path = "registry/retention.rs"]
+mod retention;

@@ -215,7 +215,7 @@ pub fn yuan(fen: i64) -> String {
     let whole = (fen / 100).to_string();
     let mut grouped = String::new();
     for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(age_band(Some(60)), "46-60");
         assert_eq!(age_band(Some(61)), "other");
         assert_eq!(age_band(None), "unknown");
-        assert_eq!(yuan(123_456_78), "123,456.78");
+        assert_eq!(yuan(12_345_678), "123,456.78");
         assert_eq!(yuan(5), "0.05");
         assert_eq!(percent(Some(0.1234)), "12.3%");
     }

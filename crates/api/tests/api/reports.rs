@@ -5,21 +5,32 @@
 
 use super::*;
 
+/// A donor as the test enrolled it: local dates of listing and withdrawal.
+struct LedgerDonor {
+    id: i64,
+    station: &'static str,
+    branch: &'static str,
+    born: i32,
+    listed_on: String,
+    withdrawn_on: Option<String>,
+}
+
+/// (registered on, revoked on, station)
+type Registration = (String, Option<String>, &'static str);
+
 /// What the test did, to count figures independently.
 #[derive(Default)]
 struct Ledger {
     /// (local date, station, for a request)
     samples: Vec<(String, &'static str, bool)>,
-    /// donor → (station, branch, birth year, listed from (local date), withdrawn on (local date))
-    donors: Vec<(i64, &'static str, &'static str, i32, String, Option<String>)>,
+    donors: Vec<LedgerDonor>,
     /// (local date, donor, kind)
     requests: Vec<(String, i64, &'static str)>,
     /// (local date, donor, branch)
     donations: Vec<(String, i64, &'static str)>,
     /// (local date, donor, reached)
     contacts: Vec<(String, i64, bool)>,
-    /// (registered on, revoked on, station)
-    registrations: Vec<(String, Option<String>, &'static str)>,
+    registrations: Vec<Registration>,
     /// (completed on, kind, organs, corneas, recipients, station)
     cases: Vec<(String, &'static str, i64, i64, i64, &'static str)>,
     /// (date, kind, fen)
@@ -90,12 +101,12 @@ async fn yearly_report_figures_agree_with_an_independent_count_on_both_backends(
             }
             v.to_string()
         };
-        let mut enrol_at = async |ext: &'static str,
-                                  station: &'static str,
-                                  birth: &str,
-                                  campaign: Option<i64>,
-                                  day: &str,
-                                  l: &mut Ledger| {
+        let enrol_at = async |ext: &'static str,
+                              station: &'static str,
+                              birth: &str,
+                              campaign: Option<i64>,
+                              day: &str,
+                              l: &mut Ledger| {
             let id = expect(
                 addr,
                 "POST",
@@ -107,14 +118,14 @@ async fn yearly_report_figures_agree_with_an_independent_count_on_both_backends(
             .await["id"]
                 .as_i64()
                 .unwrap();
-            l.donors.push((
+            l.donors.push(LedgerDonor {
                 id,
                 station,
-                branch_of(station),
-                birth[..4].parse().unwrap(),
-                day.to_string(),
-                None,
-            ));
+                branch: branch_of(station),
+                born: birth[..4].parse().unwrap(),
+                listed_on: day.to_string(),
+                withdrawn_on: None,
+            });
             id
         };
         let d1 = enrol_at(
@@ -525,7 +536,11 @@ async fn yearly_report_figures_agree_with_an_independent_count_on_both_backends(
             200,
         )
         .await;
-        l.donors.iter_mut().find(|x| x.0 == d3).unwrap().5 = Some("2026-01-01".into());
+        l.donors
+            .iter_mut()
+            .find(|x| x.id == d3)
+            .unwrap()
+            .withdrawn_on = Some("2026-01-01".into());
 
         // 2026: d1 reached again (TU/UC cleared); d4 through to donation; d2 gives DLI.
         local(&reg, "2026-02-01");
@@ -642,7 +657,11 @@ async fn yearly_report_figures_agree_with_an_independent_count_on_both_backends(
             let listed: Vec<_> = l
                 .donors
                 .iter()
-                .filter(|d| covers(d.1) && d.4 <= end && d.5.as_ref().is_none_or(|w| *w > end))
+                .filter(|d| {
+                    covers(d.station)
+                        && d.listed_on <= end
+                        && d.withdrawn_on.as_ref().is_none_or(|w| *w > end)
+                })
                 .collect();
             assert_eq!(
                 r["registry_size"],
@@ -653,7 +672,7 @@ async fn yearly_report_figures_agree_with_an_independent_count_on_both_backends(
             for band in registry::report::AGE_BANDS {
                 let expected = listed
                     .iter()
-                    .filter(|d| registry::report::age_band(Some(year - d.3)) == band)
+                    .filter(|d| registry::report::age_band(Some(year - d.born)) == band)
                     .count();
                 assert_eq!(
                     r["registry_size_by_age_band"][band],
@@ -662,7 +681,7 @@ async fn yearly_report_figures_agree_with_an_independent_count_on_both_backends(
                 );
             }
             for br in ["BJ", "SH"] {
-                let expected = listed.iter().filter(|d| d.2 == br).count();
+                let expected = listed.iter().filter(|d| d.branch == br).count();
                 let got = r["registry_size_by_branch"]
                     .as_array()
                     .unwrap()
@@ -675,11 +694,11 @@ async fn yearly_report_figures_agree_with_an_independent_count_on_both_backends(
                 r["donors_listed_new"],
                 n(l.donors
                     .iter()
-                    .filter(|d| covers(d.1) && in_year(&d.4, year))
+                    .filter(|d| covers(d.station) && in_year(&d.listed_on, year))
                     .count()),
                 "{ctx}"
             );
-            let station_of = |d: i64| l.donors.iter().find(|x| x.0 == d).unwrap().1;
+            let station_of = |d: i64| l.donors.iter().find(|x| x.id == d).unwrap().station;
             let requests = |kind: &str| {
                 l.requests
                     .iter()
@@ -757,7 +776,7 @@ async fn yearly_report_figures_agree_with_an_independent_count_on_both_backends(
                 (n(contacted.len()), n(reached.len())),
                 "{ctx}"
             );
-            let regs = |f: &dyn Fn(&(String, Option<String>, &str)) -> bool| {
+            let regs = |f: &dyn Fn(&Registration) -> bool| {
                 l.registrations
                     .iter()
                     .filter(|x| covers(x.2) && f(x))
