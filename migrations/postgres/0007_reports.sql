@@ -18,6 +18,10 @@ CREATE INDEX campaigns_held ON campaigns(held_on, id);
 ALTER TABLE donors ADD COLUMN campaign_id BIGINT REFERENCES campaigns(id);
 ALTER TABLE samples ADD COLUMN campaign_id BIGINT REFERENCES campaigns(id);
 ALTER TABLE organ_registrations ADD COLUMN campaign_id BIGINT REFERENCES campaigns(id);
+-- Each campaign's yield counts what links to it.
+CREATE INDEX donors_campaign ON donors(campaign_id) WHERE campaign_id IS NOT NULL;
+CREATE INDEX samples_campaign ON samples(campaign_id) WHERE campaign_id IS NOT NULL;
+CREATE INDEX organ_registrations_campaign ON organ_registrations(campaign_id) WHERE campaign_id IS NOT NULL;
 
 -- Retention: every attempt to reach a donor. `last_contact_on` is the local date of the
 -- donor's last successful contact (enrolment counts as one); `failed_contacts` the failed

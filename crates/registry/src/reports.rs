@@ -203,11 +203,15 @@ impl Registry {
     ) -> Result<Vec<(String, String, Option<i32>, i64)>> {
         let mut a = Args::default();
         let end = a.arg(&b.end);
+        // Set-wise, never per donor: the donors whose recruitment consent was in force at
+        // the end, less those deferred by then (DE is final, so any DE row before the end
+        // means DE at the end).
         let sql = format!(
             "SELECT s.branch_code, d.donor_type, SUBSTR(d.birth_date, 1, 4) AS born, COUNT(*) AS n \
-             FROM donors d JOIN stations s ON s.code = d.station_code WHERE {} \
-             AND EXISTS (SELECT 1 FROM consents c WHERE c.donor_id = d.id AND c.scope = 'recruitment' AND c.given_at < {end} AND (c.withdrawn_at IS NULL OR c.withdrawn_at >= {end})) \
-             AND COALESCE((SELECT h.status FROM status_history h WHERE h.donor_id = d.id AND h.at < {end} ORDER BY h.at DESC, h.id DESC LIMIT 1), 'AV') <> 'DE' \
+             FROM donors d JOIN stations s ON s.code = d.station_code \
+             JOIN (SELECT DISTINCT c.donor_id FROM consents c WHERE c.scope = 'recruitment' AND c.given_at < {end} \
+                   AND (c.withdrawn_at IS NULL OR c.withdrawn_at >= {end})) listed ON listed.donor_id = d.id \
+             WHERE {} AND d.id NOT IN (SELECT h.donor_id FROM status_history h WHERE h.status = 'DE' AND h.at < {end}) \
              GROUP BY s.branch_code, d.donor_type, SUBSTR(d.birth_date, 1, 4)",
             c.clause("d.station_code", &mut a)
         );
