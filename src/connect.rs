@@ -23,6 +23,12 @@ pub struct DbArgs {
     /// `normal` (faster commits; a power loss may lose the last ones).
     #[arg(long, env = "BOAI_SQLITE_SYNC", default_value = "full")]
     pub sqlite_sync: String,
+    /// Failed contact attempts in a row after which an available donor goes TU/UC.
+    #[arg(long, env = "BOAI_CONTACT_FAILURES_TO_UC", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub contact_failures_to_uc: u32,
+    /// Years without contact after which a listed donor is due for reconfirmation.
+    #[arg(long, env = "BOAI_RECONFIRM_AFTER_YEARS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub reconfirm_after_years: u32,
     /// For tests: a file holding the instant that is "now" (RFC 3339), re-read each time.
     #[arg(long, env = "BOAI_CLOCK_FILE", hide = true)]
     pub clock_file: Option<std::path::PathBuf>,
@@ -37,6 +43,14 @@ impl DbArgs {
             time_zone: env("BOAI_TIME_ZONE").unwrap_or_else(|| registry::DEFAULT_TIME_ZONE.into()),
             daily_at: env("BOAI_DAILY_AT").unwrap_or_else(|| "02:00".into()),
             sqlite_sync: env("BOAI_SQLITE_SYNC").unwrap_or_else(|| "full".into()),
+            contact_failures_to_uc: env("BOAI_CONTACT_FAILURES_TO_UC")
+                .and_then(|v| v.parse().ok())
+                .filter(|n| (1..=20).contains(n))
+                .unwrap_or(3),
+            reconfirm_after_years: env("BOAI_RECONFIRM_AFTER_YEARS")
+                .and_then(|v| v.parse().ok())
+                .filter(|n| (1..=50).contains(n))
+                .unwrap_or(2),
             clock_file: env("BOAI_CLOCK_FILE").map(Into::into),
         }
     }
@@ -58,6 +72,8 @@ impl DbArgs {
             clock,
             daily_job_at,
             sqlite_sync,
+            contact_failures_to_uc: self.contact_failures_to_uc,
+            reconfirm_after_years: self.reconfirm_after_years,
             ..RegistryConfig::default()
         })
     }
