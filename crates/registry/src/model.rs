@@ -82,6 +82,10 @@ pub struct Donor {
     pub reserved_for: Option<i64>,
     pub listed: bool,
     pub current_typing: Option<String>,
+    /// The campaign the donor enrolled at.
+    pub campaign_id: Option<i64>,
+    /// The local date of the donor's last successful contact (enrolment before any).
+    pub last_contact_on: Option<String>,
 }
 
 impl Donor {

@@ -153,6 +153,7 @@ macro_rules! donor_select {
         concat!(
             "SELECT d.id, d.grid, d.external_id, d.station_code, d.birth_date, d.sex, d.abo, d.rh, d.cmv, d.population, d.donor_type, \
              d.cord_tnc_e7, d.cord_cd34_e5, d.status, d.status_reason, d.status_until, d.reserved_for, CAST(CASE WHEN d.listed THEN 1 ELSE 0 END AS BIGINT) AS listed, \
+             d.campaign_id, COALESCE(d.last_contact_on, SUBSTR(d.created_at, 1, 10)) AS last_contact_on, \
              (SELECT t.gl FROM typings t WHERE t.donor_id = d.id AND t.is_current) AS current_typing FROM donors d ",
             $rest
         )
@@ -196,6 +197,8 @@ macro_rules! donor_decoder {
                 reserved_for: row.try_get("reserved_for")?,
                 listed: row.try_get::<i64, _>("listed")? != 0,
                 current_typing: row.try_get("current_typing")?,
+                campaign_id: row.try_get("campaign_id")?,
+                last_contact_on: row.try_get("last_contact_on")?,
             })
         }
     };

@@ -102,6 +102,10 @@ pub struct DonorOut {
     pub status: String,
     pub status_reason: Option<String>,
     pub status_until: Option<String>,
+    /// The campaign the donor enrolled at.
+    pub campaign_id: Option<i64>,
+    /// The donor's last successful contact (enrolment before any).
+    pub last_contact_on: Option<String>,
     pub listed: bool,
     pub typing: Option<String>,
 }
@@ -124,6 +128,8 @@ impl From<Donor> for DonorOut {
             status_until: d.status_until,
             listed: d.listed,
             typing: d.current_typing,
+            campaign_id: d.campaign_id,
+            last_contact_on: d.last_contact_on,
         }
     }
 }

@@ -139,6 +139,23 @@ async fn yearly_report_figures_agree_with_an_independent_count_on_both_backends(
         .await;
         let d2 = enrol_at("R2", "BJ01", "1990-01-01", None, "2025-03-10", &mut l).await;
         let d3 = enrol_at("R3", "BJ02", "1985-06-01", None, "2025-03-10", &mut l).await;
+        let shown = expect(
+            addr,
+            "GET",
+            &format!("/v1/donors/{d1}"),
+            &t.station,
+            None,
+            200,
+        )
+        .await;
+        assert_eq!(
+            (
+                shown["campaign_id"].as_i64(),
+                shown["last_contact_on"].as_str()
+            ),
+            (Some(campaign), Some("2025-03-10")),
+            "{b}: the campaign a donor came from, and enrolment as the first contact"
+        );
         // A campaign of another station is refused, naming the field.
         let wrong = donor("R9", "BJ02", "1990-01-01", Some(campaign));
         let problem = expect(

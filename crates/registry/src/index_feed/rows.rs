@@ -137,5 +137,7 @@ pub(crate) fn index_donor(
         reserved_for: None,
         listed: true,
         current_typing: gl,
+        campaign_id: None,
+        last_contact_on: None,
     }
 }
