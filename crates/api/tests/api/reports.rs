@@ -406,6 +406,57 @@ async fn yearly_report_figures_agree_with_an_independent_count_on_both_backends(
         );
         l.registrations.push(("2025-05-05".into(), None, "BJ02"));
         l.registrations.push(("2025-05-06".into(), None, "BJ02"));
+        // A second file: a byte-order mark, columns in another order, an id already active,
+        // one repeated within the file (however typed), a bad yes/no. Nothing is created.
+        let again = "\u{feff}national_id,family_name,given_name,birth_date,whole_body\n\
+                     ORG-R2,Sun,Li,1960-01-01,yes\n\
+                     ORG-R5,Qian,Yi,1960-01-01,yes\n\
+                     org-r5 ,Qian,Yi,1960-01-01,yes\n\
+                     ORG-R6,Qian,Er,1960-01-01,maybe\n";
+        let imported = expect(
+            addr,
+            "POST",
+            "/v1/organ-registrations/import",
+            &t.other_station,
+            Some(again),
+            200,
+        )
+        .await;
+        let refused: Vec<(i64, &str)> = imported["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["line"].as_i64().unwrap(), e["field"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            refused,
+            [(2, "national_id"), (4, "national_id"), (5, "whole_body")],
+            "{b}: {imported}"
+        );
+        assert_eq!(imported["created"], 1, "{b}: ORG-R5 once");
+        l.registrations.push(("2025-05-06".into(), None, "BJ02"));
+        for (csv, status) in [("family_name,given_name,shoe_size\n", 422), ("", 422)] {
+            let problem = expect(
+                addr,
+                "POST",
+                "/v1/organ-registrations/import",
+                &t.other_station,
+                Some(csv),
+                status,
+            )
+            .await;
+            assert_eq!(problem["errors"][0]["field"], "header", "{b}: {problem}");
+        }
+        // Another station's forms are not this station's to import.
+        expect(
+            addr,
+            "POST",
+            "/v1/organ-registrations/import?station=BJ01",
+            &t.other_station,
+            Some(csv),
+            403,
+        )
+        .await;
         local(&reg, "2025-11-01");
         expect(
             addr,
