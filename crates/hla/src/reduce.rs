@@ -16,8 +16,13 @@ pub enum Reduction {
     G,
     /// The P-group key (`A*01:01P`, or the two-field name of an ungrouped allele).
     P,
-    /// The two-field name of the G group's first listed member (what py-ard's `lgx` gives).
+    /// The two-field name of the G group's first listed member (what py-ard's `lgx` gives);
+    /// for an allele in no G group, the two-field name of its P group (py-ard's default),
+    /// else its own two-field name with its expression suffix (`A*02:605Q`).
     Lgx,
+    /// As `Lgx`, but an allele in no G group keeps its own two-field name (and suffix) even
+    /// when it is in a P group (`A*11:107` stays `A*11:107`; `Lgx` gives `A*11:01`).
+    LgxOwn,
     /// The serological antigen (`A2`); an allele without serology is read as its first
     /// field's antigen (rules, section 4).
     Serology,
@@ -32,11 +37,12 @@ impl FromStr for Reduction {
             "g" => Reduction::G,
             "p" => Reduction::P,
             "lgx" => Reduction::Lgx,
+            "lgx-own" => Reduction::LgxOwn,
             "serology" | "ser" => Reduction::Serology,
             "tce" => Reduction::Tce,
             other => {
                 return Err(format!(
-                    "unknown reduction `{other}` (g, p, lgx, serology, tce)"
+                    "unknown reduction `{other}` (g, p, lgx, lgx-own, serology, tce)"
                 ));
             }
         })
@@ -49,6 +55,7 @@ impl fmt::Display for Reduction {
             Reduction::G => "g",
             Reduction::P => "p",
             Reduction::Lgx => "lgx",
+            Reduction::LgxOwn => "lgx-own",
             Reduction::Serology => "serology",
             Reduction::Tce => "tce",
         })
@@ -63,8 +70,11 @@ pub struct Reduced {
 }
 
 impl Expander {
-    /// Reduce one position. The null rule of section 3 applies first: null alternatives are
-    /// dropped unless every alternative is null.
+    /// Reduce one position. Each written alternative is reduced on its own: a name that
+    /// stands for several alleles drops their null members unless all are null (so
+    /// `A*01:01` does not pick up `A*01:01:01:02N`), but a null alternative written as such
+    /// is kept (`A*01:01/A*01:16N` keeps `A*01:16N`). Dropping nulls across alternatives is
+    /// a matching rule (section 3), not a change of resolution.
     pub fn reduce_list(&self, list: &AlleleList, to: Reduction) -> Result<Reduced, TypingError> {
         let release = self.release();
         let alternatives = self.alternatives(list)?;
@@ -81,7 +91,17 @@ impl Expander {
                 found: list.locus().into(),
             });
         }
-        let (kept, _) = alternatives.expressed_or_all_null(release);
+        let mut kept: Vec<crate::release::AlleleId> = Vec::new();
+        if list.0.len() == 1 {
+            kept = alternatives.expressed_or_all_null(release).0;
+        } else {
+            for token in &list.0 {
+                let one = self.alternatives(&AlleleList(vec![token.clone()]))?;
+                kept.extend(one.expressed_or_all_null(release).0);
+            }
+            kept.sort_unstable();
+            kept.dedup();
+        }
         let mut names: Vec<String> = Vec::new();
         for id in kept {
             let allele = release.allele(id);
@@ -94,14 +114,38 @@ impl Expander {
                     Some(k) => release.p_key_name(allele.locus, k).to_string(),
                     None => allele.name.clone(), // a null allele: it has no P key
                 },
-                // A null allele (kept only when the whole position is null) keeps its own
-                // two-field name and suffix (`A*01:01N`), as a G group mixes nulls in.
-                Reduction::Lgx if allele.is_null() => format!("{}N", allele.truncated(2)),
-                Reduction::Lgx => allele
-                    .g_group
-                    .and_then(|g| release.g_groups[g as usize].members.first().copied())
-                    .map_or(allele, |m| release.allele(m))
-                    .truncated(2),
+                // A null allele keeps its own two-field name and suffix (`A*01:01N`), as a
+                // G group mixes nulls in.
+                Reduction::Lgx | Reduction::LgxOwn if allele.is_null() => {
+                    format!("{}N", allele.truncated(2))
+                }
+                Reduction::Lgx | Reduction::LgxOwn => match allele.g_group {
+                    Some(g) => match release.g_groups[g as usize].members.first() {
+                        Some(&m) => release.allele(m).truncated(2),
+                        None => allele.truncated(2),
+                    },
+                    None => {
+                        // py-ard's default: the P group's two-field name, when the allele
+                        // is in a P group (a key ending in `P`).
+                        let p_group = allele
+                            .p_key
+                            .map(|k| release.p_key_name(allele.locus, k))
+                            .and_then(|k| k.strip_suffix('P'));
+                        match p_group {
+                            Some(p) if to == Reduction::Lgx => {
+                                let fields: Vec<&str> = p.split(':').take(2).collect();
+                                fields.join(":")
+                            }
+                            // Its own name keeps the expression suffix (`A*02:605Q`): the
+                            // release has no `A*02:605`.
+                            _ => format!(
+                                "{}{}",
+                                allele.truncated(2),
+                                allele.suffix.map(String::from).unwrap_or_default()
+                            ),
+                        }
+                    }
+                },
                 Reduction::Serology => {
                     let locus = &release.locus(allele.locus).name;
                     match SerologyLocus::of_molecular(locus) {

@@ -661,6 +661,27 @@ fn reductions() {
     assert_eq!(reduce("A*02:AB", Reduction::P), ["A*02:01P", "A*02:02P"]);
     assert_eq!(reduce("A*01:01:01:05", Reduction::Lgx), ["A*01:01"]);
     assert_eq!(reduce("A*01:06", Reduction::Lgx), ["A*01:06"]);
+    // An allele in no G group keeps its expression suffix: the release has no `A*02:605`.
+    assert_eq!(reduce("A*02:605Q", Reduction::Lgx), ["A*02:605Q"]);
+    assert_eq!(reduce("A*02:605Q", Reduction::LgxOwn), ["A*02:605Q"]);
+    // In no G group but in a P group: py-ard's default is the P group's two-field name;
+    // `lgx-own` keeps the allele's own.
+    assert_eq!(reduce("A*11:107", Reduction::Lgx), ["A*11:01"]);
+    assert_eq!(reduce("A*11:107", Reduction::LgxOwn), ["A*11:107"]);
+    // A null alternative written as such is reduced on its own, never dropped…
+    assert_eq!(
+        reduce("A*01:01/A*01:16N", Reduction::Lgx),
+        ["A*01:01", "A*01:16N"]
+    );
+    assert_eq!(
+        reduce("A*01:01/A*01:16N", Reduction::P),
+        ["A*01:01P", "A*01:16N"]
+    );
+    // …while a name standing for several alleles does not pick up its null members.
+    assert_eq!(reduce("A*01:01", Reduction::Lgx), ["A*01:01"]);
+    // A null allele in a G group stays null at two fields (documented), and in its G group.
+    assert_eq!(reduce("A*01:328N", Reduction::Lgx), ["A*01:328N"]);
+    assert_eq!(reduce("A*01:328N", Reduction::G), ["A*01:01:01G"]);
     assert_eq!(reduce("A*02:01:01:01", Reduction::Serology), ["A2"]);
     assert_eq!(reduce("C*03:04:01:01", Reduction::Serology), ["Cw10"]);
     assert_eq!(reduce("DPB1*01:01:01:01", Reduction::Tce), ["TCE3"]);
