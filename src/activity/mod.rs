@@ -12,8 +12,9 @@ use jiff::civil::{Date, date};
 use jiff::tz::TimeZone;
 use matching::model::format_day;
 use registry::{
-    Actor, CaseCompletion, ConsentInput, FamilyConsent, Identity, NewCampaign, NewCare, NewContact,
-    NewDonor, NewOrganCase, NewOrganRegistration, NewPatient, Registry, TypingInput,
+    Actor, CaseCompletion, ConsentInput, FamilyConsent, Identity, MAX_PAGE, NewCampaign, NewCare,
+    NewContact, NewDonor, NewOrganCase, NewOrganRegistration, NewPatient, OrganCaseFilter,
+    PageRequest, Registry, TypingInput,
 };
 use synth::{Rng, Synth};
 
@@ -412,11 +413,8 @@ impl Maker<'_> {
                 }
             }
             Event::FollowUps => {
-                let due: Vec<(i64, String)> = sqlx::query_as("SELECT id, due_on FROM followups WHERE state = 'due' AND due_on <= $1 ORDER BY id")
-                    .bind(&on)
-                    .fetch_all(self.reg.pool())
-                    .await?;
-                for (id, due_on) in due {
+                let due = self.reg.followups_due(today, false).await?;
+                for (id, _, _, due_on) in due {
                     let state = if self.rng.below(100) < 88 {
                         "done"
                     } else {
@@ -482,11 +480,20 @@ impl Maker<'_> {
                 }
             }
             Event::Revoke { station } => {
-                let id: Option<i64> = sqlx::query_scalar("SELECT MIN(id) FROM organ_registrations WHERE station_code = $1 AND state = 'active'")
-                    .bind(&station)
-                    .fetch_one(self.reg.pool())
+                // The station's oldest active registration is revoked.
+                let oldest = self
+                    .reg
+                    .list_organ_registrations(
+                        &self.station(&station),
+                        None,
+                        Some("active"),
+                        &PageRequest {
+                            cursor: None,
+                            limit: Some(1),
+                        },
+                    )
                     .await?;
-                if let Some(id) = id {
+                if let Some(id) = oldest.items.first().map(|r| r.id) {
                     let done = self
                         .reg
                         .revoke_organ_donation(id, &self.station(&station))
@@ -564,10 +571,36 @@ impl Maker<'_> {
                 }
             }
             Event::Qingming => {
-                let cases: Vec<i64> = sqlx::query_scalar("SELECT id FROM organ_cases WHERE state = 'completed' AND completed_on < $1 ORDER BY id")
-                    .bind(&on)
-                    .fetch_all(self.reg.pool())
-                    .await?;
+                // Every completed case's family is remembered at 清明.
+                let mut cases = Vec::new();
+                let mut page = PageRequest {
+                    cursor: None,
+                    limit: Some(MAX_PAGE),
+                };
+                loop {
+                    let found = self
+                        .reg
+                        .list_organ_cases(
+                            &self.case_manager,
+                            &OrganCaseFilter {
+                                state: Some("completed".into()),
+                                ..Default::default()
+                            },
+                            &page,
+                        )
+                        .await?;
+                    cases.extend(
+                        found
+                            .items
+                            .iter()
+                            .filter(|c| c.completed_on.as_deref().is_some_and(|d| d < on.as_str()))
+                            .map(|c| c.id),
+                    );
+                    match found.next_cursor {
+                        Some(next) => page.cursor = Some(next),
+                        None => break,
+                    }
+                }
                 for id in cases {
                     let c = NewCare {
                         organ_case_id: Some(id),

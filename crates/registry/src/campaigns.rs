@@ -8,7 +8,9 @@ use sqlx::{Any, Row, Transaction};
 use crate::audit::commit_audited;
 use crate::donors::station_scope;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{ADDRESS_MAX, CODE_MAX, NAME_MAX, NOTE_MAX, check_text, planned_date};
+use crate::support::{
+    ADDRESS_MAX, CODE_MAX, NAME_MAX, NOTE_MAX, check_one_of, check_text, planned_date,
+};
 use crate::{Actor, Registry, RegistryError, Result};
 
 pub const CAMPAIGN_KINDS: [&str; 6] = [
@@ -105,12 +107,7 @@ impl Registry {
         check_text("station", Some(&new.station), true, CODE_MAX)?;
         check_text("place", Some(&new.place), true, ADDRESS_MAX)?;
         check_text("note", new.note.as_deref(), false, NOTE_MAX)?;
-        if !CAMPAIGN_KINDS.contains(&new.kind.as_str()) {
-            return Err(RegistryError::invalid(
-                "kind",
-                format!("`{}` is not one of {}", new.kind, CAMPAIGN_KINDS.join(", ")),
-            ));
-        }
+        check_one_of("kind", &new.kind, &CAMPAIGN_KINDS)?;
         planned_date("held_on", &new.held_on, self.today())?;
         match actor.role.as_str() {
             "admin" => {}

@@ -9,7 +9,7 @@ use sqlx::Row;
 use crate::audit::commit_audited;
 use crate::campaigns::check_year;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{NAME_MAX, NOTE_MAX, check_text, past_date};
+use crate::support::{NAME_MAX, NOTE_MAX, check_one_of, check_text, past_date};
 use crate::{Actor, Registry, RegistryError, Result};
 
 pub const CARE_KINDS: [&str; 6] = [
@@ -126,12 +126,7 @@ fn check_care(c: &NewCare, today: i64) -> Result<()> {
             "name either the donor or the death-donation case (organ_case_id)",
         ));
     }
-    if !CARE_KINDS.contains(&c.kind.as_str()) {
-        return Err(RegistryError::invalid(
-            "kind",
-            format!("`{}` is not one of {}", c.kind, CARE_KINDS.join(", ")),
-        ));
-    }
+    check_one_of("kind", &c.kind, &CARE_KINDS)?;
     past_date("on_date", &c.on_date, today)?;
     for (field, value, max) in [
         ("fund", &c.fund, NAME_MAX),
@@ -288,12 +283,7 @@ impl Registry {
             f.with("organ_case_id = ?", Arg::Int(k));
         }
         if let Some(k) = &filter.kind {
-            if !CARE_KINDS.contains(&k.as_str()) {
-                return Err(RegistryError::invalid(
-                    "kind",
-                    format!("`{k}` is not one of {}", CARE_KINDS.join(", ")),
-                ));
-            }
+            check_one_of("kind", k, &CARE_KINDS)?;
             f.with("kind = ?", Arg::Text(k.clone()));
         }
         if let Some(y) = filter.year {

@@ -21,7 +21,7 @@ use crate::donors::station_scope;
 use crate::index_feed::Indexed;
 use crate::model::StatusChange;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{NAME_MAX, NOTE_MAX, check_text, past_date};
+use crate::support::{NAME_MAX, NOTE_MAX, check_one_of, check_text, past_date};
 use crate::{Actor, Registry, RegistryError, Result};
 
 pub const CONTACT_CHANNELS: [&str; 5] = ["phone", "sms", "wechat", "email", "visit"];
@@ -122,26 +122,8 @@ impl Registry {
         actor: &Actor,
     ) -> Result<Indexed<ContactOutcome>> {
         let day = past_date("attempted_on", &contact.attempted_on, self.today())?;
-        if !CONTACT_CHANNELS.contains(&contact.channel.as_str()) {
-            return Err(RegistryError::invalid(
-                "channel",
-                format!(
-                    "`{}` is not one of {}",
-                    contact.channel,
-                    CONTACT_CHANNELS.join(", ")
-                ),
-            ));
-        }
-        if !CONTACT_OUTCOMES.contains(&contact.outcome.as_str()) {
-            return Err(RegistryError::invalid(
-                "outcome",
-                format!(
-                    "`{}` is not one of {}",
-                    contact.outcome,
-                    CONTACT_OUTCOMES.join(", ")
-                ),
-            ));
-        }
+        check_one_of("channel", &contact.channel, &CONTACT_CHANNELS)?;
+        check_one_of("outcome", &contact.outcome, &CONTACT_OUTCOMES)?;
         check_text("note", contact.note.as_deref(), false, NOTE_MAX)?;
         check_text("by", Some(&actor.name), true, NAME_MAX)?;
         let (_turn, mut tx) = self.begin().await?;

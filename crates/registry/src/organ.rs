@@ -9,7 +9,9 @@ use crate::campaigns::check_campaign_link;
 use crate::donors::station_scope;
 use crate::national_id::normalise_national_id;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{NAME_MAX, check_choice, check_text, is_unique_violation, past_date};
+use crate::support::{
+    NAME_MAX, check_choice, check_one_of, check_text, is_unique_violation, past_date,
+};
 use crate::{Actor, Registry, RegistryError, Result};
 
 pub const ORGANS: [&str; 6] = [
@@ -96,12 +98,7 @@ impl Registry {
         check_text("given_name", Some(&new.given_name), true, NAME_MAX)?;
         check_text("region", new.region.as_deref(), false, NAME_MAX)?;
         check_text("ethnicity", new.ethnicity.as_deref(), false, ETHNICITY_MAX)?;
-        if !CHANNELS.contains(&new.channel.as_str()) {
-            return Err(RegistryError::invalid(
-                "channel",
-                format!("`{}` is not one of {}", new.channel, CHANNELS.join(", ")),
-            ));
-        }
+        check_one_of("channel", &new.channel, &CHANNELS)?;
         let national_id = normalise_national_id("national_id", &new.national_id)?;
         let station = match (actor.role.as_str(), &actor.station, &new.station) {
             ("station", Some(own), Some(asked)) if own != asked => {
@@ -391,12 +388,7 @@ impl Registry {
             f.with("station_code = ?", Arg::Text(station));
         }
         if let Some(state) = state {
-            if !REGISTRATION_STATES.contains(&state) {
-                return Err(RegistryError::invalid(
-                    "state",
-                    format!("`{state}` is not one of {}", REGISTRATION_STATES.join(", ")),
-                ));
-            }
+            check_one_of("state", state, &REGISTRATION_STATES)?;
             f.with("state = ?", Arg::Text(state.into()));
         }
         let mut page = self

@@ -15,7 +15,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::audit::{audit, commit_audited};
 use crate::campaigns::check_year;
 use crate::page::{Arg, Filter, Page, PageRequest};
-use crate::support::{NAME_MAX, NOTE_MAX, check_choice, check_text, past_date};
+use crate::support::{NAME_MAX, NOTE_MAX, check_choice, check_one_of, check_text, past_date};
 use crate::{Actor, ORGANS, Registry, RegistryError, Result};
 
 pub const CASE_KINDS: [&str; 3] = ["organ", "body", "cornea"];
@@ -187,12 +187,7 @@ impl Registry {
     pub async fn record_organ_case(&self, new: &NewOrganCase, actor: &Actor) -> Result<i64> {
         case_managers_only(actor)?;
         let today = self.today();
-        if !CASE_KINDS.contains(&new.kind.as_str()) {
-            return Err(RegistryError::invalid(
-                "kind",
-                format!("`{}` is not one of {}", new.kind, CASE_KINDS.join(", ")),
-            ));
-        }
+        check_one_of("kind", &new.kind, &CASE_KINDS)?;
         past_date("died_on", &new.died_on, today)?;
         let consent = &new.family_consent;
         let relations: Vec<&str> = consent.relations.iter().map(String::as_str).collect();
@@ -438,21 +433,11 @@ impl Registry {
         }
         let mut f = Filter::default();
         if let Some(k) = &filter.kind {
-            if !CASE_KINDS.contains(&k.as_str()) {
-                return Err(RegistryError::invalid(
-                    "kind",
-                    format!("`{k}` is not one of {}", CASE_KINDS.join(", ")),
-                ));
-            }
+            check_one_of("kind", k, &CASE_KINDS)?;
             f.with("c.kind = ?", Arg::Text(k.clone()));
         }
         if let Some(s) = &filter.state {
-            if !CASE_STATES.contains(&s.as_str()) {
-                return Err(RegistryError::invalid(
-                    "state",
-                    format!("`{s}` is not one of {}", CASE_STATES.join(", ")),
-                ));
-            }
+            check_one_of("state", s, &CASE_STATES)?;
             f.with("c.state = ?", Arg::Text(s.clone()));
         }
         if let Some(s) = &filter.station {

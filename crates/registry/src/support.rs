@@ -97,6 +97,18 @@ pub(crate) fn day_text(field: &str, day: i64) -> Result<String> {
         .map_err(|_| RegistryError::invalid(field, "the date falls outside 1900–2079"))
 }
 
+/// A coded value from its list, refused naming `field` and the list.
+pub(crate) fn check_one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(RegistryError::invalid(
+            field,
+            format!("`{value}` is not one of {}", allowed.join(", ")),
+        ))
+    }
+}
+
 /// Validate a GL string against the release: every position must expand.
 pub(crate) fn validate_gl(registry: &Registry, gl: &str) -> Result<String> {
     validate_gl_with(&registry.expander, gl)

@@ -87,10 +87,9 @@ async fn yearly_report_figures_agree_with_an_independent_count_on_both_backends(
         local(&reg, "2025-03-10");
         let campaign = expect(addr, "POST", "/v1/campaigns", &t.station,
             Some(r#"{"name": "Spring school drive", "kind": "school_drive", "held_on": "2025-03-10", "station": "BJ01", "place": "Tsinghua"}"#), 201).await["id"].as_i64().unwrap();
-        // A station links only its own campaigns.
-        let problem = expect(addr, "POST", "/v1/campaigns", &t.other_station,
+        // A station creates campaigns for itself only.
+        expect(addr, "POST", "/v1/campaigns", &t.other_station,
             Some(r#"{"name": "x", "kind": "school_drive", "held_on": "2025-03-10", "station": "BJ01", "place": "x"}"#), 403).await;
-        assert!(problem.to_string().contains("403"), "{b}: {problem}");
         let donor = |ext: &str, station: &str, birth: &str, campaign: Option<i64>| {
             let mut v: Value =
                 serde_json::from_str(&enrolment(ext, &format!("NID-{ext}"))).unwrap();
