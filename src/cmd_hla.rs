@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 use hla::input::SubjectReader;
-use hla::{Expander, GlString, PositionKind, Reduction, TypingError, locus_typings};
+use hla::{Expander, GlString, PositionKind, Reducer, Reduction, TypingError, locus_typings};
 use serde_json::{Map, Value, json};
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +39,44 @@ fn inputs(args: Vec<String>) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// One JSON line per typing, written without building a JSON value (keys in the order a
+/// `serde_json::Map` prints them); each distinct allele list is reduced once. Returns
+/// whether any typing was invalid.
+fn reduce(
+    expander: &Expander,
+    to: Reduction,
+    typings: Vec<String>,
+    out: &mut impl Write,
+) -> Result<bool> {
+    let mut reducer = Reducer::new(expander, to);
+    let (release, to) = (expander.release().version.as_str(), to.to_string());
+    let (mut reduced, mut warnings) = (String::new(), Vec::new());
+    let mut failed = false;
+    for typing in typings {
+        reduced.clear();
+        warnings.clear();
+        if let Err(e) = reducer.reduce_gl_into(&typing, &mut reduced, &mut warnings) {
+            failed = true;
+            writeln!(out, "{}", error_line(&typing, &e))?;
+            continue;
+        }
+        out.write_all(b"{\"reduced\":")?;
+        serde_json::to_writer(&mut *out, &reduced)?;
+        out.write_all(b",\"release\":")?;
+        serde_json::to_writer(&mut *out, release)?;
+        out.write_all(b",\"to\":")?;
+        serde_json::to_writer(&mut *out, &to)?;
+        out.write_all(b",\"typing\":")?;
+        serde_json::to_writer(&mut *out, &typing)?;
+        if !warnings.is_empty() {
+            out.write_all(b",\"warnings\":")?;
+            serde_json::to_writer(&mut *out, &warnings)?;
+        }
+        out.write_all(b"}\n")?;
+    }
+    Ok(failed)
+}
+
 fn error_line(typing: &str, error: &TypingError) -> Value {
     json!({"typing": typing, "error": error.to_string()})
 }
@@ -66,34 +104,7 @@ pub fn run(cmd: HlaCommand, expander: &Expander) -> Result<i32> {
             }
         }
         HlaCommand::Reduce { to, typings } => {
-            for typing in inputs(typings)? {
-                let result = GlString::parse(&typing).and_then(|gl| {
-                    let mut warnings = Vec::new();
-                    let reduced = gl.map_lists(|list| {
-                        let r = expander.reduce_list(list, to)?;
-                        warnings.extend(r.warnings);
-                        Ok::<_, TypingError>(r.names.join("/"))
-                    })?;
-                    Ok((reduced, warnings))
-                });
-                match result {
-                    Ok((reduced, warnings)) => {
-                        let mut obj = Map::new();
-                        obj.insert("typing".into(), json!(typing));
-                        obj.insert("release".into(), json!(release.version));
-                        obj.insert("to".into(), json!(to.to_string()));
-                        obj.insert("reduced".into(), json!(reduced));
-                        if !warnings.is_empty() {
-                            obj.insert("warnings".into(), json!(warnings));
-                        }
-                        writeln!(out, "{}", Value::Object(obj))?;
-                    }
-                    Err(e) => {
-                        failed = true;
-                        writeln!(out, "{}", error_line(&typing, &e))?;
-                    }
-                }
-            }
+            failed = reduce(expander, to, inputs(typings)?, &mut out)?;
         }
         HlaCommand::Validate { file } => {
             let (mut read, mut invalid) = (0usize, 0usize);

@@ -75,48 +75,8 @@ impl AlleleList {
 impl GlString {
     /// Parse a GL string. Whitespace around the whole string is ignored; inside it is an error.
     pub fn parse(text: &str) -> Result<GlString, TypingError> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(TypingError::syntax(text, "empty GL string"));
-        }
-        if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            return Err(TypingError::syntax(
-                text,
-                format!("unexpected character {c:?} inside a GL string"),
-            ));
-        }
-        let (version, body) = match text.split_once('#') {
-            None => (None, text),
-            Some((namespace, rest)) => {
-                let (version, body) = rest.split_once('#').ok_or_else(|| {
-                    TypingError::syntax(text, "a versioned GL string is NAMESPACE#VERSION#GLSTRING")
-                })?;
-                if !namespace.eq_ignore_ascii_case("hla") {
-                    return Err(TypingError::syntax(
-                        text,
-                        format!("unknown GL namespace `{namespace}` (expected hla)"),
-                    ));
-                }
-                let parts: Vec<&str> = version.split('.').collect();
-                if parts.len() < 2
-                    || parts
-                        .iter()
-                        .any(|p| !p.bytes().all(|b| b.is_ascii_digit()) || p.is_empty())
-                {
-                    return Err(TypingError::syntax(
-                        text,
-                        format!("`{version}` is not an IMGT/HLA release version like 3.58.0"),
-                    ));
-                }
-                if body.contains('#') {
-                    return Err(TypingError::syntax(
-                        text,
-                        "more than two `#` in a versioned GL string",
-                    ));
-                }
-                (Some(version.to_string()), body)
-            }
-        };
+        let (text, version, body) = split_versioned(text)?;
+        let version = version.map(str::to_string);
         let mut loci = Vec::new();
         for locus_text in body.split('^') {
             let mut genotypes = Vec::new();
@@ -241,4 +201,52 @@ impl fmt::Display for GlString {
         let body = self.map_lists(|l| Ok::<_, fmt::Error>(l.to_string()))?;
         f.write_str(&body)
     }
+}
+
+/// Split a GL string's text into its trimmed whole, its version (`hla#3.58.0#…`) and its
+/// body, refusing whitespace inside and a namespace other than `hla`.
+pub(crate) fn split_versioned(text: &str) -> Result<(&str, Option<&str>, &str), TypingError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(TypingError::syntax(text, "empty GL string"));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(TypingError::syntax(
+            text,
+            format!("unexpected character {c:?} inside a GL string"),
+        ));
+    }
+    let (version, body) = match text.split_once('#') {
+        None => (None, text),
+        Some((namespace, rest)) => {
+            let (version, body) = rest.split_once('#').ok_or_else(|| {
+                TypingError::syntax(text, "a versioned GL string is NAMESPACE#VERSION#GLSTRING")
+            })?;
+            if !namespace.eq_ignore_ascii_case("hla") {
+                return Err(TypingError::syntax(
+                    text,
+                    format!("unknown GL namespace `{namespace}` (expected hla)"),
+                ));
+            }
+            let parts: Vec<&str> = version.split('.').collect();
+            if parts.len() < 2
+                || parts
+                    .iter()
+                    .any(|p| !p.bytes().all(|b| b.is_ascii_digit()) || p.is_empty())
+            {
+                return Err(TypingError::syntax(
+                    text,
+                    format!("`{version}` is not an IMGT/HLA release version like 3.58.0"),
+                ));
+            }
+            if body.contains('#') {
+                return Err(TypingError::syntax(
+                    text,
+                    "more than two `#` in a versioned GL string",
+                ));
+            }
+            (Some(version), body)
+        }
+    };
+    Ok((text, version, body))
 }

@@ -21,7 +21,7 @@ pub use genotype::{LocusExpansion, LocusTyping, locus_typings};
 pub use gl::{AlleleList, GlString};
 pub use mac::{Mac, MacDictionary};
 pub use position_cache::PositionCache;
-pub use reduce::{Reduced, Reduction};
+pub use reduce::{Reduced, Reducer, Reduction};
 pub use release::{Allele, AlleleId, LocusId, PKeyId, Release, TceGroup};
 pub use token::{SerologyLocus, Token};
 

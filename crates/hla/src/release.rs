@@ -33,8 +33,13 @@ pub struct Allele {
     pub suffix: Option<char>,
     pub p_key: Option<PKeyId>,
     pub g_group: Option<u32>,
-    /// Serological antigens from all four columns of `rel_dna_ser.txt` (numbers only).
+    /// Serological antigens from all four columns of `rel_dna_ser.txt` (numbers only): what
+    /// matching reads (rules, section 1).
     pub serology: Vec<String>,
+    /// The serological equivalents: unambiguous, possible and assumed antigens, in the file's
+    /// order, without the expert-assigned exceptions (search determinants of some
+    /// registries, not equivalents). Empty where the file assigns none (`?`, no row).
+    pub serology_equivalents: Vec<String>,
     /// The unambiguous (or else possible, assumed, expert) assignment, for reduction.
     pub primary_serology: Option<String>,
     pub tce: Option<TceGroup>,
@@ -138,7 +143,14 @@ fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 
 /// Sort key for nomenclature order: numeric fields, then suffix.
 pub(crate) fn nomenclature_key(name: &str) -> (String, Vec<u32>, String) {
-    let (locus, rest) = name.split_once('*').unwrap_or(("", name));
+    // A name without `*` is an antigen or group (`A19`, `Cw10`, `TCE2`): its letters, then
+    // its number, so `A2` sorts before `A19`.
+    let (locus, rest) = name.split_once('*').unwrap_or_else(|| {
+        let digits = name
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(name.len());
+        name.split_at(digits)
+    });
     let mut nums = Vec::new();
     let mut tail = String::new();
     for f in rest.split(':') {
@@ -154,13 +166,21 @@ impl Release {
     /// the same release; `3.1.0` is not).
     pub fn check_gl_version(&self, gl: &crate::GlString) -> Result<(), TypingError> {
         match &gl.version {
-            Some(v) if !same_release(v, &self.version) => Err(TypingError::OtherRelease {
-                token: gl.to_string(),
-                version: v.clone(),
-                release: self.version.clone(),
-            }),
-            _ => Ok(()),
+            Some(v) => self.check_gl_version_text(v, &gl.to_string()),
+            None => Ok(()),
         }
+    }
+
+    /// As `check_gl_version`, for a version read from the text `gl`.
+    pub(crate) fn check_gl_version_text(&self, version: &str, gl: &str) -> Result<(), TypingError> {
+        if same_release(version, &self.version) {
+            return Ok(());
+        }
+        Err(TypingError::OtherRelease {
+            token: gl.to_string(),
+            version: version.to_string(),
+            release: self.version.clone(),
+        })
     }
 
     /// Load a release directory (the layout of github.com/ANHIG/IMGTHLA).
@@ -210,6 +230,7 @@ impl Release {
                 p_key: None,
                 g_group: None,
                 serology: Vec::new(),
+                serology_equivalents: Vec::new(),
                 primary_serology: None,
                 tce: None,
             });
@@ -404,8 +425,9 @@ impl Release {
                 continue;
             };
             let mut antigens: Vec<String> = Vec::new();
+            let mut equivalents: Vec<String> = Vec::new();
             let mut primary = None;
-            for col in cols.iter().skip(2).take(4) {
+            for (column, col) in cols.iter().skip(2).take(4).enumerate() {
                 for a in col.split('/') {
                     let a = a.trim();
                     if a.is_empty()
@@ -421,6 +443,10 @@ impl Release {
                     if !antigens.iter().any(|x| x == a) {
                         antigens.push(a.to_string());
                     }
+                    // The fourth antigen column holds the expert-assigned exceptions.
+                    if column < 3 && !equivalents.iter().any(|x| x == a) {
+                        equivalents.push(a.to_string());
+                    }
                 }
             }
             for a in &antigens {
@@ -431,9 +457,34 @@ impl Release {
             }
             let allele = &mut self.alleles[id as usize];
             allele.serology = antigens;
+            allele.serology_equivalents = equivalents;
             allele.primary_serology = primary;
         }
+        self.share_equivalents_within_proteins();
         Ok(())
+    }
+
+    /// Alleles sharing two fields encode the same protein, so an expressed allele the file
+    /// leaves unassigned takes its protein's assigned equivalents (`B*44:02:01:02S` → 44).
+    /// Nothing is made up: a protein no allele of which is assigned stays without one.
+    fn share_equivalents_within_proteins(&mut self) {
+        let mut by_protein: FxHashMap<String, Vec<String>> = FxHashMap::default();
+        for allele in self.alleles.iter().filter(|a| !a.is_null()) {
+            let antigens = by_protein.entry(allele.truncated(2)).or_default();
+            for a in &allele.serology_equivalents {
+                if !antigens.contains(a) {
+                    antigens.push(a.clone());
+                }
+            }
+        }
+        for allele in self.alleles.iter_mut() {
+            if allele.is_null() || !allele.serology_equivalents.is_empty() {
+                continue;
+            }
+            if let Some(antigens) = by_protein.get(&allele.truncated(2)) {
+                allele.serology_equivalents = antigens.clone();
+            }
+        }
     }
 
     fn load_rel_ser_ser(&mut self, path: &Path) -> Result<(), LoadError> {

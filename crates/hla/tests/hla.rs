@@ -648,66 +648,6 @@ fn copies_of_different_loci_are_refused_naming_the_token() {
 }
 
 #[test]
-fn reductions() {
-    let e = expander();
-    let reduce = |t: &str, to: Reduction| {
-        e.reduce_list(&AlleleList::parse(t, None).unwrap(), to)
-            .unwrap()
-            .names
-    };
-    assert_eq!(reduce("A*01:01:01:01", Reduction::G), ["A*01:01:01G"]);
-    assert_eq!(reduce("A*01:01:02", Reduction::G), ["A*01:01:02"]);
-    assert_eq!(reduce("A*01:01:01:01", Reduction::P), ["A*01:01P"]);
-    assert_eq!(reduce("A*02:AB", Reduction::P), ["A*02:01P", "A*02:02P"]);
-    assert_eq!(reduce("A*01:01:01:05", Reduction::Lgx), ["A*01:01"]);
-    assert_eq!(reduce("A*01:06", Reduction::Lgx), ["A*01:06"]);
-    // An allele in no G group keeps its expression suffix: the release has no `A*02:605`.
-    assert_eq!(reduce("A*02:605Q", Reduction::Lgx), ["A*02:605Q"]);
-    assert_eq!(reduce("A*02:605Q", Reduction::LgxOwn), ["A*02:605Q"]);
-    // In no G group but in a P group: py-ard's default is the P group's two-field name;
-    // `lgx-own` keeps the allele's own.
-    assert_eq!(reduce("A*11:107", Reduction::Lgx), ["A*11:01"]);
-    assert_eq!(reduce("A*11:107", Reduction::LgxOwn), ["A*11:107"]);
-    // A null alternative written as such is reduced on its own, never dropped…
-    assert_eq!(
-        reduce("A*01:01/A*01:16N", Reduction::Lgx),
-        ["A*01:01", "A*01:16N"]
-    );
-    assert_eq!(
-        reduce("A*01:01/A*01:16N", Reduction::P),
-        ["A*01:01P", "A*01:16N"]
-    );
-    // …while a name standing for several alleles does not pick up its null members.
-    assert_eq!(reduce("A*01:01", Reduction::Lgx), ["A*01:01"]);
-    // A null allele in a G group stays null at two fields (documented), and in its G group.
-    assert_eq!(reduce("A*01:328N", Reduction::Lgx), ["A*01:328N"]);
-    assert_eq!(reduce("A*01:328N", Reduction::G), ["A*01:01:01G"]);
-    assert_eq!(reduce("A*02:01:01:01", Reduction::Serology), ["A2"]);
-    assert_eq!(reduce("C*03:04:01:01", Reduction::Serology), ["Cw10"]);
-    assert_eq!(reduce("DPB1*01:01:01:01", Reduction::Tce), ["TCE3"]);
-    // V2 (the newest column) wins over V1, markers stripped: 06:01 moved from 3 to 2a.
-    assert_eq!(reduce("DPB1*06:01:01:01", Reduction::Tce), ["TCE2"]);
-    assert!(
-        e.reduce_list(&AlleleList::parse("A*01:01", None).unwrap(), Reduction::Tce)
-            .is_err()
-    );
-    // lgx of every G group member is the two-field name of the group's first member.
-    let release = e.release();
-    let g = release.g_group("DRB1*14:01:01G").unwrap();
-    let first = release.allele(g.members[0]).truncated(2);
-    for &m in &g.members {
-        let name = &release.allele(m).name;
-        if !release.allele(m).is_null() {
-            assert_eq!(
-                reduce(name, Reduction::Lgx),
-                std::slice::from_ref(&first),
-                "{name}"
-            );
-        }
-    }
-}
-
-#[test]
 fn mac_dictionary_reads_both_nmdp_layouts() {
     let alpha = MacDictionary::load(mac_file()).unwrap();
     // numer.v3.txt: three header lines, no `*` column.
@@ -812,6 +752,9 @@ fn shared_p_groups_are_a_word_wise_and() {
     assert!(a.intersects(b) && b.intersects(a));
     assert!(!a.intersects(c));
 }
+
+#[path = "hla/reductions.rs"]
+mod reductions;
 
 mod properties {
     use super::*;
