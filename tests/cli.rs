@@ -110,6 +110,37 @@ fn hla_reduce_keeps_the_gl_structure() {
     assert_eq!(stdout_lines(&out)[0]["reduced"], "TCE3+TCE1");
     let out = boai(&["hla", "reduce", "--to", "x", "A*01:01"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // No serological equivalent: kept at two fields, and said so.
+    let out = boai(&["hla", "reduce", "--to", "serology", "C*12:02+C*03:04"]);
+    let line = &stdout_lines(&out)[0];
+    assert_eq!(line["reduced"], "C*12:02+Cw10");
+    assert!(
+        line["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("no serological equivalent"),
+        "{line}"
+    );
+    let out = boai(&["hla", "reduce", "--to", "g-compact", "A*02:01"]);
+    assert_eq!(
+        stdout_lines(&out)[0]["reduced"],
+        "A*02:01/A*02:01:01G/A*02:01:02G"
+    );
+    // Many typings from stdin, repeated lists reduced once: a bad one is named on its own
+    // line, the others are reduced, and the exit code says something failed.
+    let out = boai_stdin(
+        &["hla", "reduce", "--to", "lgx", "--timings"],
+        "A*01:01:01:05+A*02:01\nA*01:01:01:05+A*99:99\nhla#3.1.0#A*01:01\nA*02:01+A*01:01:01:05\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["reduced"], "A*01:01+A*02:01");
+    assert!(lines[1]["error"].as_str().unwrap().contains("A*99:99"));
+    assert!(lines[2]["error"].as_str().unwrap().contains("3.1.0"));
+    assert_eq!(lines[3]["reduced"], "A*02:01+A*01:01");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reduced 4 typings to lgx in"));
 }
 
 #[test]

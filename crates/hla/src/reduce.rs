@@ -222,6 +222,8 @@ fn lgx(release: &Release, allele: &Allele, own: bool) -> String {
 /// name then stands for nothing `kept` lacks), else in full. A two-field allele keeps its
 /// own name and suffix.
 fn compact_g(release: &Release, kept: &[AlleleId], names: &mut Vec<String>) {
+    // Whether each two-field name is covered, asked once per name.
+    let mut covered_names: FxHashMap<String, bool> = FxHashMap::default();
     for &id in kept {
         let allele = release.allele(id);
         if let Some(g) = allele.g_group {
@@ -231,11 +233,13 @@ fn compact_g(release: &Release, kept: &[AlleleId], names: &mut Vec<String>) {
         let fields = allele.fields().split(':').count();
         if fields > 2 && !allele.is_null() {
             let two = allele.truncated(2);
-            let covered = release
-                .alleles_with_prefix(&two)
-                .iter()
-                .filter(|&&m| !release.allele(m).is_null())
-                .all(|m| kept.binary_search(m).is_ok());
+            let covered = *covered_names.entry(two.clone()).or_insert_with(|| {
+                release
+                    .alleles_with_prefix(&two)
+                    .iter()
+                    .filter(|&&m| !release.allele(m).is_null())
+                    .all(|m| kept.binary_search(m).is_ok())
+            });
             if covered {
                 names.push(two);
                 continue;
@@ -243,6 +247,10 @@ fn compact_g(release: &Release, kept: &[AlleleId], names: &mut Vec<String>) {
         }
         names.push(allele.name.clone());
     }
+}
+
+fn is_operator(c: char) -> bool {
+    matches!(c, '^' | '|' | '+' | '~')
 }
 
 /// What one allele list reduced to: its names joined by `/`, and its warnings.
@@ -270,47 +278,59 @@ impl<'e> Reducer<'e> {
     }
 
     /// Reduce the GL string `text`, keeping its structure (`~ + | ^`), appending the result
-    /// to `out` and its warnings to `warnings`. On an error `out` holds a partial result.
-    /// The same checks as `Expander::parse_gl`: syntax, namespace, release version.
+    /// to `out` and its warnings to `warnings`.
     pub fn reduce_gl_into(
         &mut self,
         text: &str,
         out: &mut String,
         warnings: &mut Vec<String>,
     ) -> Result<(), TypingError> {
+        for piece in self.reduce_gl(text, warnings)? {
+            out.push_str(piece);
+        }
+        Ok(())
+    }
+
+    /// The pieces of the reduced GL string, in order (reduced lists and the operators
+    /// between them), borrowed from the memo so a caller can write them without copying.
+    /// The same checks as `Expander::parse_gl`: syntax, namespace, release version.
+    pub fn reduce_gl<'s>(
+        &'s mut self,
+        text: &'s str,
+        warnings: &mut Vec<String>,
+    ) -> Result<impl Iterator<Item = &'s str> + 's, TypingError> {
         let (whole, version, body) = split_versioned(text)?;
         if let Some(version) = version {
             self.expander
                 .release()
                 .check_gl_version_text(version, whole)?;
         }
-        let mut start = 0;
-        let bytes = body.as_bytes();
-        for end in 0..=bytes.len() {
-            let at_end = end == bytes.len();
-            if !at_end && !matches!(bytes[end], b'^' | b'|' | b'+' | b'~') {
-                continue;
-            }
-            let list = &body[start..end];
+        for list in body.split(is_operator) {
             if list.is_empty() {
                 return Err(TypingError::syntax(
                     whole,
                     "an operator (/ ~ + | ^) with nothing on one side",
                 ));
             }
-            let (names, list_warnings) = self.reduce_list_text(list)?;
-            out.push_str(names);
+            let (_, list_warnings) = self.reduce_list_text(list)?;
             for w in list_warnings {
                 if !warnings.contains(w) {
                     warnings.push(w.clone());
                 }
             }
-            if !at_end {
-                out.push(bytes[end] as char);
-            }
-            start = end + 1;
         }
-        Ok(())
+        let memo = &self.memo;
+        Ok(body.split_inclusive(is_operator).flat_map(move |chunk| {
+            let (list, operator) = match chunk.char_indices().last() {
+                Some((at, c)) if is_operator(c) => chunk.split_at(at),
+                _ => (chunk, ""),
+            };
+            let names = match &memo[list] {
+                Ok((names, _)) => names.as_str(),
+                Err(_) => unreachable!("every list was reduced above"),
+            };
+            [names, operator]
+        }))
     }
 
     fn reduce_list_text(&mut self, list: &str) -> Result<(&str, &[String]), TypingError> {
