@@ -33,6 +33,7 @@ class Facts:
         self.g_of = {}  # allele → official G name
         self.pyard_g = {}  # py-ard's G name (first member, three fields) → official
         self.g_lgx = {}  # allele → two fields of its group's first member
+        self.g_members = {}  # official G name → its alleles
         for cols in self._rows(os.path.join(imgt, "wmda/hla_nom_g.txt")):
             locus, members, group = cols[0], cols[1].split("/"), cols[2]
             if not group:
@@ -42,6 +43,7 @@ class Facts:
             # py-ard names a group after its first member, at three fields (`:01` added
             # to a two-field one).
             self.pyard_g[":".join((first + ["01"])[:3]) + "G"] = official
+            self.g_members[official] = [locus + m for m in members]
             for m in members:
                 self.g_of[locus + m] = official
                 self.g_lgx[locus + m] = two_fields(locus + members[0])
@@ -145,6 +147,16 @@ def tokens(typing):
     return typing.split("/")
 
 
+def mac_names(facts, token):
+    """The names a MAC token expands to (`A*01:AB` → A*01:01, A*01:02); [] if not a MAC."""
+    locus, _, fields = token.partition("*")
+    group, _, code = fields.partition(":")
+    return [
+        f"{locus}*{entry}" if ":" in entry else f"{locus}*{group}:{entry}"
+        for entry in facts.macs.get(code, [])
+    ]
+
+
 def stands_for(facts, token):
     """Release alleles a name stands for, read as Boai reads it (expressed ones unless all
     are null): an allele or shortened name, an XX code, a MAC, a P group, a deleted name
@@ -176,16 +188,10 @@ def stands_for(facts, token):
                 digits = split[len(label):]
                 if digits.isdigit() and len(digits) <= 2:
                     under += facts.under(f"{locus}*{int(digits):02d}")
+    elif mac_names(facts, token):
+        under = [a for name in mac_names(facts, token) for a in facts.under(name)]
     else:
-        locus, fields = token.split("*", 1)
-        group, _, code = fields.partition(":")
-        if code in facts.macs:
-            under = []
-            for entry in facts.macs[code]:
-                name = f"{locus}*{entry}" if ":" in entry else f"{locus}*{group}:{entry}"
-                under += facts.under(name)
-        else:
-            under = facts.under(token)
+        under = facts.under(token)
     if not under:
         return None
     expressed = [a for a in under if not a.endswith("N")]
@@ -213,13 +219,6 @@ def rewrites(facts, to, typing):
             for a in alleles:
                 out |= set(answers[a].split("/")) if answers[a] else set()
         return ours, out
-
-    def serology_family(ours, theirs):
-        # A serological typing is its antigen's whole family (matching rules, section 1):
-        # the antigen, its splits and associated antigens, and its broad.
-        if "*" in typing:
-            return ours, theirs
-        return ours, (theirs | ours) if theirs <= ours else theirs
 
     def three_field_serology(ours, theirs):
         # py-ard gives no serology for a shortened three-field name or a G group name.
@@ -258,19 +257,33 @@ def rewrites(facts, to, typing):
         return ours, {t for t in theirs if "*" in t or t in closure}
 
     def mac_suffix(ours, theirs):
-        # A MAC entry written without its expression suffix (`A*24:329` for A*24:329Q):
-        # Boai reads the allele, py-ard drops the name.
-        out = set()
-        for o in ours:
-            m = FIELD.match(o)
-            if o not in theirs and m and m.group(3) in ("Q", "L", "S") and any(
-                t.split("*")[1].split(":")[1] in ("XX",) or t.split(":")[-1] in facts.macs
-                for t in tokens(typing)
-                if "*" in t and ":" in t
-            ):
-                continue
-            out.add(o)
-        return out, theirs
+        # A MAC entry written as a shortened name with its suffix (`B*15:245Q`): Boai reads
+        # the alleles carrying it, py-ard drops the name.
+        suffixed = set()
+        for token in tokens(typing):
+            for name in mac_names(facts, token):
+                m = FIELD.match(name)
+                if m and m.group(3) and name not in facts.names:
+                    suffixed.add(two_fields(name))
+        return {o for o in ours if o in theirs or two_fields(o) not in suffixed}, theirs
+
+    def serology_kept(ours, theirs):
+        # A serological typing reduced to serology stays as written; py-ard widens it to
+        # antigens of its family and of the alleles carrying them.
+        if "*" in typing or not ours <= theirs:
+            return ours, theirs
+        related = set(ours)
+        for token in tokens(typing):
+            alleles = stands_for(facts, token) or []
+            related |= {x for a in alleles for x in facts.assigned.get(a, set())}
+            related |= facts.parents.get(token, set()) | facts.children.get(token, set())
+        closure = set(related)
+        while True:
+            more = closure.union(*(facts.parents.get(p, set()) | facts.children.get(p, set()) for p in closure))
+            if more == closure:
+                break
+            closure = more
+        return ours, {t for t in theirs if t in ours or t not in closure}
 
     def lgx_p_over_g(ours, theirs):
         # Where an allele's G group and P group have different two-field names, py-ard
@@ -296,7 +309,7 @@ def rewrites(facts, to, typing):
     def nulls_of_a_name(ours, theirs):
         # py-ard reduces the null members of an XX code, a MAC or a shortened name too.
         def all_null(t):
-            under = facts.under(t) or facts.under(t.rstrip("N"))
+            under = facts.under(t) or facts.under(t.rstrip("N")) or facts.g_members.get(t, [])
             return bool(under) and all(a.endswith("N") for a in under)
 
         return ours, {t for t in theirs if t in ours or not all_null(t)}
@@ -312,15 +325,6 @@ def rewrites(facts, to, typing):
 
     def g_official(ours, theirs):
         return ours, {facts.pyard_g.get(t, t) for t in theirs}
-
-    def g_ungrouped(ours, theirs):
-        # py-ard leaves out a name's alleles that are in no G group, or writes the name.
-        def ungrouped_name(t):
-            under = facts.under(t)
-            return t not in facts.names and bool(under) and not any(a in facts.g_of for a in under)
-
-        ours = {o for o in ours if o in theirs or not (o in facts.names and o not in facts.g_of)}
-        return ours, {t for t in theirs if t in ours or not ungrouped_name(t)}
 
     def p_ungrouped(ours, theirs):
         return ours, {two_fields(t) if t in facts.names and t not in facts.p_of else t for t in theirs}
@@ -342,40 +346,38 @@ def rewrites(facts, to, typing):
         "lgx": [
             ("deleted-name-read-as-successor", deleted_name),
             ("py-ard-name-vs-its-alleles", name_vs_alleles),
-            ("serology-typing-is-a-family", serology_family),
-            ("mac-entry-without-suffix", mac_suffix),
+            ("nulls-of-a-name-dropped", nulls_of_a_name),
+            ("mac-entry-with-suffix", mac_suffix),
             ("lgx-p-group-over-g-group", lgx_p_over_g),
             ("null-kept-null", nulls),
-            ("nulls-of-a-name-dropped", nulls_of_a_name),
             ("lgx-at-two-fields-outside-groups", lgx_ungrouped),
         ],
         "g": [
             ("deleted-name-read-as-successor", deleted_name),
-            ("py-ard-name-vs-its-alleles", name_vs_alleles),
-            ("serology-typing-is-a-family", serology_family),
-            ("mac-entry-without-suffix", mac_suffix),
-            ("null-kept-null", nulls),
+            ("g-ungrouped-members-listed", name_vs_alleles),
             ("nulls-of-a-name-dropped", nulls_of_a_name),
+            ("mac-entry-with-suffix", mac_suffix),
+            ("null-kept-null", nulls),
             ("g-official-name", g_official),
-            ("g-ungrouped-listed", g_ungrouped),
         ],
         "p": [
             ("deleted-name-read-as-successor", deleted_name),
             ("py-ard-name-vs-its-alleles", name_vs_alleles),
-            ("serology-typing-is-a-family", serology_family),
-            ("mac-entry-without-suffix", mac_suffix),
-            ("null-kept-null", nulls),
             ("nulls-of-a-name-dropped", nulls_of_a_name),
+            ("mac-entry-with-suffix", mac_suffix),
+            ("null-kept-null", nulls),
             ("p-ungrouped-two-fields", p_ungrouped),
         ],
         "serology": [
             ("deleted-name-read-as-successor", deleted_name),
             ("py-ard-name-vs-its-alleles", name_vs_alleles),
+            ("nulls-of-a-name-dropped", nulls_of_a_name),
             ("null-kept-null", nulls),
+            ("serology-typing-kept", serology_kept),
+            ("mac-entry-with-suffix", mac_suffix),
             ("serology-of-three-field-names", three_field_serology),
             ("serology-protein-shared", protein_shared),
             ("serology-unassigned-antigen-added", unassigned_antigens),
-            ("nulls-of-a-name-dropped", nulls_of_a_name),
             ("serology-no-equivalent", no_equivalent),
             ("serology-broad-added", broad_added),
         ],
@@ -391,8 +393,8 @@ def facts_unassigned(facts, name):
 
 def classify(facts, to, typing, ours, theirs):
     if ours is None:
-        # Boai refuses serology at a locus without serological antigens; py-ard gives ''.
-        # (py-ard gives '' or the names unchanged).
+        # Boai refuses serology at a locus without serological antigens; py-ard gives ''
+        # or the names unchanged.
         if to == "serology" and not any(
             typing.startswith(l)
             for l in ("A*", "B*", "C*", "DRB1*", "DRB3*", "DRB4*", "DRB5*", "DQB1*", "DPB1*")
@@ -400,17 +402,10 @@ def classify(facts, to, typing, ours, theirs):
             return "serology-at-a-locus-without-antigens"
         return "UNEXPLAINED"
     if theirs is None:
-        # py-ard refuses a MAC one of whose names is not a release name as written (absent,
-        # or a shortened name with a suffix: `A*01:04N`); Boai drops absent names (matching
-        # rules, section 2) and reads a shortened name with a suffix as its members with it.
-        for token in tokens(typing):
-            locus, _, fields = token.partition("*")
-            group, _, code = fields.partition(":")
-            for entry in facts.macs.get(code, []):
-                name = f"{locus}*{entry}" if ":" in entry else f"{locus}*{group}:{entry}"
-                suffixed = FIELD.match(name) and FIELD.match(name).group(3)
-                if name not in facts.names and (suffixed or not facts.under(name)):
-                    return "mac-names-py-ard-refuses"
+        # py-ard refuses the official name of a G group it names otherwise.
+        renamed_groups = set(facts.pyard_g.values()) - set(facts.pyard_g)
+        if all(t in renamed_groups for t in tokens(typing)):
+            return "g-official-name"
         return "UNEXPLAINED"
     a = set(ours.split("/")) if ours else set()
     b = set(theirs.split("/")) if theirs else set()

@@ -98,28 +98,33 @@ def main():
     import classes
 
     facts = classes.Facts(SHARED)
-    for _, boai_to in PAIRS:
-        cache = os.path.join(WORK, f"outputs-alleles-{boai_to}.json")
-        if os.path.exists(cache):
-            with open(cache) as f:
-                facts.load_pyard_allele_answers(boai_to, inputs["alleles"], json.load(f)[1])
+    for pyard_to, boai_to in PAIRS:
+        # py-ard's answer for each allele alone, for the classes that compare a name's
+        # answer with its alleles'.
+        cache = os.path.join(WORK, f"pyard-alleles-{boai_to}.json")
+        if not os.path.exists(cache):
+            ard = ard or offline_pyard()
+            with open(cache, "w") as f:
+                json.dump(pyard_reduce(ard, pyard_to, inputs["alleles"]), f)
+        with open(cache) as f:
+            facts.load_pyard_allele_answers(boai_to, inputs["alleles"], json.load(f))
     unexplained = []
     table = collections.Counter()
     examples = {}
     for source, lines in inputs.items():
         for pyard_to, boai_to in PAIRS:
-            # Both sides' answers are kept, so the classes can be refined without rerunning
-            # py-ard (delete the file to recompute).
-            cache = os.path.join(WORK, f"outputs-{source}-{boai_to}.json")
+            # py-ard's answers are kept (slow to make); Boai's are made afresh each run.
+            # Delete the file to ask py-ard again.
+            cache = os.path.join(WORK, f"pyard-{source}-{boai_to}.json")
             if os.path.exists(cache):
                 with open(cache) as f:
-                    ours, theirs = json.load(f)
+                    theirs = json.load(f)
             else:
                 ard = ard or offline_pyard()
-                ours = boai_reduce(boai_to, lines)
                 theirs = pyard_reduce(ard, pyard_to, lines)
                 with open(cache, "w") as f:
-                    json.dump([ours, theirs], f)
+                    json.dump(theirs, f)
+            ours = boai_reduce(boai_to, lines)
             for typing, b, p in zip(lines, ours, theirs):
                 table[(source, boai_to, "compared")] += 1
                 if b is not None and p is not None and names(b) == names(p):

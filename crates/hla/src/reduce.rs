@@ -10,7 +10,7 @@ use crate::error::TypingError;
 use crate::expand::Expander;
 use crate::gl::{AlleleList, split_versioned};
 use crate::release::{Allele, AlleleId, Release, TceGroup, nomenclature_key};
-use crate::token::SerologyLocus;
+use crate::token::{SerologyLocus, Token};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reduction {
@@ -111,6 +111,18 @@ impl Expander {
             })?),
             _ => None,
         };
+        // A serological typing is already at serological resolution: it stays as written
+        // (its matching family is wider, but reduction does not widen).
+        if serology.is_some() && list.0.iter().all(|t| matches!(t, Token::Serology { .. })) {
+            let mut names: Vec<String> = list.0.iter().map(Token::to_string).collect();
+            names.sort_unstable();
+            names.dedup();
+            names.sort_by_cached_key(|n| nomenclature_key(n));
+            return Ok(Reduced {
+                names,
+                warnings: alternatives.warnings,
+            });
+        }
         let kept = if list.0.len() == 1 {
             alternatives.expressed_or_all_null(release).0
         } else {

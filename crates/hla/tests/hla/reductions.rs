@@ -112,6 +112,9 @@ fn serology_keeps_every_assigned_antigen_and_invents_none() {
         reduce("A*01:01/A*01:16N", Reduction::Serology),
         ["A1", "A*01:16N"]
     );
+    // A serological typing stays as written: reduction does not widen it to its family.
+    assert_eq!(reduce("A203", Reduction::Serology), ["A203"]);
+    assert_eq!(reduce("Cw10/Cw3", Reduction::Serology), ["Cw3", "Cw10"]);
     // The same protein shares its assignment: the file leaves B*44:02:01:02S unassigned.
     assert_eq!(reduce("B*44:02:01:02S", Reduction::Serology), ["B44"]);
 
