@@ -8,9 +8,14 @@ use hla::Expander;
 use matching::HaplotypeSet;
 
 pub fn freqs_path(freqs: &Option<PathBuf>) -> PathBuf {
-    freqs
-        .clone()
-        .unwrap_or_else(|| crate::refdata::fallback("frequencies/NMDP_2007_FiveLocus_Freqs.csv"))
+    let data = crate::datadir::default_dir();
+    freqs.clone().unwrap_or_else(|| {
+        crate::datadir::Manifest::read(&data)
+            .and_then(|m| m.frequencies_path(&data))
+            .unwrap_or_else(|| {
+                crate::refdata::fallback("frequencies/NMDP_2007_FiveLocus_Freqs.csv")
+            })
+    })
 }
 
 /// A haplotype frequency set: the NMDP CSV layout, or the JSON layout for `.json` files.

@@ -6,12 +6,14 @@ mod cmd_db;
 mod cmd_hla;
 mod cmd_import;
 mod cmd_match;
+mod cmd_reference;
 mod cmd_report;
 mod cmd_search;
 mod cmd_serve;
 mod cmd_synth;
 mod cmd_token;
 mod connect;
+mod datadir;
 mod donors;
 mod frequencies;
 mod refdata;
@@ -67,6 +69,10 @@ enum Command {
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
+    /// Reference data: fetch an IPD-IMGT/HLA release, the MAC dictionary and a frequency
+    /// set into the data directory, or show what is there.
+    #[command(subcommand)]
+    Reference(cmd_reference::ReferenceCommand),
     /// Reports from the registry: the yearly figures.
     #[command(subcommand)]
     Report(cmd_report::ReportCommand),
@@ -114,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Db(cmd) => cmd_db::db(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Import(cmd) => cmd_import::import(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Bench(cmd) => cmd_bench::bench(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::Reference(cmd) => cmd_reference::run(cmd),
         Command::Report(cmd) => cmd_report::report(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Serve(args) => cmd_serve::serve(args, Arc::new(cli.refdata.expander()?)),
         Command::Token(cmd) => cmd_token::token(cmd, Arc::new(cli.refdata.expander()?)),

@@ -1,5 +1,6 @@
-//! Where the reference data lives: a flag, an environment variable, or `../shared/...` beside
-//! the checkout. The project never vendors these files.
+//! Where the reference data lives, in this order: a flag, an environment variable, the data
+//! directory `boai reference fetch` fills (`BOAI_DATA_DIR`), or `../shared/...` beside the
+//! checkout (`BOAI_SHARED_DIR` moves it). The project never vendors these files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,6 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hla::{Expander, MacDictionary, Release};
+
+use crate::datadir::Manifest;
 
 #[derive(Debug, Clone, Args)]
 pub struct RefDataArgs {
@@ -18,8 +21,12 @@ pub struct RefDataArgs {
     pub mac_file: Option<PathBuf>,
 }
 
-/// `relative` under `../shared` from the working directory, else beside this checkout.
+/// `relative` under `BOAI_SHARED_DIR` when set, else under `../shared` from the working
+/// directory, else beside this checkout.
 pub fn fallback(relative: &str) -> PathBuf {
+    if let Some(shared) = std::env::var_os("BOAI_SHARED_DIR") {
+        return PathBuf::from(shared).join(relative);
+    }
     let from_cwd = Path::new("../shared").join(relative);
     if from_cwd.exists() {
         return from_cwd;
@@ -35,21 +42,29 @@ pub fn fallback(relative: &str) -> PathBuf {
 
 impl RefDataArgs {
     pub fn hla_dir(&self) -> PathBuf {
-        self.hla_dir.clone().unwrap_or_else(|| fallback("imgt-hla"))
+        let data = crate::datadir::default_dir();
+        self.hla_dir.clone().unwrap_or_else(|| {
+            Manifest::read(&data).map_or_else(|| fallback("imgt-hla"), |m| m.hla_dir(&data))
+        })
     }
 
     pub fn mac_file(&self) -> PathBuf {
-        self.mac_file
-            .clone()
-            .unwrap_or_else(|| fallback("mac/alpha.v3.subset.txt"))
+        let data = crate::datadir::default_dir();
+        self.mac_file.clone().unwrap_or_else(|| {
+            Manifest::read(&data)
+                .and_then(|m| m.mac_path(&data))
+                .unwrap_or_else(|| fallback("mac/alpha.v3.subset.txt"))
+        })
     }
 
     pub fn load_release(&self) -> Result<Arc<Release>> {
         let dir = self.hla_dir();
         if !dir.exists() {
             bail!(
-                "IMGT/HLA release directory {} not found: pass --hla-dir DIR or set BOAI_HLA_DIR",
-                dir.display()
+                "IMGT/HLA release directory {} not found: run `boai reference fetch` (it fills {}), \
+                 or pass --hla-dir DIR or set BOAI_HLA_DIR",
+                dir.display(),
+                crate::datadir::default_dir().display()
             );
         }
         let started = std::time::Instant::now();
@@ -63,8 +78,10 @@ impl RefDataArgs {
         let path = self.mac_file();
         if !path.exists() {
             bail!(
-                "MAC dictionary {} not found: pass --mac FILE or set BOAI_MAC_FILE",
-                path.display()
+                "MAC dictionary {} not found: run `boai reference fetch` (it fills {}), or pass \
+                 --mac FILE or set BOAI_MAC_FILE",
+                path.display(),
+                crate::datadir::default_dir().display()
             );
         }
         let macs = MacDictionary::load(&path)

@@ -3,6 +3,9 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+#[path = "cli/reference.rs"]
+mod reference;
+
 fn boai(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_boai"))
         .args(args)

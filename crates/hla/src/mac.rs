@@ -25,13 +25,21 @@ pub struct MacDictionary {
 }
 
 impl MacDictionary {
-    /// Load `alpha.v3.txt` or `numer.v3.txt` (plain or `.gz`).
+    /// Load `alpha.v3.txt` or `numer.v3.txt` (plain, `.gz`, or `.zip` as NMDP publishes it).
     pub fn load(path: impl AsRef<Path>) -> Result<MacDictionary, LoadError> {
         let path = path.as_ref();
         let file = std::fs::File::open(path).map_err(|e| LoadError::io(path, e))?;
         let mut text = String::new();
         let read = if path.extension().is_some_and(|e| e == "gz") {
             flate2::read::MultiGzDecoder::new(file).read_to_string(&mut text)
+        } else if path.extension().is_some_and(|e| e == "zip") {
+            // NMDP publishes `alpha.v3.zip`, one text file inside.
+            let mut archive = zip::ZipArchive::new(file)
+                .map_err(|e| LoadError::format(path, 0, format!("not a zip archive: {e}")))?;
+            let mut inner = archive
+                .by_index(0)
+                .map_err(|e| LoadError::format(path, 0, format!("an empty zip archive: {e}")))?;
+            inner.read_to_string(&mut text)
         } else {
             std::io::BufReader::new(file).read_to_string(&mut text)
         };
