@@ -23,6 +23,8 @@ use crate::frequencies::load_haplotype_set;
 pub enum OutputFormat {
     Csv,
     Json,
+    /// One `DONOR_ID%GLSTRING` line per ranked donor: its typing as a GL string.
+    Gl,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -108,6 +110,24 @@ pub fn build_request(args: &SearchArgs, builder: &mut SubjectBuilder) -> Result<
     req.validate()?;
     Ok(req)
 }
+/// One `ID%GL` line per hit, in rank order; `gl_of` gives a donor's typing as a GL string.
+fn print_gl(
+    result: &SearchResult,
+    id_of: &dyn Fn(u32) -> String,
+    gl_of: &dyn Fn(u32) -> Option<String>,
+) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    for h in &result.hits {
+        match gl_of(h.key) {
+            Some(gl) => writeln!(w, "{}%{gl}", id_of(h.key))?,
+            None => eprintln!("note: donor {} has no typing on record now", id_of(h.key)),
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
 pub fn print_result(
     result: &SearchResult,
     req: &SearchRequest,
@@ -117,6 +137,7 @@ pub fn print_result(
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     match format {
+        OutputFormat::Gl => unreachable!("GL output is printed by print_gl"),
         OutputFormat::Csv => {
             // Written with the `csv` crate: quoting follows RFC 4180 whatever a field holds.
             let mut out = csv::Writer::from_writer(&mut w);
@@ -228,10 +249,38 @@ pub fn search_file(args: SearchArgs, expander: Arc<Expander>) -> Result<i32> {
         loaded.index.len(),
         started.elapsed().as_secs_f64() * 1e3
     );
-    print_result(&result, &req, args.format, &|k| {
-        loaded.ids[k as usize].clone()
-    })?;
+    let id_of = |k: u32| loaded.ids[k as usize].clone();
+    if args.format == OutputFormat::Gl {
+        // The hits' typings are read again from the file: the index keeps P-group sets,
+        // not the text, and keeping the text of every donor would double its memory.
+        let wanted: std::collections::HashSet<String> =
+            result.hits.iter().map(|h| id_of(h.key)).collect();
+        let release = builder_release(&loaded.index);
+        let mut typings = std::collections::HashMap::new();
+        for record in hla::input::SubjectReader::open(donors)?.flatten() {
+            if wanted.contains(&record.id)
+                && let Ok(loci) = record.locus_typings(&release)
+            {
+                typings.insert(record.id.clone(), gl_of_loci(&loci));
+            }
+        }
+        print_gl(&result, &id_of, &|k| typings.get(&id_of(k)).cloned())?;
+        return Ok(0);
+    }
+    print_result(&result, &req, args.format, &id_of)?;
     Ok(0)
+}
+
+fn builder_release(index: &DonorIndex) -> Arc<hla::Release> {
+    index.expander().release_arc().clone()
+}
+
+/// `A*01:01+A*02:01^B*…`: each locus's two positions.
+fn gl_of_loci(loci: &[hla::LocusTyping]) -> String {
+    loci.iter()
+        .map(|l| format!("{}+{}", l.positions[0], l.positions[1]))
+        .collect::<Vec<_>>()
+        .join("^")
 }
 
 /// `boai search --db URL …`: the registry's searchable donors, same output as the file search.
@@ -259,16 +308,25 @@ pub fn search_db(args: SearchArgs, db: String, expander: Arc<Expander>) -> Resul
         let mut ids = std::collections::HashMap::new();
         let started = Instant::now();
         let result = index.search(&req)?;
+        let mut typings = std::collections::HashMap::new();
         for h in &result.hits {
             let d = reg.donor(h.key as i64).await?;
             ids.insert(h.key, d.external_id);
+            if let Some(gl) = d.current_typing {
+                typings.insert(h.key, gl);
+            }
         }
         eprintln!(
             "{} of {loaded} searchable donors qualify (index loaded in {load_s:.2} s, search {:.1} ms)",
             result.total,
             started.elapsed().as_secs_f64() * 1e3
         );
-        print_result(&result, &req, args.format, &|k| ids.get(&k).cloned().unwrap_or_default())?;
+        let id_of = |k: u32| ids.get(&k).cloned().unwrap_or_default();
+        if args.format == OutputFormat::Gl {
+            print_gl(&result, &id_of, &|k| typings.get(&k).cloned())?;
+        } else {
+            print_result(&result, &req, args.format, &id_of)?;
+        }
         reg.close().await;
         Ok(0)
     })

@@ -344,6 +344,64 @@ fn search_reports_json_and_rejects_bad_requests() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let hits = v["hits"].as_array().unwrap();
     assert!(v["total"].as_u64().unwrap() >= hits.len() as u64 && !hits.is_empty());
+    // The same hits as GL strings, one `ID%GL` line each, in rank order; each line reads
+    // back as a donor file that searches the same.
+    let out = boai(&[
+        "search",
+        "--donors",
+        corpus,
+        "--patient",
+        patient,
+        "--max-mismatches",
+        "2",
+        "--format",
+        "gl",
+        "--limit",
+        "5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gl = String::from_utf8(out.stdout).unwrap();
+    let ids: Vec<&str> = gl.lines().map(|l| l.split('%').next().unwrap()).collect();
+    let json_ids: Vec<&str> = hits
+        .iter()
+        .map(|h| h["donor_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, json_ids, "{gl}");
+    let dir = tempfile::tempdir().unwrap();
+    let again = dir.path().join("hits.txt");
+    std::fs::write(&again, &gl).unwrap();
+    let out = boai(&[
+        "search",
+        "--donors",
+        again.to_str().unwrap(),
+        "--patient",
+        patient,
+        "--max-mismatches",
+        "2",
+        "--format",
+        "json",
+        "--limit",
+        "5",
+    ]);
+    let v2: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let totals = |v: &serde_json::Value| -> Vec<(String, u64)> {
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["donor_id"].as_str().unwrap().to_string(),
+                    h["total"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(totals(&v2), totals(&v), "{gl}");
     assert_eq!(hits[0]["rank"], 1);
     assert!(hits[0]["loci"]["A"]["grades"].is_array());
     let totals: Vec<u64> = hits.iter().map(|h| h["total"].as_u64().unwrap()).collect();

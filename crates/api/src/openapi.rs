@@ -23,7 +23,7 @@ use crate::stored_run;
         routes::consents::give_consent, routes::consents::list_consents, routes::consents::withdraw_consent,
         routes::patients::register_patient, routes::patients::get_patient, routes::patients::list_patients,
         routes::searches::create_search, routes::searches::get_search, routes::searches::search_results,
-        routes::searches::search_results_csv, routes::searches::list_runs,
+        routes::searches::search_results_csv, routes::searches::search_results_gl, routes::searches::list_runs,
         routes::searches::rerun_search, routes::searches::set_search_state,
         routes::searches::list_searches, routes::searches::patient_searches,
         routes::requests::open_request, routes::requests::close_request, routes::requests::record_milestone,

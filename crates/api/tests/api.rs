@@ -1088,6 +1088,12 @@ async fn every_route_checks_the_token_and_the_role() {
                 "",
                 vec![Coordinator],
             ),
+            (
+                "GET",
+                "/v1/searches/1/results.gl".into(),
+                "",
+                vec![Coordinator],
+            ),
             ("GET", "/v1/searches/1/runs".into(), "", vec![Coordinator]),
             (
                 "GET",
@@ -2711,6 +2717,44 @@ async fn search_reports_carry_section_8_and_searches_follow_their_lifecycle() {
         assert!(
             row1.contains(",RS,false,reserved for another patient,"),
             "{b}: {row1}"
+        );
+        // One GL string per ranked donor, in the CSV's order, each the donor's typing.
+        let (s, gl, ct) = call_text(
+            addr,
+            "GET",
+            &format!("/v1/searches/{s1}/results.gl"),
+            Some(&t.coordinator),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, ct.as_str()),
+            (200, "text/plain; charset=utf-8"),
+            "{b}: {gl}"
+        );
+        let csv_ids: Vec<&str> = lines[1..]
+            .iter()
+            .filter_map(|l| l.split(',').nth(1))
+            .collect();
+        let gl_ids: Vec<&str> = gl.lines().filter_map(|l| l.split('%').next()).collect();
+        assert_eq!(gl_ids, csv_ids, "{b}: {gl}");
+        for line in gl.lines() {
+            let (id, typing) = line.split_once('%').unwrap();
+            let donor = expect(
+                addr,
+                "GET",
+                &format!("/v1/donors/{id}"),
+                &t.station,
+                None,
+                200,
+            )
+            .await;
+            assert_eq!(donor["typing"].as_str(), Some(typing), "{b}: {line}");
+        }
+        assert!(
+            gl.lines()
+                .any(|l| l.starts_with(&format!("{d3}%")) && l.contains("A*01:01")),
+            "{b}: {gl}"
         );
         // Lifecycle: an ACT search is re-run by the nightly job; a new donor shows in its
         // next run and lists it under has_new; a SUS search stops after 42 days.

@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/searches/{id}", get(get_search))
         .route("/v1/searches/{id}/results", get(search_results))
         .route("/v1/searches/{id}/results.csv", get(search_results_csv))
+        .route("/v1/searches/{id}/results.gl", get(search_results_gl))
         .route("/v1/searches/{id}/runs", post(rerun_search).get(list_runs))
         .route("/v1/searches/{id}/state", post(set_search_state))
         .route("/v1/patients/{id}/searches", get(patient_searches))
@@ -403,6 +404,39 @@ pub async fn search_results_csv(
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"search-{id}.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The last run's ranked donors, one `DONOR_ID%GLSTRING` line each (its typing on record
+/// now), in rank order; donors without a typing now are left out.
+#[utoipa::path(get, path = "/v1/searches/{id}/results.gl", params(("id" = i64, Path)),
+    responses((status = 200, description = "text/plain: DONOR_ID%GLSTRING lines", content_type = "text/plain")))]
+pub async fn search_results_gl(
+    State(state): State<AppState>,
+    _: Allowed<Coordinators>,
+    PathId(id): PathId,
+) -> ApiResult<axum::response::Response> {
+    let (_, run) = current_run(&state, id).await?;
+    let mut body = String::new();
+    for h in &run.hits {
+        let donor = state.registry.donor(h.donor_id as i64).await?;
+        if let Some(gl) = donor.current_typing {
+            body.push_str(&format!("{}%{gl}\n", h.donor_id));
+        }
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"search-{id}.gl.txt\""),
             ),
         ],
         body,
