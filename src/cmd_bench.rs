@@ -12,7 +12,7 @@ use serde_json::json;
 use synth::Synth;
 
 use crate::donors::load_subjects;
-use crate::frequencies::{freqs_path, load_haplotype_set};
+use crate::frequencies::{existing_freqs_path, load_haplotype_set};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -182,7 +182,7 @@ pub fn bench(cmd: BenchCommand, expander: Arc<Expander>) -> Result<i32> {
             return bench_impute(corpus, &population, &freqs, json, expander);
         }
     };
-    let synth = Synth::new(&expander, &freqs_path(&freqs), &population)?;
+    let synth = Synth::new(&expander, &existing_freqs_path(&freqs)?, &population)?;
     let t = Instant::now();
     let people = synth.donors(donors, seed);
     let synth_seconds = t.elapsed().as_secs_f64();

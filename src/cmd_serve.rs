@@ -145,7 +145,7 @@ pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
     let url = format!("sqlite://{}", args.file.display());
     let synth = synth::Synth::new(
         &expander,
-        &crate::frequencies::freqs_path(&args.freqs),
+        &crate::frequencies::existing_freqs_path(&args.freqs)?,
         "API",
     )?;
     runtime()?.block_on(async move {

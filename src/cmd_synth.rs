@@ -13,7 +13,7 @@ use synth::Synth;
 
 use crate::activity::{ActivityPlan, make_activity};
 use crate::connect::{DbArgs, runtime};
-use crate::frequencies::freqs_path;
+use crate::frequencies::existing_freqs_path;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum SynthKind {
@@ -61,7 +61,11 @@ pub struct SynthArgs {
 }
 
 pub fn synth(args: SynthArgs, expander: Arc<Expander>) -> Result<i32> {
-    let synth = Synth::new(&expander, &freqs_path(&args.freqs), &args.population)?;
+    let synth = Synth::new(
+        &expander,
+        &existing_freqs_path(&args.freqs)?,
+        &args.population,
+    )?;
     if args.kind == SynthKind::Activity {
         return activity(&args, &synth, expander);
     }

@@ -18,13 +18,27 @@ pub fn freqs_path(freqs: &Option<PathBuf>) -> PathBuf {
     })
 }
 
+/// `freqs_path`, checked to exist; when missing, the error says what to run.
+pub fn existing_freqs_path(freqs: &Option<PathBuf>) -> Result<PathBuf> {
+    let path = freqs_path(freqs);
+    if !path.exists() {
+        anyhow::bail!(
+            "haplotype frequency set {} not found: run `boai reference fetch --freqs-url URL` \
+             (it fills {}), or pass --freqs FILE or set BOAI_FREQ_FILE",
+            path.display(),
+            crate::datadir::default_dir().display()
+        );
+    }
+    Ok(path)
+}
+
 /// A haplotype frequency set: the NMDP CSV layout, or the JSON layout for `.json` files.
 pub fn load_haplotype_set(
     freqs: &Option<PathBuf>,
     population: &str,
     expander: &Expander,
 ) -> Result<HaplotypeSet> {
-    let path = freqs_path(freqs);
+    let path = existing_freqs_path(freqs)?;
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let is_json = path.extension().is_some_and(|e| e == "json");

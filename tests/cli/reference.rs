@@ -253,6 +253,30 @@ fn reference_fetch_checks_the_whole_set_before_replacing_anything() {
         assert!(out.status.success(), "{path}: {}", text(&out));
         mirror.set(path, original);
     }
+    // A set fetched without a frequency set has none: a command that needs one says what
+    // to run.
+    let out = fetch(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let donors = data.join("donors.txt");
+    let out = boai_in(
+        data,
+        &[
+            "synth",
+            "donors",
+            "--count",
+            "1",
+            "--seed",
+            "1",
+            "--out",
+            donors.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("boai reference fetch --freqs-url"),
+        "{}",
+        text(&out)
+    );
     // No staging directory is left behind.
     let sets: Vec<String> = std::fs::read_dir(data.join("sets"))
         .unwrap()
