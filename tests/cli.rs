@@ -323,19 +323,23 @@ fn search_reports_json_and_rejects_bad_requests() {
         "/../shared/corpora/atlas-donors/donors-20k.tsv"
     );
     let patient = "A*02:01+A*24:02^B*35:01+B*40:01^C*03:04+C*04:01^DRB1*04:01+DRB1*15:01^DQB1*03:02+DQB1*06:02";
-    let out = boai(&[
-        "search",
-        "--donors",
-        corpus,
-        "--patient",
-        patient,
-        "--max-mismatches",
-        "2",
-        "--format",
-        "json",
-        "--limit",
-        "5",
-    ]);
+    // The first five hits at two mismatches, from `donors`, in `format`.
+    let top5 = |donors: &str, format: &str| {
+        boai(&[
+            "search",
+            "--donors",
+            donors,
+            "--patient",
+            patient,
+            "--max-mismatches",
+            "2",
+            "--format",
+            format,
+            "--limit",
+            "5",
+        ])
+    };
+    let out = top5(corpus, "json");
     assert!(
         out.status.success(),
         "{}",
@@ -346,19 +350,7 @@ fn search_reports_json_and_rejects_bad_requests() {
     assert!(v["total"].as_u64().unwrap() >= hits.len() as u64 && !hits.is_empty());
     // The same hits as GL strings, one `ID%GL` line each, in rank order; each line reads
     // back as a donor file that searches the same.
-    let out = boai(&[
-        "search",
-        "--donors",
-        corpus,
-        "--patient",
-        patient,
-        "--max-mismatches",
-        "2",
-        "--format",
-        "gl",
-        "--limit",
-        "5",
-    ]);
+    let out = top5(corpus, "gl");
     assert!(
         out.status.success(),
         "{}",
@@ -374,19 +366,7 @@ fn search_reports_json_and_rejects_bad_requests() {
     let dir = tempfile::tempdir().unwrap();
     let again = dir.path().join("hits.txt");
     std::fs::write(&again, &gl).unwrap();
-    let out = boai(&[
-        "search",
-        "--donors",
-        again.to_str().unwrap(),
-        "--patient",
-        patient,
-        "--max-mismatches",
-        "2",
-        "--format",
-        "json",
-        "--limit",
-        "5",
-    ]);
+    let out = top5(again.to_str().unwrap(), "json");
     let v2: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let totals = |v: &serde_json::Value| -> Vec<(String, u64)> {
         v["hits"]

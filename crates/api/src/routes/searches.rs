@@ -398,17 +398,7 @@ pub async fn search_results_csv(
     let body = run
         .to_csv()
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"search-{id}.csv\""),
-            ),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(attachment("text/csv", &format!("search-{id}.csv"), body))
 }
 
 /// The last run's ranked donors, one `DONOR_ID%GLSTRING` line each (its typing on record
@@ -428,20 +418,33 @@ pub async fn search_results_gl(
             body.push_str(&format!("{}%{gl}\n", h.donor_id));
         }
     }
-    Ok((
+    Ok(attachment(
+        "text/plain",
+        &format!("search-{id}.gl.txt"),
+        body,
+    ))
+}
+
+/// A download: UTF-8 `content_type`, saved as `file_name`.
+fn attachment(
+    content_type: &str,
+    file_name: &str,
+    body: impl axum::response::IntoResponse,
+) -> axum::response::Response {
+    (
         [
             (
                 header::CONTENT_TYPE,
-                "text/plain; charset=utf-8".to_string(),
+                format!("{content_type}; charset=utf-8"),
             ),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"search-{id}.gl.txt\""),
+                format!("attachment; filename=\"{file_name}\""),
             ),
         ],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// Re-run search `id` against today's registry and store the run with what changed since
