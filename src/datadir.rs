@@ -54,10 +54,32 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The manifest of `dir`, if it has one that parses.
+    /// The manifest of `dir`, if it has one. One that cannot be read or parsed is named in
+    /// a warning (never silently passed over) and the lookup goes on to `../shared`.
     pub fn read(dir: &Path) -> Option<Manifest> {
-        let text = std::fs::read_to_string(dir.join(MANIFEST)).ok()?;
-        serde_json::from_str(&text).ok()
+        let path = dir.join(MANIFEST);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                eprintln!(
+                    "warning: {} cannot be read ({e}); ignoring it",
+                    path.display()
+                );
+                return None;
+            }
+        };
+        match serde_json::from_str(&text) {
+            Ok(manifest) => Some(manifest),
+            Err(e) => {
+                eprintln!(
+                    "warning: {} is not a manifest `boai reference fetch` wrote ({e}); \
+                     ignoring it (fetch again to replace it)",
+                    path.display()
+                );
+                None
+            }
+        }
     }
 
     /// Replace `dir`'s manifest in one rename.

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
+use sha2::Digest;
+
 const FILES: [&str; 7] = [
     "Allelelist.txt",
     "wmda/hla_nom_g.txt",
@@ -189,7 +191,8 @@ fn reference_fetch_checks_the_whole_set_before_replacing_anything() {
         )))
         .unwrap();
         assert_eq!(on_disk.len() as u64, f["bytes"].as_u64().unwrap(), "{f}");
-        assert_eq!(f["sha256"].as_str().unwrap().len(), 64);
+        let digest = format!("{:x}", sha2::Sha256::digest(&on_disk));
+        assert_eq!(f["sha256"].as_str(), Some(digest.as_str()), "{f}");
     }
     // The frequency set is found through the data directory too.
     let out = boai_in(
@@ -277,6 +280,13 @@ fn reference_fetch_checks_the_whole_set_before_replacing_anything() {
         "{}",
         text(&out)
     );
+    // A damaged manifest is named, not silently passed over.
+    let manifest_path = data.join("manifest.json");
+    let kept = std::fs::read(&manifest_path).unwrap();
+    std::fs::write(&manifest_path, b"{not json").unwrap();
+    let out = boai_in(data, &["hla", "expand", "A*02:AB"]);
+    assert!(text(&out).contains("is not a manifest"), "{}", text(&out));
+    std::fs::write(&manifest_path, kept).unwrap();
     // No staging directory is left behind.
     let sets: Vec<String> = std::fs::read_dir(data.join("sets"))
         .unwrap()
