@@ -1,4 +1,5 @@
-//! `boai import donors`: bulk import into the registry, every bad line named.
+//! `boai import donors|organ-registrations|hml`: bulk import into the registry, every bad
+//! line or element named.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +41,17 @@ pub enum ImportCommand {
         #[arg(long)]
         station: String,
     },
+    /// Import typing results from a lab's HML 1.0.1 file: each sample matched to its donor
+    /// by sample barcode or GRID, its typings recorded (the loci given replace the donor's
+    /// current ones at those loci), every bad element named by its path.
+    Hml {
+        #[command(flatten)]
+        db: DbArgs,
+        file: PathBuf,
+        /// Record nothing when any element is bad.
+        #[arg(long)]
+        all_or_nothing: bool,
+    },
 }
 
 pub fn import(cmd: ImportCommand, expander: Arc<Expander>) -> Result<i32> {
@@ -54,6 +66,11 @@ pub fn import(cmd: ImportCommand, expander: Arc<Expander>) -> Result<i32> {
         ImportCommand::OrganRegistrations { db, file, station } => {
             return import_registrations(db, file, station, expander);
         }
+        ImportCommand::Hml {
+            db,
+            file,
+            all_or_nothing,
+        } => return import_hml(db, file, all_or_nothing, expander),
     };
     runtime()?.block_on(async move {
         let reg = open(&db, expander).await?;
@@ -111,6 +128,56 @@ fn import_registrations(
             "created {} registrations, refused {} lines",
             report.created,
             report.errors.len()
+        );
+        reg.close().await;
+        Ok(i32::from(!report.errors.is_empty()))
+    })
+}
+
+fn import_hml(
+    db: DbArgs,
+    file: PathBuf,
+    all_or_nothing: bool,
+    expander: Arc<Expander>,
+) -> Result<i32> {
+    let text = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let text = String::from_utf8(text)
+        .with_context(|| format!("{}: an HML document must be UTF-8", file.display()))?;
+    runtime()?.block_on(async move {
+        let reg = open(&db, expander).await?;
+        let options = registry::hml::HmlOptions { all_or_nothing };
+        let report = reg
+            .import_hml(&text, &options, &cli_actor(), reg.today())
+            .await
+            .with_context(|| format!("importing {}", file.display()))?;
+        for r in &report.recorded {
+            println!(
+                "{}:{}: sample {} {} donor {} as {}",
+                file.display(),
+                r.path,
+                r.sample,
+                if r.unchanged {
+                    "already recorded for"
+                } else {
+                    "recorded for"
+                },
+                r.donor_id,
+                r.gl
+            );
+        }
+        for e in &report.errors {
+            println!("{}:{}: {}", file.display(), e.path, e.reason);
+        }
+        eprintln!(
+            "{} samples: {} recorded, {} errors{}",
+            report.samples,
+            report.recorded.len(),
+            report.errors.len(),
+            if all_or_nothing && !report.errors.is_empty() {
+                " — nothing recorded (--all-or-nothing)"
+            } else {
+                ""
+            }
         );
         reg.close().await;
         Ok(i32::from(!report.errors.is_empty()))

@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+#[path = "cli/hml.rs"]
+mod hml;
 #[path = "cli/reference.rs"]
 mod reference;
 

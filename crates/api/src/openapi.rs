@@ -44,6 +44,7 @@ use crate::stored_run;
         routes::reports::yearly_report,
         routes::holidays::list_holidays, routes::holidays::add_holiday, routes::holidays::remove_holiday,
         routes::jobs::run_daily,
+        routes::typings::import_hml,
     ),
     components(schemas(error::Problem, error::FieldError, stored_run::SearchRun, stored_run::SearchHitOut, stored_run::LocusDetail, stored_run::HitProbability)),
     modifiers(&BearerAuth),

@@ -1213,6 +1213,12 @@ async fn every_route_checks_the_token_and_the_role() {
                 "family_name",
                 vec![Station, Admin],
             ),
+            (
+                "POST",
+                "/v1/typings/hml".into(),
+                "<hml/>",
+                vec![Station, Admin],
+            ),
             ("POST", "/v1/organ-cases".into(), "{}", vec![CaseManager]),
             (
                 "GET",
@@ -3162,3 +3168,6 @@ mod fuzz;
 
 #[path = "api/reports.rs"]
 mod reports;
+
+#[path = "api/typings.rs"]
+mod typings;

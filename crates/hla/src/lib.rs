@@ -8,6 +8,7 @@ pub mod error;
 pub mod expand;
 pub mod genotype;
 pub mod gl;
+pub mod hml;
 pub mod input;
 pub mod mac;
 pub mod position_cache;

@@ -708,7 +708,8 @@ impl Release {
 
 /// Whether two release versions are one release: numeric fields compared, missing trailing
 /// fields read as 0.
-fn same_release(a: &str, b: &str) -> bool {
+/// Whether two release versions name the same release (`3.58` and `3.58.0` do).
+pub fn same_release(a: &str, b: &str) -> bool {
     let fields = |v: &str| -> Vec<u32> {
         let mut f: Vec<u32> = v
             .split('.')

@@ -14,6 +14,7 @@ mod contacts;
 mod donations;
 mod donors;
 pub mod grid;
+pub mod hml;
 mod holidays;
 pub mod import;
 mod index_feed;

@@ -72,12 +72,38 @@ impl Registry {
     ) -> Result<Indexed<i64>> {
         let gl = validate_gl(self, &typing.gl)?;
         let (_turn, mut tx) = self.begin().await?;
-        self.lock_donor(&mut tx, donor_id).await?;
+        let id = self
+            .record_typing_in(&mut tx, donor_id, typing, &gl, today)
+            .await?;
+        let changed = self.donor_in(&mut tx, donor_id).await?;
+        commit_audited(
+            tx,
+            actor,
+            "typing.record",
+            "donor",
+            &donor_id.to_string(),
+            None,
+        )
+        .await?;
+        self.indexed(id, &changed)
+    }
+
+    /// Record a validated typing (`gl`, canonical) inside `tx`: the donor locked, the sample
+    /// checked to be the donor's, the confirmatory-typing consent required where it applies.
+    pub(crate) async fn record_typing_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        donor_id: i64,
+        typing: &TypingInput,
+        gl: &str,
+        today: i64,
+    ) -> Result<i64> {
+        self.lock_donor(tx, donor_id).await?;
         let mut sample_request = None;
         if let Some(sample) = typing.sample_id {
             let row = sqlx::query("SELECT donor_id, request_id FROM samples WHERE id = $1")
                 .bind(sample)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
             let owner: Option<i64> = row.as_ref().map(|r| r.try_get("donor_id")).transpose()?;
             if owner != Some(donor_id) {
@@ -98,35 +124,22 @@ impl Registry {
                 let state: Option<String> =
                     sqlx::query_scalar("SELECT state FROM requests WHERE id = $1")
                         .bind(r)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut **tx)
                         .await?;
                 (state.as_deref() == Some("open")).then_some(r)
             }
             None => None,
         };
-        if in_confirmatory_typing(&mut tx, donor_id, open_request).await? {
+        if in_confirmatory_typing(tx, donor_id, open_request).await? {
             require_consent(
-                &mut tx,
+                tx,
                 donor_id,
                 "confirmatory_typing",
                 "a confirmatory-typing result",
             )
             .await?;
         }
-        let id = self
-            .insert_typing(&mut tx, donor_id, typing, &gl, today)
-            .await?;
-        let changed = self.donor_in(&mut tx, donor_id).await?;
-        commit_audited(
-            tx,
-            actor,
-            "typing.record",
-            "donor",
-            &donor_id.to_string(),
-            None,
-        )
-        .await?;
-        self.indexed(id, &changed)
+        self.insert_typing(tx, donor_id, typing, gl, today).await
     }
 
     /// Every typing a donor has had, newest first.

@@ -19,6 +19,7 @@ pub mod reports;
 pub mod requests;
 pub mod samples;
 pub mod searches;
+pub mod typings;
 
 use axum::Router;
 
@@ -43,4 +44,5 @@ pub fn router() -> Router<AppState> {
         .merge(reports::router())
         .merge(holidays::router())
         .merge(jobs::router())
+        .merge(typings::router())
 }
