@@ -41,6 +41,22 @@ pub enum ImportCommand {
         #[arg(long)]
         station: String,
     },
+    /// Import an Atlas donor-import file (JSON, Anthony Nolan's Atlas format): `N` new
+    /// donors, `U` updates, `NU` either; `D` (delete) is refused per donor (a donor leaves by
+    /// withdrawal or a status change). Needs --station for the donors it creates.
+    Atlas {
+        #[command(flatten)]
+        db: DbArgs,
+        file: PathBuf,
+        #[arg(long)]
+        station: Option<String>,
+        /// Load nothing when any donor is bad.
+        #[arg(long)]
+        all_or_nothing: bool,
+        /// Donors per transaction.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+    },
     /// Import typing results from a lab's HML 1.0.1 file: each sample matched to its donor
     /// by sample barcode or GRID, its typings recorded (the loci given replace the donor's
     /// current ones at those loci), every bad element named by its path.
@@ -63,6 +79,24 @@ pub fn import(cmd: ImportCommand, expander: Arc<Expander>) -> Result<i32> {
             all_or_nothing,
             batch,
         } => (db, file, station, all_or_nothing, batch),
+        ImportCommand::Atlas {
+            db,
+            file,
+            station,
+            all_or_nothing,
+            batch,
+        } => {
+            if !file
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+            {
+                anyhow::bail!(
+                    "{}: an Atlas donor file is JSON; name it .json",
+                    file.display()
+                );
+            }
+            (db, file, station, all_or_nothing, batch)
+        }
         ImportCommand::OrganRegistrations { db, file, station } => {
             return import_registrations(db, file, station, expander);
         }
@@ -84,8 +118,13 @@ pub fn import(cmd: ImportCommand, expander: Arc<Expander>) -> Result<i32> {
             .await
             .with_context(|| format!("importing {}", file.display()))?;
         bar.finish_and_clear();
+        let json = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
         for e in &summary.errors {
-            println!("{}:{e}", file.display());
+            if json {
+                println!("{}: donor {}: {}: {}", file.display(), e.line, e.field, e.reason);
+            } else {
+                println!("{}:{e}", file.display());
+            }
         }
         let secs = started.elapsed().as_secs_f64();
         eprintln!(

@@ -3,6 +3,7 @@
 mod activity;
 mod cmd_bench;
 mod cmd_db;
+mod cmd_export;
 mod cmd_hla;
 mod cmd_import;
 mod cmd_match;
@@ -66,6 +67,9 @@ enum Command {
     /// Import into the registry.
     #[command(subcommand)]
     Import(cmd_import::ImportCommand),
+    /// Export from the registry in standard formats.
+    #[command(subcommand)]
+    Export(cmd_export::ExportCommand),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
@@ -119,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         },
         Command::Db(cmd) => cmd_db::db(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Import(cmd) => cmd_import::import(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::Export(cmd) => cmd_export::export(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Bench(cmd) => cmd_bench::bench(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Reference(cmd) => cmd_reference::run(cmd),
         Command::Report(cmd) => cmd_report::report(cmd, Arc::new(cli.refdata.expander()?)),

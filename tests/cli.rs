@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+#[path = "cli/atlas.rs"]
+mod atlas;
 #[path = "cli/hml.rs"]
 mod hml;
 #[path = "cli/reference.rs"]

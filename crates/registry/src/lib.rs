@@ -5,6 +5,7 @@
 //! ids refused, withdrawal takes a donor out of search, status transitions, audit of every
 //! change and every identity read.
 
+pub mod atlas;
 mod audit;
 mod campaigns;
 mod care;

@@ -186,3 +186,136 @@ async fn hml_results_reach_the_store_and_every_search_at_once() {
         );
     }
 }
+
+/// An Atlas export carries only the donors consenting to international sharing (unless
+/// every listed donor is asked for); a consent withdrawn afterwards makes the donor a
+/// deletion in the next differential export; every export is audited with its counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atlas_exports_follow_international_sharing_consent_and_are_audited() {
+    for (backend, reg, _dir) in registries("atlas").await {
+        let b = backend.as_str();
+        let t = tokens(&reg).await;
+        let (addr, _stop, reg) = start(reg).await;
+        let mut donors = Vec::new();
+        for n in 1..=3 {
+            donors.push(
+                enrol(
+                    addr,
+                    &t.station,
+                    &format!("AT-{n}"),
+                    &format!("ATN{n}"),
+                    "BJ01",
+                )
+                .await,
+            );
+        }
+        for d in &donors[..2] {
+            let body = r#"{"scope": "international_sharing", "form_version": "CMDP-2024-1"}"#;
+            expect(
+                addr,
+                "POST",
+                &format!("/v1/donors/{d}/consents"),
+                &t.station,
+                Some(body),
+                201,
+            )
+            .await;
+        }
+        let actor = registry::Actor::new("test", "admin");
+        let export = |options: registry::atlas::AtlasExportOptions| {
+            let reg = reg.clone();
+            let actor = actor.clone();
+            async move {
+                let mut out = Vec::new();
+                let summary = reg.export_atlas(&mut out, &options, &actor).await.unwrap();
+                (summary, serde_json::from_slice::<Value>(&out).unwrap())
+            }
+        };
+        let ids = |file: &Value| -> Vec<(String, String)> {
+            file["donors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    (
+                        d["recordId"].as_str().unwrap().to_string(),
+                        d["changeType"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        // The export reads a moment after the consents were recorded (`since` is inclusive:
+        // a donor changed in the export's very instant would be sent again).
+        super::set_clock(&reg, "2026-11-22T02:00:30Z");
+        let (full, file) = export(Default::default()).await;
+        assert_eq!(
+            ids(&file),
+            [("AT-1".into(), "N".into()), ("AT-2".into(), "N".into())],
+            "{b}"
+        );
+        assert_eq!(file["donors"][0]["donPool"], "2197", "{b}");
+        let (_, all) = export(registry::atlas::AtlasExportOptions {
+            all_listed: true,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(all["donors"].as_array().unwrap().len(), 3, "{b}");
+
+        // AT-2 withdraws consent to international sharing a minute later: a deletion since
+        // the first export (AT-3, never shared, is not mentioned).
+        super::set_clock(&reg, "2026-11-22T02:01:00Z");
+        expect(
+            addr,
+            "POST",
+            &format!(
+                "/v1/donors/{}/consents/international_sharing/withdrawal",
+                donors[1]
+            ),
+            &t.station,
+            Some(r#"{"reason": "donor asked"}"#),
+            200,
+        )
+        .await;
+        let since = registry::atlas::AtlasExportOptions {
+            since: Some(full.position.clone()),
+            ..Default::default()
+        };
+        let (diff, file) = export(since).await;
+        assert_eq!(file["updateMode"], "diff", "{b}");
+        assert_eq!(ids(&file), [("AT-2".into(), "D".into())], "{b}");
+        assert_eq!((diff.donors, diff.deleted), (0, 1), "{b}");
+
+        // Every export audited with its counts.
+        let entries = reg
+            .audit_entries(Some("donors"), None, None, 10)
+            .await
+            .unwrap();
+        let reasons: Vec<String> = entries
+            .iter()
+            .filter(|e| e.action == "export.atlas")
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        assert_eq!(reasons.len(), 3, "{b}: {reasons:?}");
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("diff export: 0 donors, 1 deleted")),
+            "{b}: {reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|r| r.contains("full export: 2 donors")),
+            "{b}: {reasons:?}"
+        );
+
+        // A position that is not one is refused by name.
+        let bad = registry::atlas::AtlasExportOptions {
+            since: Some("yesterday".into()),
+            ..Default::default()
+        };
+        let err = reg
+            .export_atlas(Vec::new(), &bad, &actor)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("since:"), "{b}: {err}");
+    }
+}

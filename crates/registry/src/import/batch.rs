@@ -32,10 +32,21 @@ pub(crate) type IdentityCells = (
     Option<String>,
 );
 
+/// Whether a row must be new, must already exist, or may be either (Atlas's change types
+/// `N`, `U` and `NU`; every other source: either).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Expect {
+    New,
+    Existing,
+    #[default]
+    Either,
+}
+
 /// One validated row ready to store.
 #[derive(Debug, Clone)]
 pub(crate) struct ImportRow {
     pub(crate) line: usize,
+    pub(crate) expect: Expect,
     pub(crate) external_id: String,
     pub(crate) station: String,
     pub(crate) birth_date: Option<String>,
@@ -146,6 +157,29 @@ pub(crate) fn classify<'r>(
         rejected: Vec::new(),
     };
     for r in rows {
+        let known = existing.contains_key(&r.external_id);
+        if known && r.expect == Expect::New {
+            sorted.rejected.push(err(
+                r.line,
+                "changeType",
+                format!(
+                    "N (new), but donor {} is already in the registry",
+                    r.external_id
+                ),
+            ));
+            continue;
+        }
+        if !known && r.expect == Expect::Existing {
+            sorted.rejected.push(err(
+                r.line,
+                "changeType",
+                format!(
+                    "U (update), but there is no donor {} to update",
+                    r.external_id
+                ),
+            ));
+            continue;
+        }
         match existing.get(&r.external_id) {
             Some((_, gl)) if gl.as_deref() == Some(r.gl.as_str()) => sorted.unchanged += 1,
             Some((id, _)) => sorted.changed.push((r, *id)),

@@ -93,7 +93,7 @@ impl Registry {
         }
         let columns = match &source {
             Source::Csv { columns, .. } => columns.clone(),
-            Source::Subjects(_) => HashMap::new(),
+            Source::Subjects(_) | Source::Atlas(_) => HashMap::new(),
         };
         let validator = Validator {
             expander: self.expander.clone(),

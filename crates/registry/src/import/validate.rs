@@ -18,7 +18,7 @@ use crate::support::{
 };
 use crate::{RegistryConfig, RegistryError, Result};
 
-use super::batch::{CheckedBatch, ImportRow, RowError, err};
+use super::batch::{CheckedBatch, Expect, ImportRow, RowError, err};
 use super::source::{RawRecord, Source};
 
 /// The canonical GL text of a typing-only record (`A+A^B+B^…`, one-copy loci doubled), from
@@ -107,6 +107,20 @@ impl Validator {
         let row = match raw {
             RawRecord::Bad(e) => return Err(e.clone()),
             RawRecord::Subject(record) => self.check_subject(record)?,
+            RawRecord::Atlas {
+                subject,
+                expect,
+                population,
+            } => {
+                let mut row = self.check_subject(subject)?;
+                if let Some(p) = population {
+                    check_text("ethn", Some(p), false, ID_MAX)
+                        .map_err(|e| err(subject.line, "ethn", e.to_string()))?;
+                    row.population = p.clone();
+                }
+                row.expect = *expect;
+                row
+            }
             RawRecord::Csv(line, record) => self.check_csv(*line, record)?,
         };
         if !self.stations.contains(&row.station) {
@@ -132,6 +146,7 @@ impl Validator {
             None => self.full_subject_gl(record)?,
         };
         Ok(ImportRow {
+            expect: Expect::Either,
             line: record.line,
             external_id: record.id.clone(),
             station: self.default_station.clone().unwrap_or_default(),
@@ -315,6 +330,7 @@ impl Validator {
             )
         })?;
         Ok(ImportRow {
+            expect: Expect::Either,
             line,
             external_id,
             station,
