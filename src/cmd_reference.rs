@@ -41,26 +41,26 @@ pub enum ReferenceCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct FetchArgs {
     /// The IPD-IMGT/HLA release (`3.58.0`).
     #[arg(long, default_value = "3.58.0")]
-    release: String,
+    pub release: String,
     /// The repository's raw files: `URL/<release without dots>/<path>`.
     #[arg(
         long = "from",
         default_value = "https://raw.githubusercontent.com/ANHIG/IMGTHLA"
     )]
-    from: String,
+    pub from: String,
     /// NMDP's MAC dictionary (`alpha.v3.zip`, or a `.txt`).
     #[arg(long, default_value = "https://hml.nmdp.org/mac/files/alpha.v3.zip")]
-    mac_url: String,
+    pub mac_url: String,
     /// A haplotype frequency set (NMDP CSV layout); none is fetched without it.
     #[arg(long)]
-    freqs_url: Option<String>,
+    pub freqs_url: Option<String>,
     /// Where to keep the data (default: `BOAI_DATA_DIR`, else the platform's data directory).
     #[arg(long, env = "BOAI_DATA_DIR")]
-    data_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
 }
 
 pub fn run(cmd: ReferenceCommand) -> Result<i32> {
@@ -80,7 +80,7 @@ pub fn run(cmd: ReferenceCommand) -> Result<i32> {
     }
 }
 
-fn fetch(args: FetchArgs) -> Result<i32> {
+pub fn fetch(args: FetchArgs) -> Result<i32> {
     let data = args
         .data_dir
         .clone()

@@ -53,6 +53,10 @@ pub struct DemoArgs {
     /// Donors each station enrols per year of activity.
     #[arg(long, default_value_t = 100)]
     pub activity_donors: usize,
+    /// Where reference data missing on this machine is fetched from (as `boai reference
+    /// fetch`); a frequency set is fetched only with --freqs-url.
+    #[command(flatten)]
+    pub reference: crate::cmd_reference::FetchArgs,
 }
 
 /// The server's state, with match probabilities when a frequency set is given or the shared
@@ -136,7 +140,61 @@ pub fn serve(args: ServeArgs, expander: Arc<Expander>) -> Result<i32> {
     })
 }
 
-pub fn demo(args: DemoArgs, expander: Arc<Expander>) -> Result<i32> {
+/// The demo's reference data: what is missing on this machine (no flag, environment, data
+/// directory or `../shared` copy) is fetched first, with progress bars; when that fails
+/// (offline), the error says what to run.
+fn demo_reference(
+    args: &mut DemoArgs,
+    refdata: &crate::refdata::RefDataArgs,
+) -> Result<Arc<Expander>> {
+    let data = args
+        .reference
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::datadir::default_dir);
+    let mut missing = Vec::new();
+    if !refdata.hla_dir_in(&data).exists() {
+        missing.push("the IPD-IMGT/HLA release");
+    }
+    if !refdata.mac_file_in(&data).exists() {
+        missing.push("the MAC dictionary");
+    }
+    let freqs_missing = !crate::frequencies::freqs_path_in(&args.freqs, &data).exists();
+    if freqs_missing && args.reference.freqs_url.is_some() {
+        missing.push("a haplotype frequency set");
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "{} not on this machine: fetching into {}",
+            missing.join(", "),
+            data.display()
+        );
+        let mut fetch = args.reference.clone();
+        fetch.data_dir = Some(data.clone());
+        crate::cmd_reference::fetch(fetch).map_err(|e| {
+            e.context(format!(
+                "the demo needs {}: run `boai reference fetch{}` where the internet is reachable \
+                 (or with --from URL --mac-url URL from a mirror), or pass --hla-dir, --mac and --freqs",
+                missing.join(", "),
+                if freqs_missing { " --freqs-url URL" } else { "" }
+            ))
+        })?;
+    }
+    let freqs = crate::frequencies::freqs_path_in(&args.freqs, &data);
+    if !freqs.exists() {
+        anyhow::bail!(
+            "the demo draws its donors from a haplotype frequency set, and none is at {}: run \
+             `boai demo --freqs-url URL` or `boai reference fetch --freqs-url URL` (an NMDP \
+             frequency CSV), or pass --freqs FILE or set BOAI_FREQ_FILE",
+            freqs.display()
+        );
+    }
+    args.freqs = Some(freqs);
+    Ok(Arc::new(refdata.expander_in(&data)?))
+}
+
+pub fn demo(mut args: DemoArgs, refdata: &crate::refdata::RefDataArgs) -> Result<i32> {
+    let expander = demo_reference(&mut args, refdata)?;
     for suffix in ["", "-wal", "-shm"] {
         let mut p = args.file.clone().into_os_string();
         p.push(suffix);

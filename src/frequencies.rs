@@ -8,10 +8,14 @@ use hla::Expander;
 use matching::HaplotypeSet;
 
 pub fn freqs_path(freqs: &Option<PathBuf>) -> PathBuf {
-    let data = crate::datadir::default_dir();
+    freqs_path_in(freqs, &crate::datadir::default_dir())
+}
+
+/// `freqs_path`, looking in the data directory `data`.
+pub fn freqs_path_in(freqs: &Option<PathBuf>, data: &std::path::Path) -> PathBuf {
     freqs.clone().unwrap_or_else(|| {
-        crate::datadir::Manifest::read(&data)
-            .and_then(|m| m.frequencies_path(&data))
+        crate::datadir::Manifest::read(data)
+            .and_then(|m| m.frequencies_path(data))
             .unwrap_or_else(|| {
                 crate::refdata::fallback("frequencies/NMDP_2007_FiveLocus_Freqs.csv")
             })

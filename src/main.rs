@@ -129,6 +129,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Report(cmd) => cmd_report::report(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Serve(args) => cmd_serve::serve(args, Arc::new(cli.refdata.expander()?)),
         Command::Token(cmd) => cmd_token::token(cmd, Arc::new(cli.refdata.expander()?)),
-        Command::Demo(args) => cmd_serve::demo(args, Arc::new(cli.refdata.expander()?)),
+        Command::Demo(args) => cmd_serve::demo(args, &cli.refdata),
     }
 }

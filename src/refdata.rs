@@ -41,24 +41,24 @@ pub fn fallback(relative: &str) -> PathBuf {
 }
 
 impl RefDataArgs {
-    pub fn hla_dir(&self) -> PathBuf {
-        let data = crate::datadir::default_dir();
+    /// The release directory, looking in the data directory `data`.
+    pub fn hla_dir_in(&self, data: &Path) -> PathBuf {
         self.hla_dir.clone().unwrap_or_else(|| {
-            Manifest::read(&data).map_or_else(|| fallback("imgt-hla"), |m| m.hla_dir(&data))
+            Manifest::read(data).map_or_else(|| fallback("imgt-hla"), |m| m.hla_dir(data))
         })
     }
 
-    pub fn mac_file(&self) -> PathBuf {
-        let data = crate::datadir::default_dir();
+    /// The MAC dictionary, looking in the data directory `data`.
+    pub fn mac_file_in(&self, data: &Path) -> PathBuf {
         self.mac_file.clone().unwrap_or_else(|| {
-            Manifest::read(&data)
-                .and_then(|m| m.mac_path(&data))
+            Manifest::read(data)
+                .and_then(|m| m.mac_path(data))
                 .unwrap_or_else(|| fallback("mac/alpha.v3.subset.txt"))
         })
     }
 
-    pub fn load_release(&self) -> Result<Arc<Release>> {
-        let dir = self.hla_dir();
+    fn load_release_in(&self, data: &Path) -> Result<Arc<Release>> {
+        let dir = self.hla_dir_in(data);
         if !dir.exists() {
             bail!(
                 "IMGT/HLA release directory {} not found: run `boai reference fetch` (it fills {}), \
@@ -74,8 +74,8 @@ impl RefDataArgs {
         Ok(Arc::new(release))
     }
 
-    pub fn load_macs(&self) -> Result<Arc<MacDictionary>> {
-        let path = self.mac_file();
+    fn load_macs_in(&self, data: &Path) -> Result<Arc<MacDictionary>> {
+        let path = self.mac_file_in(data);
         if !path.exists() {
             bail!(
                 "MAC dictionary {} not found: run `boai reference fetch` (it fills {}), or pass \
@@ -90,6 +90,14 @@ impl RefDataArgs {
     }
 
     pub fn expander(&self) -> Result<Expander> {
-        Ok(Expander::new(self.load_release()?, self.load_macs()?))
+        self.expander_in(&crate::datadir::default_dir())
+    }
+
+    /// The expander, looking in the data directory `data`.
+    pub fn expander_in(&self, data: &Path) -> Result<Expander> {
+        Ok(Expander::new(
+            self.load_release_in(data)?,
+            self.load_macs_in(data)?,
+        ))
     }
 }

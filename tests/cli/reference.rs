@@ -294,3 +294,142 @@ fn reference_fetch_checks_the_whole_set_before_replacing_anything() {
         .collect();
     assert_eq!(sets.len(), 1, "{sets:?}");
 }
+
+/// `boai demo` on a machine with no reference data: offline it says what to run; an
+/// interrupted download or a corrupt file leaves nothing behind; without a frequency set it
+/// says how to get one; with the mirror's URLs it fetches what is missing and serves.
+#[test]
+fn demo_fetches_what_is_missing_and_says_what_to_run_when_it_cannot() {
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path();
+    let mut routes = HashMap::new();
+    for path in FILES {
+        let bytes = std::fs::read(shared().join("imgt-hla").join(path)).unwrap();
+        routes.insert(format!("/3580/{path}"), Serve::Whole(bytes));
+    }
+    routes.insert("/mac/alpha.v3.zip".into(), Serve::Whole(mac_zip()));
+    let freqs = std::fs::read(shared().join("frequencies/NMDP_2007_FiveLocus_Freqs.csv")).unwrap();
+    routes.insert("/freqs/f.csv".into(), Serve::Whole(freqs));
+    let mirror = Mirror::start(routes);
+    let mac_url = format!("{}/mac/alpha.v3.zip", mirror.url);
+    let freqs_url = format!("{}/freqs/f.csv", mirror.url);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let db = data.join("demo.db");
+    let demo_args = |from: &str, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "demo",
+            "--donors",
+            "300",
+            "--activity-years",
+            "0",
+            "--file",
+            db.to_str().unwrap(),
+            "--addr",
+            &addr,
+            "--from",
+            from,
+            "--mac-url",
+            &mac_url,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        boai_in(data, &args)
+    };
+    let no_set_yet = || {
+        assert!(!data.join("manifest.json").exists());
+        let sets = data.join("sets");
+        let left = std::fs::read_dir(&sets).map_or(0, |d| d.count());
+        assert_eq!(left, 0, "something was left in {}", sets.display());
+    };
+
+    // Offline (nothing listens there): the demo says what to run.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = run(demo_args(&format!("http://{closed}"), &[]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("run `boai reference fetch"),
+        "{}",
+        text(&out)
+    );
+    no_set_yet();
+
+    // A download broken off half-way, then a file of another release: refused whole.
+    let g = std::fs::read(shared().join("imgt-hla/wmda/hla_nom_g.txt")).unwrap();
+    mirror.set("/3580/wmda/hla_nom_g.txt", Serve::BreakOff(g.clone()));
+    let out = run(demo_args(&mirror.url, &[]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("hla_nom_g.txt"), "{}", text(&out));
+    no_set_yet();
+    mirror.set("/3580/wmda/hla_nom_g.txt", Serve::Whole(g));
+    let p = std::fs::read_to_string(shared().join("imgt-hla/wmda/hla_nom_p.txt")).unwrap();
+    mirror.set(
+        "/3580/wmda/hla_nom_p.txt",
+        Serve::Whole(p.replacen("3.58.0", "3.41.0", 1).into_bytes()),
+    );
+    let out = run(demo_args(&mirror.url, &[]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("3.41.0"), "{}", text(&out));
+    no_set_yet();
+    mirror.set("/3580/wmda/hla_nom_p.txt", Serve::Whole(p.into_bytes()));
+
+    // The release and MAC dictionary arrive; with no frequency set the demo says how to
+    // get one.
+    let out = run(demo_args(&mirror.url, &[]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--freqs-url URL"), "{}", text(&out));
+    assert!(data.join("manifest.json").exists());
+    let out = boai_in(data, &["hla", "expand", "A*02:AB"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // With the frequency set's URL the demo fetches it, seeds its registry and serves.
+    let args = demo_args(&mirror.url, &["--freqs-url", &freqs_url]);
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_boai"))
+        .args(&args)
+        .env("BOAI_DATA_DIR", data)
+        .env("BOAI_SHARED_DIR", data.join("no-shared-here"))
+        .env_remove("BOAI_HLA_DIR")
+        .env_remove("BOAI_MAC_FILE")
+        .env_remove("BOAI_FREQ_FILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let answer = std::net::TcpStream::connect(&addr).ok().and_then(|mut s| {
+            write!(
+                s,
+                "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .ok()?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut s, &mut text).ok()?;
+            Some(text)
+        });
+        answer.is_some_and(|t| t.starts_with("HTTP/1.1 200"))
+    });
+    demo.kill().ok();
+    let out = demo.wait_with_output().unwrap();
+    assert!(ready, "the demo never served: {}", text(&out));
+    assert!(text(&out).contains("300 donors"), "{}", text(&out));
+    let manifest = boai_in(data, &["reference", "show"]);
+    assert!(
+        String::from_utf8_lossy(&manifest.stdout).contains("frequencies/"),
+        "{}",
+        text(&manifest)
+    );
+}
