@@ -582,6 +582,27 @@ fn registry_urls(dir: &std::path::Path, name: &str) -> Vec<String> {
     urls
 }
 
+/// A migrated registry at `url` with station BJ01.
+fn registry_with_station(url: &str) {
+    for args in [
+        vec!["db", "migrate", "--db", url],
+        vec![
+            "db",
+            "add-station",
+            "BJ01",
+            "--branch",
+            "BJ",
+            "--name",
+            "BJ 1",
+            "--db",
+            url,
+        ],
+    ] {
+        let o = boai(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
 fn stats(url: &str) -> serde_json::Value {
     let o = boai(&["db", "stats", "--db", url]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

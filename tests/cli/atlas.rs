@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{boai, registry_urls, stats};
+use super::{boai, registry_urls, registry_with_station, stats};
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -41,21 +41,6 @@ fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-fn setup(url: &str) {
-    ok(&["db", "migrate", "--db", url]);
-    ok(&[
-        "db",
-        "add-station",
-        "BJ01",
-        "--branch",
-        "BJ",
-        "--name",
-        "BJ 1",
-        "--db",
-        url,
-    ]);
 }
 
 fn searches(url: &str) -> Vec<String> {
@@ -111,8 +96,8 @@ fn an_atlas_export_read_into_a_fresh_registry_searches_the_same() {
         .zip(&registry_urls(dir.path(), "atlas_to"))
     {
         let _ = std::fs::remove_file(export);
-        setup(from);
-        setup(to);
+        registry_with_station(from);
+        registry_with_station(to);
         for file in [&corpus_file, &special_file] {
             ok(&[
                 "import",

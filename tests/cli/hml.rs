@@ -3,7 +3,7 @@
 //! document with bad elements names each by its path and records only the good samples (or
 //! none with `--all-or-nothing`); a document that is not HML records nothing.
 
-use super::{boai, registry_urls, stats};
+use super::{boai, registry_urls, registry_with_station, stats};
 
 const NS: &str = "http://schemas.nmdp.org/spec/hml/1.0.1";
 
@@ -99,23 +99,7 @@ fn lab_documents() -> Vec<String> {
 }
 
 fn setup(url: &str, typings: &[&str], dir: &std::path::Path, name: &str) {
-    for args in [
-        vec!["db", "migrate", "--db", url],
-        vec![
-            "db",
-            "add-station",
-            "BJ01",
-            "--branch",
-            "BJ",
-            "--name",
-            "BJ 1",
-            "--db",
-            url,
-        ],
-    ] {
-        let o = boai(&args);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
+    registry_with_station(url);
     let file = dir.join(format!("{name}.txt"));
     let lines: Vec<String> = typings
         .iter()

@@ -129,10 +129,9 @@ fn mac_zip() -> Vec<u8> {
     bytes.into_inner()
 }
 
-#[test]
-fn reference_fetch_checks_the_whole_set_before_replacing_anything() {
-    let data = tempfile::tempdir().unwrap();
-    let data = data.path();
+/// A mirror of the release's files, the MAC dictionary (zipped) and the frequency set (at
+/// `freqs_path`), all whole.
+fn full_mirror(freqs_path: &str) -> Mirror {
     let mut routes = HashMap::new();
     for path in FILES {
         let bytes = std::fs::read(shared().join("imgt-hla").join(path)).unwrap();
@@ -140,11 +139,15 @@ fn reference_fetch_checks_the_whole_set_before_replacing_anything() {
     }
     routes.insert("/mac/alpha.v3.zip".into(), Serve::Whole(mac_zip()));
     let freqs = std::fs::read(shared().join("frequencies/NMDP_2007_FiveLocus_Freqs.csv")).unwrap();
-    routes.insert(
-        "/freqs/NMDP_2007_FiveLocus_Freqs.csv".into(),
-        Serve::Whole(freqs),
-    );
-    let mirror = Mirror::start(routes);
+    routes.insert(freqs_path.into(), Serve::Whole(freqs));
+    Mirror::start(routes)
+}
+
+#[test]
+fn reference_fetch_checks_the_whole_set_before_replacing_anything() {
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path();
+    let mirror = full_mirror("/freqs/NMDP_2007_FiveLocus_Freqs.csv");
     let mac_url = format!("{}/mac/alpha.v3.zip", mirror.url);
     let freqs_url = format!("{}/freqs/NMDP_2007_FiveLocus_Freqs.csv", mirror.url);
     let fetch = |extra: &[&str]| {
@@ -302,15 +305,7 @@ fn reference_fetch_checks_the_whole_set_before_replacing_anything() {
 fn demo_fetches_what_is_missing_and_says_what_to_run_when_it_cannot() {
     let data = tempfile::tempdir().unwrap();
     let data = data.path();
-    let mut routes = HashMap::new();
-    for path in FILES {
-        let bytes = std::fs::read(shared().join("imgt-hla").join(path)).unwrap();
-        routes.insert(format!("/3580/{path}"), Serve::Whole(bytes));
-    }
-    routes.insert("/mac/alpha.v3.zip".into(), Serve::Whole(mac_zip()));
-    let freqs = std::fs::read(shared().join("frequencies/NMDP_2007_FiveLocus_Freqs.csv")).unwrap();
-    routes.insert("/freqs/f.csv".into(), Serve::Whole(freqs));
-    let mirror = Mirror::start(routes);
+    let mirror = full_mirror("/freqs/f.csv");
     let mac_url = format!("{}/mac/alpha.v3.zip", mirror.url);
     let freqs_url = format!("{}/freqs/f.csv", mirror.url);
     let port = TcpListener::bind("127.0.0.1:0")
