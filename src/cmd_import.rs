@@ -12,23 +12,28 @@ use registry::import::ImportOptions;
 
 use crate::connect::{DbArgs, cli_actor, open, runtime};
 
+/// A donor file and how to import it (the same for every donor format).
+#[derive(Debug, clap::Args)]
+pub struct DonorFileArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    file: PathBuf,
+    /// The collection station of the donors a typing-only file creates.
+    #[arg(long)]
+    station: Option<String>,
+    /// Load nothing when any row is bad.
+    #[arg(long)]
+    all_or_nothing: bool,
+    /// Rows per transaction: a killed import loses at most the batch in flight.
+    #[arg(long, default_value_t = 5000)]
+    batch: usize,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
     /// Import donors: `ID%GLSTRING` or Atlas TSV (legacy listing; needs --station) or the
     /// enrolment CSV (`.csv`, columns in crates/registry/src/import.rs).
-    Donors {
-        #[command(flatten)]
-        db: DbArgs,
-        file: PathBuf,
-        #[arg(long)]
-        station: Option<String>,
-        /// Load nothing when any row is bad.
-        #[arg(long)]
-        all_or_nothing: bool,
-        /// Rows per transaction: a killed import loses at most the batch in flight.
-        #[arg(long, default_value_t = 5000)]
-        batch: usize,
-    },
+    Donors(DonorFileArgs),
     /// Import paper organ, body and cornea donation registrations from CSV (columns:
     /// family_name, given_name, national_id, birth_date, organs, tissues, whole_body,
     /// registered_on, region, ethnicity, campaign_id): every bad line named, the good ones
@@ -44,19 +49,7 @@ pub enum ImportCommand {
     /// Import an Atlas donor-import file (JSON, Anthony Nolan's Atlas format): `N` new
     /// donors, `U` updates, `NU` either; `D` (delete) is refused per donor (a donor leaves by
     /// withdrawal or a status change). Needs --station for the donors it creates.
-    Atlas {
-        #[command(flatten)]
-        db: DbArgs,
-        file: PathBuf,
-        #[arg(long)]
-        station: Option<String>,
-        /// Load nothing when any donor is bad.
-        #[arg(long)]
-        all_or_nothing: bool,
-        /// Donors per transaction.
-        #[arg(long, default_value_t = 5000)]
-        batch: usize,
-    },
+    Atlas(DonorFileArgs),
     /// Import typing results from a lab's HML 1.0.1 file: each sample matched to its donor
     /// by sample barcode or GRID, its typings recorded (the loci given replace the donor's
     /// current ones at those loci), every bad element named by its path.
@@ -72,20 +65,14 @@ pub enum ImportCommand {
 
 pub fn import(cmd: ImportCommand, expander: Arc<Expander>) -> Result<i32> {
     let (db, file, station, all_or_nothing, batch) = match cmd {
-        ImportCommand::Donors {
+        ImportCommand::Donors(a) => (a.db, a.file, a.station, a.all_or_nothing, a.batch),
+        ImportCommand::Atlas(DonorFileArgs {
             db,
             file,
             station,
             all_or_nothing,
             batch,
-        } => (db, file, station, all_or_nothing, batch),
-        ImportCommand::Atlas {
-            db,
-            file,
-            station,
-            all_or_nothing,
-            batch,
-        } => {
+        }) => {
             if !file
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("json"))

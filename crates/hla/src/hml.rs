@@ -246,7 +246,8 @@ pub fn read_hml(text: &str, release: &str) -> Result<HmlDocument, HmlError> {
                 );
             }
             Event::Text(t) => {
-                if stack.is_empty() && !t.xml_content(XmlVersion::Implicit1_0).trim().is_empty() {
+                let text = t.xml_content(XmlVersion::Implicit1_0);
+                if stack.is_empty() && !text.trim().is_empty() {
                     return Err(fatal(
                         &stack,
                         &reader,
@@ -254,7 +255,7 @@ pub fn read_hml(text: &str, release: &str) -> Result<HmlDocument, HmlError> {
                     ));
                 }
                 if let Some((_, gl)) = gl_text.as_mut() {
-                    gl.push_str(&t.xml_content(XmlVersion::Implicit1_0));
+                    gl.push_str(&text);
                 }
             }
             Event::CData(t) => {

@@ -14,8 +14,15 @@ use crate::AppState;
 use crate::access::{Allowed, StationsAndAdmins};
 use crate::error::{ApiError, FieldError, Problem};
 
+/// A lab's HML file carries consensus sequences besides the typings: far past the API's
+/// usual body limit.
+pub const HML_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/typings/hml", post(import_hml))
+    Router::new().route(
+        "/v1/typings/hml",
+        post(import_hml).layer(axum::extract::DefaultBodyLimit::max(HML_BODY_LIMIT)),
+    )
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -158,6 +158,19 @@ async fn hml_results_reach_the_store_and_every_search_at_once() {
             "{b}"
         );
 
+        // A lab file is large (consensus sequences, passed over): past the API's usual
+        // body limit, it is still read.
+        let sequence = "ACGT".repeat(200_000);
+        let big = document(&[(&other_grid, retyped_a)]).replace(
+            "</typing></sample>",
+            &format!("<consensus-sequence><sequence>{sequence}</sequence></consensus-sequence></typing></sample>"),
+        );
+        assert!(big.len() > api::BODY_LIMIT * 2);
+        let (s, report, _) =
+            call(addr, "POST", "/v1/typings/hml", Some(&t.admin), Some(&big)).await;
+        assert_eq!(s, 200, "{b}: {report}");
+        assert_eq!(report["recorded"][0]["unchanged"], true, "{b}: {report}");
+
         // Not the roles that type donors; not HML; not UTF-8 would be a 400.
         let (s, _, _) = call(
             addr,
