@@ -9,6 +9,8 @@ mod atlas;
 mod hml;
 #[path = "cli/reference.rs"]
 mod reference;
+#[path = "cli/servers.rs"]
+mod servers;
 
 fn boai(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_boai"))

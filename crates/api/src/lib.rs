@@ -11,6 +11,7 @@ pub mod admission;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod follow;
 pub mod jobs;
 pub mod openapi;
 pub mod routes;

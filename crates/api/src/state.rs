@@ -25,6 +25,8 @@ pub struct AppState {
     pub admission: Admission,
     /// How long a client may take to send a request.
     pub timeouts: Timeouts,
+    /// The change feed's follower: changes made through other servers and commands.
+    pub feed: Arc<crate::follow::Feed>,
 }
 
 /// How long a client may take to send a request: its headers, its body, and the whole
@@ -147,6 +149,7 @@ impl AppState {
             search_slots: Arc::new(SearchSlots::new(cores)),
             admission: Admission::default(),
             timeouts: Timeouts::default(),
+            feed: Arc::new(crate::follow::Feed::default()),
         }
     }
 
@@ -174,11 +177,16 @@ impl AppState {
         self.registry.today()
     }
 
-    /// Load the index from the registry; `/readyz` answers 200 afterwards.
+    /// Load the index from the registry, then follow the change feed from where it stood
+    /// before the load (so nothing committed during the load is missed); `/readyz` answers
+    /// 200 afterwards.
     pub async fn load_index(&self) -> Result<usize, registry::RegistryError> {
+        let cursor = self.registry.feed_cursor().await?;
         let mut fresh = DonorIndex::new(self.registry.expander().clone());
         let n = self.registry.load_index(&mut fresh, self.today()).await?;
         *self.index.write().expect("index lock") = fresh;
+        self.feed.set_cursor(cursor);
+        crate::follow::spawn_follower(self.clone());
         self.ready.store(true, Ordering::SeqCst);
         Ok(n)
     }

@@ -208,7 +208,7 @@ impl Registry {
                 .execute(&mut *tx)
                 .await?;
         }
-        let changed = self.donor_in(&mut tx, donor_id).await?;
+        let changed = self.changed_donor(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,
@@ -271,7 +271,7 @@ impl Registry {
         if CASE_SCOPES_AT_RISK.contains(&scope) {
             warnings = self.warn_open_workups(&mut tx, donor_id, scope).await?;
         }
-        let changed = self.donor_in(&mut tx, donor_id).await?;
+        let changed = self.changed_donor(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,

@@ -127,7 +127,7 @@ impl Registry {
         check_text("note", contact.note.as_deref(), false, NOTE_MAX)?;
         check_text("by", Some(&actor.name), true, NAME_MAX)?;
         let (_turn, mut tx) = self.begin().await?;
-        let donor = self.donor_in(&mut tx, donor_id).await?;
+        let donor = self.changed_donor(&mut tx, donor_id).await?;
         may_contact(actor, &donor.station)?;
         let enrolled: String =
             sqlx::query_scalar("SELECT SUBSTR(created_at, 1, 10) FROM donors WHERE id = $1")
@@ -222,7 +222,7 @@ impl Registry {
             .await?,
         )?;
         let last_contact_on = made_on.unwrap_or(enrolled);
-        let changed = self.donor_in(&mut tx, donor_id).await?;
+        let changed = self.changed_donor(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,

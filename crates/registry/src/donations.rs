@@ -78,7 +78,7 @@ impl Registry {
             ));
         }
         let (_turn, mut tx) = self.begin().await?;
-        let donor = self.donor_in(&mut tx, donor_id).await?;
+        let donor = self.changed_donor(&mut tx, donor_id).await?;
         self.lock_donor(&mut tx, donor_id).await?;
         if let Some(p) = patient_id {
             self.patient_exists_in(&mut tx, p).await?;
@@ -195,7 +195,7 @@ impl Registry {
             actor,
         )
         .await?;
-        let changed = self.donor_in(&mut tx, donor_id).await?;
+        let changed = self.changed_donor(&mut tx, donor_id).await?;
         tx.commit().await?;
         self.indexed(id, &changed)
     }

@@ -163,6 +163,7 @@ impl Registry {
         if let (Some(t), Some(gl)) = (&new.typing, gl) {
             self.insert_typing(&mut tx, donor_id, t, &gl, today).await?;
         }
+        crate::feed::append_change(self, &mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,
@@ -396,7 +397,7 @@ impl Registry {
         if fields.is_empty() {
             return Err(RegistryError::invalid("body", "nothing to update"));
         }
-        let changed = self.donor_in(&mut tx, donor_id).await?;
+        let changed = self.changed_donor(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,

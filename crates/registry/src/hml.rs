@@ -389,7 +389,7 @@ impl Registry {
         let typing_id = self
             .record_typing_in(tx, donor_id, &typing, &gl, today)
             .await?;
-        let donor = self.donor_in(tx, donor_id).await?;
+        let donor = self.changed_donor(tx, donor_id).await?;
         let reason = format!(
             "HML {} {}",
             hmlid.as_deref().unwrap_or("(no hmlid)"),

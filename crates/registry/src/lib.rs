@@ -14,6 +14,7 @@ mod consents;
 mod contacts;
 mod donations;
 mod donors;
+pub mod feed;
 pub mod grid;
 pub mod hml;
 mod holidays;

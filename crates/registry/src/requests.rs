@@ -135,7 +135,7 @@ impl Registry {
             )
             .await?;
         }
-        let changed = self.donor_in(&mut tx, donor_id).await?;
+        let changed = self.changed_donor(&mut tx, donor_id).await?;
         tx.commit().await?;
         self.indexed(id, &changed)
     }
@@ -193,7 +193,7 @@ impl Registry {
             self.change_status_in(&mut tx, donor_id, &StatusChange::available(), actor)
                 .await?;
         }
-        let changed = self.donor_in(&mut tx, donor_id).await?;
+        let changed = self.changed_donor(&mut tx, donor_id).await?;
         tx.commit().await?;
         self.indexed((), &changed)
     }

@@ -50,7 +50,7 @@ impl Registry {
         }
         self.change_status_in(&mut tx, donor_id, change, actor)
             .await?;
-        let changed = self.donor_in(&mut tx, donor_id).await?;
+        let changed = self.changed_donor(&mut tx, donor_id).await?;
         tx.commit().await?;
         self.indexed((), &changed)
     }
@@ -130,6 +130,7 @@ impl Registry {
             .bind(self.now_text())
             .execute(&mut **tx)
             .await?;
+        crate::feed::append_change(self, tx, donor_id).await?;
         audit(
             tx,
             actor,

@@ -75,7 +75,7 @@ impl Registry {
         let id = self
             .record_typing_in(&mut tx, donor_id, typing, &gl, today)
             .await?;
-        let changed = self.donor_in(&mut tx, donor_id).await?;
+        let changed = self.changed_donor(&mut tx, donor_id).await?;
         commit_audited(
             tx,
             actor,

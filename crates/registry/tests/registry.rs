@@ -2148,3 +2148,6 @@ mod input_rules;
 
 #[path = "registry/retention.rs"]
 mod retention;
+
+#[path = "registry/feed.rs"]
+mod feed;

@@ -28,12 +28,15 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the matching index is loaded.
+/// Ready: the matching index is loaded; `feed` shows how the index follows the changes
+/// made through other servers (cycles, changes applied, the last cycle's age, an error).
 #[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "index loaded"), (status = 503, body = Problem)))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     if state.ready.load(std::sync::atomic::Ordering::SeqCst) {
         let donors = state.index.read().expect("index lock").len();
-        Ok(Json(json!({"status": "ready", "indexed_donors": donors})))
+        Ok(Json(
+            json!({"status": "ready", "indexed_donors": donors, "feed": state.feed.status()}),
+        ))
     } else {
         Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

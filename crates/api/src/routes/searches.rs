@@ -142,6 +142,8 @@ fn search_error(e: SearchError) -> ApiError {
 /// filled only where a run is shown (`mark_current`).
 async fn run(state: &AppState, criteria: &SearchIn) -> ApiResult<(SearchRun, Vec<i64>)> {
     let mut req = request_for(state, criteria)?;
+    // Every write committed before this search, through any server, is in the index first.
+    state.feed.fresh(crate::follow::FRESHNESS_BOUND).await?;
     // The patient and the donors reserved for them (offered whatever their status).
     let (patient, reserved) = state
         .registry

@@ -108,7 +108,11 @@ impl Registry {
         let mut outcome = sorted.outcome();
         outcome.updated -= refused.len();
         outcome.rejected.extend(refused);
+        // The change feed learns of every donor this batch touches (a refused row's donor
+        // included: refreshing an unchanged donor is harmless).
+        let mut touched: Vec<i64> = sorted.changed.iter().map(|(_, id)| *id).collect();
         if sorted.new.is_empty() {
+            append_changes_pg(conn, &touched, &now).await?;
             return Ok(outcome);
         }
         // The sequence's name as a literal: `nextval(pg_get_serial_sequence(…))` would look
@@ -214,6 +218,25 @@ impl Registry {
             }
             copy.finish().await?;
         }
+        touched.extend(new_rows.iter().map(|(_, id)| *id));
+        append_changes_pg(conn, &touched, &now).await?;
         Ok(outcome)
     }
+}
+
+/// Append a change for each of `ids` (the change feed) and wake the listening servers.
+async fn append_changes_pg(conn: &mut sqlx::PgConnection, ids: &[i64], now: &str) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO index_changes (donor_id, at) SELECT unnest($1::bigint[]), $2")
+        .bind(ids)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::feed::CHANGE_CHANNEL)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

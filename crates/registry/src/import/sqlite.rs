@@ -158,6 +158,15 @@ impl JsonRows {
         push_json_string(&mut self.buf, s);
     }
 
+    /// An element of a flat array of integers.
+    fn scalar_i64(&mut self, v: i64) {
+        if self.rows > 0 {
+            self.buf.push(',');
+        }
+        self.rows += 1;
+        let _ = write!(self.buf, "{v}");
+    }
+
     fn finish(mut self) -> String {
         self.buf.push(']');
         self.buf
@@ -235,7 +244,14 @@ impl Registry {
         let mut outcome = sorted.outcome();
         outcome.updated -= refused.len();
         outcome.rejected.extend(refused);
+        // The change feed learns of every donor this batch touches (a refused row's donor
+        // included: refreshing an unchanged donor is harmless).
+        let mut touched = JsonRows::new();
+        for (_, id) in &sorted.changed {
+            touched.scalar_i64(*id);
+        }
         if sorted.new.is_empty() {
+            append_changes_sqlite(tx, touched.finish(), &now).await?;
             return Ok(outcome);
         }
         // A block of ids past the highest: the transaction holds SQLite's only write lock.
@@ -347,6 +363,24 @@ impl Registry {
             .execute(&mut **tx)
             .await?;
         sqlx::query("INSERT INTO sqlite_sequence (name, seq) SELECT 'donors', $1 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'donors')").bind(last_id).execute(&mut **tx).await?;
+        for id in first..=last_id {
+            touched.scalar_i64(id);
+        }
+        append_changes_sqlite(tx, touched.finish(), &now).await?;
         Ok(outcome)
     }
+}
+
+/// Append a change for each donor id of the JSON array `ids` (the change feed).
+async fn append_changes_sqlite(
+    tx: &mut Transaction<'static, Any>,
+    ids: String,
+    now: &str,
+) -> Result<()> {
+    sqlx::query("INSERT INTO index_changes (donor_id, at) SELECT value, $2 FROM json_each($1)")
+        .bind(ids)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

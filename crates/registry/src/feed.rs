@@ -1,0 +1,235 @@
+//! The change feed: every committed change that can alter what a search returns appends the
+//! donor it concerns to `index_changes`, in the change's own transaction (a typing, a
+//! consent, a status, a withdrawal, a request or donation, an attribute, an import batch).
+//! Each server reads the feed and refreshes those donors in its matching index from the
+//! store, so a write through one server reaches every server's searches.
+//!
+//! Applying a change means reading the donor's state now, so applying one twice, or late,
+//! or before another, is harmless; what must never happen is that a committed change is
+//! skipped. On PostgreSQL sequence values are taken when a row is written and become visible
+//! when its transaction commits, so they become visible out of order: a reader that asks only
+//! for "after the last sequence number I saw" can pass over a change committed late with a
+//! lower number. The reader here does not ask that. Each row keeps its transaction's id
+//! (`xid`), and a reading cycle
+//! 1. takes the horizon: the oldest transaction still running (the snapshot's `xmin`); every
+//!    transaction below it has finished, so no row with a lower `xid` can appear later;
+//! 2. reads every row at or above the previous horizon (rows of transactions that were still
+//!    running then, or started since), skipping those it has already applied;
+//! 3. moves its horizon to the one taken in step 1 and forgets applied rows below it.
+//!
+//! A row committed out of order belongs to a transaction that was running at the previous
+//! horizon or started after it, so its `xid` is at or above that horizon and a later cycle
+//! reads it. On SQLite one writer holds the database at a time, so sequence order is commit
+//! order and the reader asks for what follows its last row.
+
+use std::collections::HashMap;
+
+use sqlx::{Any, Row, Transaction};
+
+use crate::index_feed::IndexUpdate;
+use crate::model::Donor;
+use crate::support::{donor_from_row, donor_select};
+use crate::{Backend, Registry, Result};
+
+/// The PostgreSQL channel a committed change wakes readers on.
+pub const CHANGE_CHANNEL: &str = "boai_index";
+
+/// Rows read per query.
+const PAGE: i64 = 20_000;
+
+/// Append a change of `donor_id` inside `tx` (its commit publishes it, and on PostgreSQL
+/// wakes the listening servers).
+pub(crate) async fn append_change(
+    registry: &Registry,
+    tx: &mut Transaction<'_, Any>,
+    donor_id: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO index_changes (donor_id, at) VALUES ($1, $2)")
+        .bind(donor_id)
+        .bind(registry.now_text())
+        .execute(&mut **tx)
+        .await?;
+    if registry.backend == Backend::Postgres {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANGE_CHANNEL)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// On PostgreSQL, a connection listening for committed changes (a wake-up only: the
+    /// reader still reads the feed); `None` on SQLite, whose changes are found by polling.
+    pub async fn change_listener(&self) -> Result<Option<sqlx::postgres::PgListener>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen(CHANGE_CHANNEL).await?;
+        Ok(Some(listener))
+    }
+
+    /// The donor as the write's transaction leaves it, the change appended to the feed: what
+    /// every write that changes a donor calls just before it commits.
+    pub(crate) async fn changed_donor(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        donor_id: i64,
+    ) -> Result<Donor> {
+        append_change(self, tx, donor_id).await?;
+        self.donor_in(tx, donor_id).await
+    }
+}
+
+/// Where a reader is in the feed.
+#[derive(Debug, Clone, Default)]
+pub struct FeedCursor {
+    /// PostgreSQL: the horizon (every transaction below it had finished when it was taken).
+    horizon: Option<u64>,
+    /// Rows at or above the horizon already applied: sequence number → transaction id.
+    recent: HashMap<i64, u64>,
+    /// SQLite: the last sequence number read.
+    last_seq: i64,
+    /// Rows read so far (for the lag figures).
+    pub rows_read: u64,
+}
+
+/// What one reading cycle found.
+#[derive(Debug, Clone, Default)]
+pub struct FeedRead {
+    /// The donors changed, each once, in the order first seen.
+    pub donors: Vec<i64>,
+    /// New rows read (not seen before).
+    pub rows: usize,
+}
+
+impl Registry {
+    /// A cursor at the feed's present: take it before loading the index, so that every
+    /// change the load might have missed (committed during it) is read afterwards.
+    pub async fn feed_cursor(&self) -> Result<FeedCursor> {
+        let mut cursor = FeedCursor::default();
+        match self.backend {
+            Backend::Postgres => cursor.horizon = Some(self.feed_horizon().await?),
+            Backend::Sqlite => {
+                cursor.last_seq =
+                    sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM index_changes")
+                        .fetch_one(&self.pool)
+                        .await?;
+            }
+        }
+        Ok(cursor)
+    }
+
+    async fn feed_horizon(&self) -> Result<u64> {
+        let text: String =
+            sqlx::query_scalar("SELECT CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT)")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(text.parse().unwrap_or(0))
+    }
+
+    /// One reading cycle: every change committed before it began and not yet read, at
+    /// least once (see the module's note); the cursor moves on.
+    pub async fn read_changes(&self, cursor: &mut FeedCursor) -> Result<FeedRead> {
+        let mut read = FeedRead::default();
+        let mut seen = std::collections::HashSet::new();
+        match self.backend {
+            Backend::Sqlite => loop {
+                let rows = sqlx::query(
+                    "SELECT seq, donor_id FROM index_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(cursor.last_seq)
+                .bind(PAGE)
+                .fetch_all(&self.pool)
+                .await?;
+                for row in &rows {
+                    let seq: i64 = row.try_get("seq")?;
+                    let donor: i64 = row.try_get("donor_id")?;
+                    cursor.last_seq = seq;
+                    read.rows += 1;
+                    if seen.insert(donor) {
+                        read.donors.push(donor);
+                    }
+                }
+                if (rows.len() as i64) < PAGE {
+                    break;
+                }
+            },
+            Backend::Postgres => {
+                let next_horizon = self.feed_horizon().await?;
+                let from = cursor.horizon.unwrap_or(0);
+                let mut after = 0i64;
+                loop {
+                    let rows = sqlx::query(
+                        "SELECT seq, donor_id, CAST(xid AS TEXT) AS xid FROM index_changes \
+                         WHERE xid >= CAST(CAST($1 AS TEXT) AS xid8) AND seq > $2 ORDER BY seq LIMIT $3",
+                    )
+                    .bind(from.to_string())
+                    .bind(after)
+                    .bind(PAGE)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    for row in &rows {
+                        let seq: i64 = row.try_get("seq")?;
+                        let donor: i64 = row.try_get("donor_id")?;
+                        let xid: u64 = row.try_get::<String, _>("xid")?.parse().unwrap_or(0);
+                        after = seq;
+                        if cursor.recent.insert(seq, xid).is_some() {
+                            continue;
+                        }
+                        read.rows += 1;
+                        if seen.insert(donor) {
+                            read.donors.push(donor);
+                        }
+                    }
+                    if (rows.len() as i64) < PAGE {
+                        break;
+                    }
+                }
+                cursor.recent.retain(|_, xid| *xid >= next_horizon);
+                cursor.horizon = Some(next_horizon.max(from));
+            }
+        }
+        cursor.rows_read += read.rows as u64;
+        Ok(read)
+    }
+
+    /// What the index should hold for each of `donors`, read now (a donor that no longer
+    /// exists leaves it).
+    pub async fn index_updates_of(&self, donors: &[i64]) -> Result<Vec<IndexUpdate>> {
+        let mut updates = Vec::with_capacity(donors.len());
+        for chunk in donors.chunks(1000) {
+            let ids = serde_json::to_string(chunk).expect("ids serialise");
+            let rows = match self.backend {
+                Backend::Sqlite => {
+                    sqlx::query(donor_select!(
+                        "WHERE d.id IN (SELECT value FROM json_each($1))"
+                    ))
+                    .bind(&ids)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+                Backend::Postgres => {
+                    sqlx::query(donor_select!(
+                        "WHERE d.id IN (SELECT CAST(jsonb_array_elements_text(CAST($1 AS JSONB)) AS BIGINT))"
+                    ))
+                    .bind(&ids)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+            };
+            let found: HashMap<i64, Donor> = rows
+                .iter()
+                .map(|r| donor_from_row(r).map(|d| (d.id, d)))
+                .collect::<Result<_>>()?;
+            for id in chunk {
+                updates.push(match found.get(id) {
+                    Some(d) => self.index_update(d)?,
+                    None => IndexUpdate::Remove(u32::try_from(*id).unwrap_or(u32::MAX)),
+                });
+            }
+        }
+        Ok(updates)
+    }
+}

@@ -1,0 +1,169 @@
+//! Several `boai serve` processes over one database (PostgreSQL, and one SQLite file): a
+//! write through one server is seen by a search on any other started after the write
+//! returned; withdrawals leave every search at once; an import run while they serve is
+//! searchable on all of them when it finishes.
+
+use std::process::{Child, Command, Stdio};
+
+use super::{boai, http, registry_urls, registry_with_station};
+
+const PATIENT: &str =
+    "A*02:01+A*24:02^B*40:01+B*46:01^C*01:02+C*03:04^DRB1*09:01+DRB1*15:01^DQB1*03:03+DQB1*06:02";
+
+struct Server {
+    addr: String,
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(url: &str) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_boai"))
+        .args(["serve", "--db", url, "--addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server { addr, child };
+    let ready = (0..300).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        http(&server.addr, "GET", "/readyz", "", None).0 == 200
+    });
+    assert!(ready, "server on {} never became ready", server.addr);
+    server
+}
+
+fn token(url: &str, role: &str, station: Option<&str>) -> String {
+    let mut args = vec!["token", "create", "--db", url, "--role", role];
+    if let Some(s) = station {
+        args.extend(["--station", s]);
+    }
+    let o = boai(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The donor ids a zero-mismatch search for `patient` finds on `addr`.
+fn found(addr: &str, coordinator: &str, patient: i64) -> Vec<i64> {
+    let body = format!(r#"{{"patient_id": {patient}, "max_mismatches": 0}}"#);
+    let (status, search) = http(addr, "POST", "/v1/searches", coordinator, Some(&body));
+    assert_eq!(status, 201, "{addr}: {search}");
+    let path = format!("/v1/searches/{}/results?limit=1000", search["id"]);
+    let (status, page) = http(addr, "GET", &path, coordinator, None);
+    assert_eq!(status, 200, "{addr}: {page}");
+    assert_eq!(
+        page["hits"].as_array().unwrap().len() as u64,
+        search["total"].as_u64().unwrap()
+    );
+    let mut ids: Vec<i64> = page["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["donor_id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn enrol(addr: &str, station: &str, n: usize) -> i64 {
+    let body = serde_json::json!({
+        "external_id": format!("MS-{n}"), "station": "BJ01", "birth_date": "1995-04-10",
+        "sex": "F", "abo": "A", "rh": "+", "cmv": "neg",
+        "identity": {"family_name": "Li", "given_name": "Na", "national_id": format!("MSN{n}")},
+        "consent_form_version": "CMDP-2024-1", "typing": PATIENT
+    })
+    .to_string();
+    let (status, donor) = http(addr, "POST", "/v1/donors", station, Some(&body));
+    assert_eq!(status, 201, "{donor}");
+    donor["id"].as_i64().unwrap()
+}
+
+#[test]
+fn servers_over_one_database_see_each_others_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in registry_urls(dir.path(), "servers") {
+        registry_with_station(&url);
+        let station = token(&url, "station", Some("BJ01"));
+        let coordinator = token(&url, "coordinator", None);
+        let servers: Vec<Server> = (0..3).map(|_| serve(&url)).collect();
+        let (a, b, c) = (&servers[0].addr, &servers[1].addr, &servers[2].addr);
+        let body = serde_json::json!({"external_id": "P-MS", "gl": PATIENT}).to_string();
+        let (status, patient) = http(a, "POST", "/v1/patients", &coordinator, Some(&body));
+        assert_eq!(status, 201, "{patient}");
+        let patient = patient["id"].as_i64().unwrap();
+
+        // Enrolled through A, found by B and C.
+        let mut enrolled = Vec::new();
+        for n in 0..20 {
+            let at = &servers[n % 3].addr;
+            let id = enrol(at, &station, n);
+            enrolled.push(id);
+            let other = &servers[(n + 1) % 3].addr;
+            assert!(
+                found(other, &coordinator, patient).contains(&id),
+                "{url}: donor {id} enrolled through {at}, not found by {other}"
+            );
+        }
+        enrolled.sort();
+        for s in [a, b, c] {
+            assert_eq!(found(s, &coordinator, patient), enrolled, "{url}: {s}");
+        }
+
+        // An import run while they serve is searchable on all of them when it finishes.
+        let file = dir.path().join("more.txt");
+        let lines: Vec<String> = (0..200).map(|n| format!("IMP-{n}%{PATIENT}")).collect();
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        let o = boai(&[
+            "import",
+            "donors",
+            file.to_str().unwrap(),
+            "--station",
+            "BJ01",
+            "--db",
+            &url,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let all = found(a, &coordinator, patient);
+        assert_eq!(all.len(), 220, "{url}");
+        for s in [b, c] {
+            assert_eq!(found(s, &coordinator, patient), all, "{url}: {s}");
+        }
+
+        // 200 withdrawals, each through one server, each followed by a search on another:
+        // a withdrawn donor leaves every search at once.
+        let mut present = all.clone();
+        for (i, id) in all.iter().take(200).enumerate() {
+            let through = &servers[i % 3].addr;
+            let (status, body) = http(
+                through,
+                "POST",
+                &format!("/v1/donors/{id}/consents/recruitment/withdrawal"),
+                &station,
+                Some(r#"{"reason": "donor asked"}"#),
+            );
+            assert_eq!(status, 200, "{url}: {body}");
+            present.retain(|d| d != id);
+            let other = &servers[(i + 1) % 3].addr;
+            let seen = found(other, &coordinator, patient);
+            assert!(
+                !seen.contains(id),
+                "{url}: donor {id} withdrawn through {through} still found by {other}"
+            );
+            assert_eq!(seen, present, "{url}: {other}");
+        }
+        for s in [a, b, c] {
+            assert_eq!(found(s, &coordinator, patient), present, "{url}: {s}");
+        }
+    }
+}
