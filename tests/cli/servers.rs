@@ -165,5 +165,135 @@ fn servers_over_one_database_see_each_others_writes() {
         for s in [a, b, c] {
             assert_eq!(found(s, &coordinator, patient), present, "{url}: {s}");
         }
+
+        // Concurrent writers through all three servers lose nothing.
+        let written: Vec<i64> = std::thread::scope(|scope| {
+            let handles: Vec<_> = servers
+                .iter()
+                .enumerate()
+                .map(|(k, server)| {
+                    let station = station.clone();
+                    scope.spawn(move || {
+                        (0..25)
+                            .map(|n| enrol(&server.addr, &station, 1000 + k * 100 + n))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        present.extend(&written);
+        present.sort();
+        for s in [a, b, c] {
+            assert_eq!(found(s, &coordinator, patient), present, "{url}: {s}");
+        }
+        drop(servers);
+
+        // A server killed (SIGKILL) while writes go through it restarts, catches up, and
+        // agrees with a fresh load; every write it acknowledged is kept.
+        let mut victim = serve(&url);
+        let witness = serve(&url);
+        let acknowledged = std::thread::scope(|scope| {
+            let addr = victim.addr.clone();
+            let station = station.clone();
+            let writer = scope.spawn(move || {
+                let mut ok = Vec::new();
+                for n in 0..400 {
+                    let body = serde_json::json!({
+                        "external_id": format!("KILL-{n}"), "station": "BJ01", "birth_date": "1990-01-01",
+                        "sex": "M", "abo": "O", "rh": "+", "cmv": "neg",
+                        "identity": {"family_name": "Wang", "given_name": "Wei", "national_id": format!("KN{n}")},
+                        "consent_form_version": "CMDP-2024-1", "typing": PATIENT
+                    })
+                    .to_string();
+                    match http(&addr, "POST", "/v1/donors", &station, Some(&body)) {
+                        (201, d) => ok.push(d["id"].as_i64().unwrap()),
+                        (0, _) => break,
+                        (status, d) => panic!("{status}: {d}"),
+                    }
+                }
+                ok
+            });
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            victim.child.kill().unwrap();
+            victim.child.wait().unwrap();
+            writer.join().unwrap()
+        });
+        assert!(
+            !acknowledged.is_empty(),
+            "{url}: no write got through before the kill"
+        );
+        drop(victim);
+        let restarted = serve(&url);
+        let fresh = serve(&url);
+        let after_restart = found(&restarted.addr, &coordinator, patient);
+        for id in &acknowledged {
+            assert!(
+                after_restart.contains(id),
+                "{url}: acknowledged donor {id} lost"
+            );
+        }
+        assert_eq!(
+            after_restart,
+            found(&fresh.addr, &coordinator, patient),
+            "{url}"
+        );
+        assert_eq!(
+            after_restart,
+            found(&witness.addr, &coordinator, patient),
+            "{url}"
+        );
+
+        // A server whose database connections are cut catches up when they return.
+        if url.starts_with("postgres") {
+            let db = url.rsplit('/').next().unwrap();
+            let server_url = std::env::var("BOAI_TEST_PG_URL").unwrap();
+            let cut = format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+            );
+            let o = Command::new("psql")
+                .args([server_url.as_str(), "-q", "-c", &cut])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            // The first write after the cut may meet a dead connection; a retry succeeds.
+            let id = (0..20)
+                .find_map(|attempt| {
+                    std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+                    let body = serde_json::json!({
+                        "external_id": format!("CUT-{attempt}"), "station": "BJ01", "birth_date": "1990-01-01",
+                        "sex": "M", "abo": "O", "rh": "+", "cmv": "neg",
+                        "identity": {"family_name": "Zhao", "given_name": "Lei", "national_id": format!("CUT{attempt}")},
+                        "consent_form_version": "CMDP-2024-1", "typing": PATIENT
+                    })
+                    .to_string();
+                    match http(&restarted.addr, "POST", "/v1/donors", &station, Some(&body)) {
+                        (201, d) => d["id"].as_i64(),
+                        _ => None,
+                    }
+                })
+                .expect("a write after the cut");
+            let seen = (0..20).find_map(|attempt| {
+                std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+                let body = format!(r#"{{"patient_id": {patient}, "max_mismatches": 0}}"#);
+                match http(
+                    &witness.addr,
+                    "POST",
+                    "/v1/searches",
+                    &coordinator,
+                    Some(&body),
+                ) {
+                    (201, _) => Some(found(&witness.addr, &coordinator, patient)),
+                    _ => None,
+                }
+            });
+            assert!(
+                seen.expect("searches again after the cut").contains(&id),
+                "{url}"
+            );
+        }
     }
 }
