@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod follow;
 pub mod jobs;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod server;
@@ -70,6 +71,7 @@ pub fn app(state: AppState) -> Router {
             admission::admit,
         ))
         .layer(middleware::map_response(admission::retry_after))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::count))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -11,7 +11,7 @@ use crate::stored_run;
 #[openapi(
     info(title = "Boai internal API", description = "Donor registry and HLA matching. Every /v1 route needs `Authorization: Bearer <token>`; errors are application/problem+json."),
     paths(
-        routes::admin::healthz, routes::admin::readyz,
+        routes::admin::healthz, routes::admin::readyz, routes::admin::metrics,
         routes::admin::create_station, routes::admin::list_stations,
         routes::admin::read_audit, routes::admin::hla_expand,
         routes::donors::enrol_donor, routes::donors::get_donor, routes::donors::update_donor,

@@ -27,6 +27,8 @@ pub struct AppState {
     pub timeouts: Timeouts,
     /// The change feed's follower: changes made through other servers and commands.
     pub feed: Arc<crate::follow::Feed>,
+    /// Request counts and latencies for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How long a client may take to send a request: its headers, its body, and the whole
@@ -150,6 +152,7 @@ impl AppState {
             admission: Admission::default(),
             timeouts: Timeouts::default(),
             feed: Arc::new(crate::follow::Feed::default()),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
         }
     }
 

@@ -3171,3 +3171,6 @@ mod reports;
 
 #[path = "api/typings.rs"]
 mod typings;
+
+#[path = "api/metrics.rs"]
+mod metrics;

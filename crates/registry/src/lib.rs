@@ -406,6 +406,11 @@ impl Registry {
     pub fn now_text(&self) -> String {
         instant_text(self.config.clock.now())
     }
+
+    /// The database pool's connections: (open, idle).
+    pub fn pool_use(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
 }
 
 #[cfg(test)]

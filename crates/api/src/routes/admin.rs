@@ -17,6 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/stations", post(create_station).get(list_stations))
         .route("/v1/audit", get(read_audit))
         .route("/v1/hla/expand", post(hla_expand))
@@ -26,6 +27,13 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "alive")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
+}
+
+/// Prometheus text format: requests and latencies by route, searches, the index, the
+/// change feed's lag, the database pool (open, like the health checks: no identity data).
+#[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(state: State<AppState>) -> axum::response::Response {
+    crate::metrics::metrics(state).await
 }
 
 /// Ready: the matching index is loaded; `feed` shows how the index follows the changes
