@@ -10,6 +10,8 @@ if [ -z "${BOAI_TEST_PG_URL:-}" ]; then
   pg_dir=$(tail -n 1 "$pg_log")
   trap 'scripts/pg-temp.sh stop "$pg_dir"; rm -f "$pg_log"' EXIT
   export BOAI_TEST_PG_URL
+  # The server's TLS certificate, for the test that connects with sslmode=verify-full.
+  if [ -f "$pg_dir/ca.crt" ]; then export BOAI_TEST_PG_CA="$pg_dir/ca.crt"; fi
 fi
 echo "PostgreSQL for tests: $BOAI_TEST_PG_URL"
 cargo test --workspace --locked "$@"

@@ -297,3 +297,54 @@ fn servers_over_one_database_see_each_others_writes() {
         }
     }
 }
+
+/// TLS to PostgreSQL as to a managed server: `sslmode=verify-full` with the server's
+/// certificate connects encrypted; without a certificate it trusts, the connection is
+/// refused rather than made in clear.
+#[test]
+fn postgresql_over_tls_is_verified() {
+    let Ok(server) = std::env::var("BOAI_TEST_PG_URL") else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI=true but BOAI_TEST_PG_URL is not set"
+        );
+        return;
+    };
+    let ca = match std::env::var("BOAI_TEST_PG_CA") {
+        Ok(ca) => ca,
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but BOAI_TEST_PG_CA (the test server's certificate) is not set")
+        }
+        Err(_) => return eprintln!("BOAI_TEST_PG_CA not set: TLS test skipped"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = registry_urls(dir.path(), "tls").pop().unwrap();
+    assert!(url.starts_with("postgres"), "{server}");
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={ca}");
+    registry_with_station(&verified);
+    let served = serve(&verified);
+    let encrypted = format!(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = '{db}' AND s.ssl"
+    );
+    let o = Command::new("psql")
+        .args([server.as_str(), "-tA", "-c", &encrypted])
+        .output()
+        .unwrap();
+    let n: u32 = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        n > 0,
+        "no encrypted connection from the server: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    drop(served);
+    // No certificate to trust: refused, not connected in clear.
+    let o = boai(&["db", "stats", "--db", &format!("{url}?sslmode=verify-full")]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
+    assert!(err.contains("certificate") || err.contains("tls"), "{err}");
+}
