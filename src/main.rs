@@ -91,12 +91,21 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("BOAI_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        EnvFilter::try_from_env("BOAI_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // `BOAI_LOG_FORMAT=json`: one JSON object per line, for a log collector.
+    if std::env::var("BOAI_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => std::process::ExitCode::from(code as u8),
