@@ -69,7 +69,7 @@ pub fn db(cmd: DbCommand, expander: Arc<Expander>) -> Result<i32> {
         match cmd {
             DbCommand::Migrate(db) => {
                 let reg = open(&db, expander).await?;
-                eprintln!("{}: migrated", db.db);
+                eprintln!("{}: migrated", crate::config::masked(&db.url()?));
                 reg.close().await;
             }
             DbCommand::Stats(db) => {

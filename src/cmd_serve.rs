@@ -18,8 +18,9 @@ use crate::connect::{DbArgs, cli_actor, open, runtime};
 pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: SocketAddr,
+    /// Where to listen (default 127.0.0.1:8080; the configuration file's `listen`).
+    #[arg(long, env = "BOAI_LISTEN")]
+    pub addr: Option<SocketAddr>,
     /// Haplotype frequencies for match probabilities (default: the shared NMDP set when
     /// present; without one, a search asking for probabilities is refused).
     #[arg(long, env = "BOAI_FREQ_FILE")]
@@ -122,6 +123,19 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// Where `serve` listens: the flag or `BOAI_LISTEN`, the configuration file's `listen`, or
+/// 127.0.0.1:8080.
+pub fn listen_addr(args: &ServeArgs) -> Result<SocketAddr> {
+    Ok(match args.addr {
+        Some(a) => a,
+        None => args
+            .db
+            .file()?
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+    })
+}
+
 pub fn serve(args: ServeArgs, expander: Arc<Expander>) -> Result<i32> {
     runtime()?.block_on(async move {
         let reg = open(&args.db, expander).await?;
@@ -132,7 +146,7 @@ pub fn serve(args: ServeArgs, expander: Arc<Expander>) -> Result<i32> {
         let state = state_for(reg, &args.freqs, &args.population)?;
         serve_state(
             state,
-            args.addr,
+            listen_addr(&args)?,
             Duration::from_secs_f64(args.job_tick_secs),
         )
         .await?;

@@ -176,11 +176,13 @@ fn activity(args: &SynthArgs, synth: &Synth, expander: Arc<Expander>) -> Result<
 /// commits synced at checkpoints: generated data is cheap to make again.
 pub async fn open_for_activity(db: &DbArgs, expander: Arc<Expander>) -> Result<registry::Registry> {
     let mut config = db.config()?;
-    config.clock = registry::Clock::manual(&db.time_zone, jiff::Timestamp::now())?;
+    let zone = config.clock.zone_name().to_string();
+    config.clock = registry::Clock::manual(&zone, jiff::Timestamp::now())?;
     config.sqlite_sync = registry::SqliteSync::Normal;
-    let reg = registry::Registry::connect(&db.db, expander, config)
+    let url = db.url()?;
+    let reg = registry::Registry::connect(&url, expander, config)
         .await
-        .with_context(|| format!("opening {}", db.db))?;
+        .with_context(|| format!("opening {}", crate::config::masked(&url)))?;
     reg.migrate().await.context("migrating")?;
     Ok(reg)
 }

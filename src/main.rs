@@ -13,6 +13,7 @@ mod cmd_search;
 mod cmd_serve;
 mod cmd_synth;
 mod cmd_token;
+mod config;
 mod connect;
 mod datadir;
 mod donors;
@@ -85,14 +86,16 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(cmd_token::TokenCommand),
+    /// The configuration: check it and print what a server would use.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// A fresh SQLite registry with a synthetic population, a coordinator token and ready
     /// `curl` commands; then serves.
     Demo(cmd_serve::DemoArgs),
 }
 
 fn main() -> std::process::ExitCode {
-    let filter =
-        EnvFilter::try_from_env("BOAI_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_env("BOAI_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     // `BOAI_LOG_FORMAT=json`: one JSON object per line, for a log collector.
     if std::env::var("BOAI_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         tracing_subscriber::fmt()
@@ -135,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(cmd) => cmd_export::export(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Bench(cmd) => cmd_bench::bench(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Reference(cmd) => cmd_reference::run(cmd),
+        Command::Config(cmd) => config::run(cmd),
         Command::Report(cmd) => cmd_report::report(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Serve(args) => cmd_serve::serve(args, Arc::new(cli.refdata.expander()?)),
         Command::Token(cmd) => cmd_token::token(cmd, Arc::new(cli.refdata.expander()?)),

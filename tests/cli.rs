@@ -5,6 +5,8 @@ use std::process::{Command, Output, Stdio};
 
 #[path = "cli/atlas.rs"]
 mod atlas;
+#[path = "cli/config.rs"]
+mod config;
 #[path = "cli/hml.rs"]
 mod hml;
 #[path = "cli/reference.rs"]

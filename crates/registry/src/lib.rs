@@ -185,6 +185,8 @@ pub struct RegistryConfig {
     pub contact_failures_to_uc: u32,
     /// A listed donor not reached for this many years is on the reconfirmation list.
     pub reconfirm_after_years: u32,
+    /// Database connections kept open at most (default: 4 on SQLite, 8 on PostgreSQL).
+    pub pool_max_connections: Option<u32>,
 }
 
 /// SQLite's `synchronous` setting in WAL mode.
@@ -235,6 +237,7 @@ impl Default for RegistryConfig {
             sqlite_sync: SqliteSync::default(),
             contact_failures_to_uc: 3,
             reconfirm_after_years: 2,
+            pool_max_connections: None,
         }
     }
 }
@@ -310,7 +313,7 @@ impl Registry {
                 };
                 let sync = config.sqlite_sync.pragma();
                 AnyPoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(config.pool_max_connections.unwrap_or(4))
                     .after_connect(move |conn, _| {
                         Box::pin(async move {
                             // WAL: readers never block the writer; `sync` says whether a
@@ -331,7 +334,7 @@ impl Registry {
             }
             Backend::Postgres => {
                 AnyPoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(config.pool_max_connections.unwrap_or(8))
                     .connect(url)
                     .await?
             }
