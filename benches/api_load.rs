@@ -226,6 +226,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
     let state = api::AppState::new(reg.clone());
     let t = Instant::now();
     let indexed = state.load_index().await.expect("index");
+    let feed = state.feed.clone();
     println!(
         "index: {indexed} donors loaded in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -408,6 +409,10 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
         enrolled.len(),
         errors.load(Ordering::Relaxed),
         violations.load(Ordering::Relaxed)
+    );
+    println!(
+        "change feed: {}",
+        serde_json::to_string(&feed.status()).unwrap_or_default()
     );
     reg.close().await;
     if let (Some(server), Some(db)) = (&pg, pg_db) {

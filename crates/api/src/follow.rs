@@ -116,7 +116,22 @@ pub fn spawn_follower(state: AppState) {
     if state.feed.following.swap(true, Ordering::SeqCst) {
         return;
     }
-    tokio::spawn(async move {
+    // Its own thread and runtime: a cycle must not wait behind the request handlers for a
+    // worker thread, since every search waits for a cycle.
+    std::thread::Builder::new()
+        .name("change-feed".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the change feed's runtime");
+            rt.block_on(follow(state));
+        })
+        .expect("the change feed's thread");
+}
+
+async fn follow(state: AppState) {
+    {
         let feed = state.feed.clone();
         let Some(mut cursor) = feed.cursor.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
@@ -142,14 +157,19 @@ pub fn spawn_follower(state: AppState) {
                 }
             }
             let n = feed.started.fetch_add(1, Ordering::SeqCst) + 1;
+            let cycle_started = Instant::now();
             let mut next = cursor.clone();
             let result = async {
                 let read = state.registry.read_changes(&mut next).await?;
-                let updates = state.registry.index_updates_of(&read.donors).await?;
-                let today = state.today();
-                let mut index = state.index.write().expect("index lock");
-                for update in updates {
-                    update.apply(&mut index, today)?;
+                if !read.donors.is_empty() {
+                    let updates = state.registry.index_updates_of(&read.donors).await?;
+                    let today = state.today();
+                    // The write lock waits for the searches in progress: taken only when
+                    // there is something to apply.
+                    let mut index = state.index.write().expect("index lock");
+                    for update in updates {
+                        update.apply(&mut index, today)?;
+                    }
                 }
                 Ok::<usize, registry::RegistryError>(read.rows)
             }
@@ -173,11 +193,17 @@ pub fn spawn_follower(state: AppState) {
                     }
                 }
             };
+            tracing::debug!(
+                cycle = n,
+                elapsed_us = cycle_started.elapsed().as_micros() as u64,
+                failed,
+                "change feed cycle"
+            );
             if failed {
                 tokio::time::sleep(POLL).await;
             } else {
                 feed.completed.send_replace(n);
             }
         }
-    });
+    }
 }

@@ -114,7 +114,7 @@ impl Registry {
             Backend::Sqlite => {
                 cursor.last_seq =
                     sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM index_changes")
-                        .fetch_one(&self.pool)
+                        .fetch_one(&self.feed_pool)
                         .await?;
             }
         }
@@ -124,7 +124,7 @@ impl Registry {
     async fn feed_horizon(&self) -> Result<u64> {
         let text: String =
             sqlx::query_scalar("SELECT CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT)")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.feed_pool)
                 .await?;
         Ok(text.parse().unwrap_or(0))
     }
@@ -141,7 +141,7 @@ impl Registry {
                 )
                 .bind(cursor.last_seq)
                 .bind(PAGE)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.feed_pool)
                 .await?;
                 for row in &rows {
                     let seq: i64 = row.try_get("seq")?;
@@ -159,22 +159,24 @@ impl Registry {
             Backend::Postgres => {
                 let next_horizon = self.feed_horizon().await?;
                 let from = cursor.horizon.unwrap_or(0);
-                let mut after = 0i64;
+                // Keyset on (xid, seq), the index's order: the rows at or above the horizon
+                // are found through it however long the table is.
+                let (mut after_xid, mut after_seq) = (from, -1i64);
                 loop {
                     let rows = sqlx::query(
                         "SELECT seq, donor_id, CAST(xid AS TEXT) AS xid FROM index_changes \
-                         WHERE xid >= CAST(CAST($1 AS TEXT) AS xid8) AND seq > $2 ORDER BY seq LIMIT $3",
+                         WHERE (xid, seq) > (CAST(CAST($1 AS TEXT) AS xid8), $2) ORDER BY xid, seq LIMIT $3",
                     )
-                    .bind(from.to_string())
-                    .bind(after)
+                    .bind(after_xid.to_string())
+                    .bind(after_seq)
                     .bind(PAGE)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.feed_pool)
                     .await?;
                     for row in &rows {
                         let seq: i64 = row.try_get("seq")?;
                         let donor: i64 = row.try_get("donor_id")?;
                         let xid: u64 = row.try_get::<String, _>("xid")?.parse().unwrap_or(0);
-                        after = seq;
+                        (after_xid, after_seq) = (xid, seq);
                         if cursor.recent.insert(seq, xid).is_some() {
                             continue;
                         }
@@ -200,23 +202,31 @@ impl Registry {
     pub async fn index_updates_of(&self, donors: &[i64]) -> Result<Vec<IndexUpdate>> {
         let mut updates = Vec::with_capacity(donors.len());
         for chunk in donors.chunks(1000) {
-            let ids = serde_json::to_string(chunk).expect("ids serialise");
             let rows = match self.backend {
                 Backend::Sqlite => {
+                    let ids = serde_json::to_string(chunk).expect("ids serialise");
                     sqlx::query(donor_select!(
                         "WHERE d.id IN (SELECT value FROM json_each($1))"
                     ))
                     .bind(&ids)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.feed_pool)
                     .await?
                 }
                 Backend::Postgres => {
-                    sqlx::query(donor_select!(
-                        "WHERE d.id IN (SELECT CAST(jsonb_array_elements_text(CAST($1 AS JSONB)) AS BIGINT))"
-                    ))
-                    .bind(&ids)
-                    .fetch_all(&self.pool)
-                    .await?
+                    // An array literal (`{1,2,3}`), so the primary key's index is used: a
+                    // set-returning function's rows would be joined by scanning every donor.
+                    let array = format!(
+                        "{{{}}}",
+                        chunk
+                            .iter()
+                            .map(i64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                    sqlx::query(donor_select!("WHERE d.id = ANY(CAST($1 AS BIGINT[]))"))
+                        .bind(&array)
+                        .fetch_all(&self.feed_pool)
+                        .await?
                 }
             };
             let found: HashMap<i64, Donor> = rows

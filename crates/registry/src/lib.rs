@@ -275,6 +275,9 @@ impl Actor {
 /// The store.
 pub struct Registry {
     pub(crate) pool: AnyPool,
+    /// The change feed's reader's own connections (PostgreSQL), so a reading cycle, which
+    /// every search waits for, never queues behind request handlers for a connection.
+    pub(crate) feed_pool: AnyPool,
     pub backend: Backend,
     pub config: RegistryConfig,
     pub(crate) expander: Arc<Expander>,
@@ -339,8 +342,13 @@ impl Registry {
                     .await?
             }
         };
+        let feed_pool = match backend {
+            Backend::Sqlite => pool.clone(),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(2).connect_lazy(url)?,
+        };
         Ok(Registry {
             pool,
+            feed_pool,
             backend,
             config,
             expander,
