@@ -119,6 +119,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
+    // `BOAI_LOG=api::follow=debug` shows each change-feed cycle's time.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("BOAI_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let donors = arg("--donors", 1_000_000);
     let clients = arg("--clients", 32);
     let seconds = arg("--seconds", 60) as u64;

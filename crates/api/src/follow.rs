@@ -130,37 +130,47 @@ pub fn spawn_follower(state: AppState) {
         .expect("the change feed's thread");
 }
 
+/// Wake the follower on every notification of a committed change; reconnect when the
+/// connection is lost (the follower's poll covers the gap).
+async fn listen(state: AppState) {
+    loop {
+        match state.registry.change_listener().await {
+            Ok(Some(mut listener)) => {
+                while listener.recv().await.is_ok() {
+                    state.feed.wake.notify_one();
+                }
+            }
+            Ok(None) => return,
+            Err(e) => tracing::debug!(error = %e, "change listener not connected"),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 async fn follow(state: AppState) {
     {
         let feed = state.feed.clone();
         let Some(mut cursor) = feed.cursor.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
-        let mut listener = None;
+        // PostgreSQL's notifications of commits wake the follower from a task of their own:
+        // a listener's `recv` must not be dropped half-way by a `select!`.
+        tokio::spawn(listen(state.clone()));
         loop {
-            if listener.is_none() {
-                listener = state.registry.change_listener().await.ok().flatten();
-            }
             tokio::select! {
                 _ = feed.wake.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
-                got = async {
-                    match listener.as_mut() {
-                        Some(l) => l.recv().await.map(|_| ()),
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    // A lost connection: listen again next time; the poll covers meanwhile.
-                    if got.is_err() {
-                        listener = None;
-                    }
-                }
             }
             let n = feed.started.fetch_add(1, Ordering::SeqCst) + 1;
             let cycle_started = Instant::now();
             let mut next = cursor.clone();
             let result = async {
                 let read = state.registry.read_changes(&mut next).await?;
+                tracing::debug!(
+                    read_us = cycle_started.elapsed().as_micros() as u64,
+                    rows = read.rows,
+                    "change feed read"
+                );
                 if !read.donors.is_empty() {
                     let updates = state.registry.index_updates_of(&read.donors).await?;
                     let today = state.today();
