@@ -59,8 +59,16 @@ async fn fresh_pg_database(server: &str) -> (String, String) {
         .execute(&mut admin)
         .await
         .expect("create database");
-    let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
-    (format!("{base}/{db}"), db)
+    // The server's URL with its database replaced; its parameters (`?host=` for a unix
+    // socket, `sslmode`) kept.
+    let (path, params) = server.split_once('?').map_or((server, ""), |(p, q)| (p, q));
+    let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+    let params = if params.is_empty() {
+        String::new()
+    } else {
+        format!("?{params}")
+    };
+    (format!("{base}/{db}{params}"), db)
 }
 
 fn shared(relative: &str) -> PathBuf {

@@ -344,7 +344,19 @@ impl Registry {
         };
         let feed_pool = match backend {
             Backend::Sqlite => pool.clone(),
-            Backend::Postgres => AnyPoolOptions::new().max_connections(2).connect_lazy(url)?,
+            // Planned for each cycle's horizon: a generic plan of the feed's range query
+            // (a third of the table, by its estimate) scans every change ever made.
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(2)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("SET plan_cache_mode = force_custom_plan")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy(url)?,
         };
         Ok(Registry {
             pool,
