@@ -18,7 +18,7 @@ use crate::score::Subject;
 /// A row of the index (stable while the donor stays in it).
 pub type Row = u32;
 
-const ABSENT: u32 = u32::MAX;
+pub(crate) const ABSENT: u32 = u32::MAX;
 const NO_BIRTH: u16 = u16::MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,7 +48,7 @@ pub struct DonorInput<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct PositionTable {
     pub(crate) infos: Vec<Option<Arc<PositionInfo>>>,
-    by_text: FxHashMap<Box<str>, u32>,
+    pub(crate) by_text: FxHashMap<Box<str>, u32>,
     /// Per typing id, what it is: a search codes every typing without reaching its info.
     pub(crate) kinds: Vec<TypingKind>,
     /// Per P-group key: the expressed typings whose set holds it, ascending. With `new`,
@@ -68,7 +68,7 @@ pub(crate) enum TypingKind {
 }
 
 impl PositionTable {
-    fn new() -> PositionTable {
+    pub(crate) fn new() -> PositionTable {
         PositionTable {
             infos: vec![None],
             by_text: FxHashMap::default(),
@@ -78,7 +78,7 @@ impl PositionTable {
         }
     }
 
-    fn push(&mut self, text: &str, info: PositionInfo) -> u32 {
+    pub(crate) fn push(&mut self, text: &str, info: PositionInfo) -> u32 {
         let id = self.infos.len() as u32;
         let kind = if info.is_null() {
             TypingKind::Null
@@ -107,10 +107,10 @@ pub(crate) struct GenotypeTable {
     /// Donors holding each genotype (for the scan's locus ordering).
     pub(crate) counts: Vec<u32>,
     /// Genotype ids, hashed by their pair (4 bytes a slot instead of 12).
-    by_pair: hashbrown::HashTable<u32>,
+    pub(crate) by_pair: hashbrown::HashTable<u32>,
 }
 
-fn pair_hash(pair: [u32; 2]) -> u64 {
+pub(crate) fn pair_hash(pair: [u32; 2]) -> u64 {
     use std::hash::BuildHasher;
     rustc_hash::FxBuildHasher.hash_one(pair)
 }
@@ -223,8 +223,8 @@ pub(crate) struct Postings {
     /// `genotypes_of[position_offsets[p]..position_offsets[p+1]]`: snapshot genotypes
     /// holding position typing `p` (once, also when homozygous), each with its other
     /// position typing, so that a walk over them reads no pair table.
-    position_offsets: Vec<u32>,
-    genotypes_of: Vec<[u32; 2]>,
+    pub(crate) position_offsets: Vec<u32>,
+    pub(crate) genotypes_of: Vec<[u32; 2]>,
 }
 
 impl Postings {
@@ -315,13 +315,13 @@ impl Postings {
 }
 
 // Packed attribute flags.
-const LIVE: u16 = 1;
-const CORD: u16 = 1 << 1;
-const STATUS_SHIFT: u16 = 2; // 2 bits
-const SEX_SHIFT: u16 = 4; // 2 bits
-const ABO_SHIFT: u16 = 6; // 3 bits
-const RH_SHIFT: u16 = 9; // 2 bits: 0 unknown, 1 neg, 2 pos
-const CMV_SHIFT: u16 = 11; // 2 bits
+pub(crate) const LIVE: u16 = 1;
+pub(crate) const CORD: u16 = 1 << 1;
+pub(crate) const STATUS_SHIFT: u16 = 2; // 2 bits
+pub(crate) const SEX_SHIFT: u16 = 4; // 2 bits
+pub(crate) const ABO_SHIFT: u16 = 6; // 3 bits
+pub(crate) const RH_SHIFT: u16 = 9; // 2 bits: 0 unknown, 1 neg, 2 pos
+pub(crate) const CMV_SHIFT: u16 = 11; // 2 bits
 
 fn index_of<T: PartialEq>(all: &[T], v: T) -> u16 {
     all.iter().position(|x| *x == v).unwrap_or(0) as u16
@@ -365,7 +365,7 @@ pub struct RankFacts {
 
 /// The donor index.
 pub struct DonorIndex {
-    expander: Arc<Expander>,
+    pub(crate) expander: Arc<Expander>,
     pub(crate) positions: [PositionTable; 6],
     pub(crate) genotypes: [GenotypeTable; 6],
     /// Per locus, each row's genotype id.
@@ -376,16 +376,16 @@ pub struct DonorIndex {
     /// Candidates come from posting lists when expected to be at most this share of rows.
     pub(crate) candidate_share: f64,
     pub(crate) keys: Vec<u32>,
-    row_of: Vec<u32>,
+    pub(crate) row_of: Vec<u32>,
     pub(crate) flags: Vec<u16>,
     pub(crate) birth: Vec<u16>,
     pub(crate) registry: Vec<u16>,
     pub(crate) registries: Vec<String>,
-    population: Vec<u8>,
-    populations: Vec<String>,
+    pub(crate) population: Vec<u8>,
+    pub(crate) populations: Vec<String>,
     pub(crate) cords: FxHashMap<Row, CordCells>,
-    free_rows: Vec<Row>,
-    live: usize,
+    pub(crate) free_rows: Vec<Row>,
+    pub(crate) live: usize,
 }
 
 fn intern(list: &mut Vec<String>, value: &str) -> usize {

@@ -12,6 +12,7 @@ pub mod rank;
 mod resolution;
 pub mod score;
 pub mod search;
+pub mod snapshot;
 pub mod subject;
 
 pub use hit::{CordResult, SearchHit, SearchResult};
@@ -22,4 +23,5 @@ pub use probability::{HaplotypeSet, MatchProbability};
 pub use rank::{DefaultPolicy, ProbabilityWithinGrade, RankingContext, RankingPolicy};
 pub use score::{Confidence, Grade, LocusScore, PairScore, Subject, TceMatch};
 pub use search::{ProbabilityOptions, SearchError, SearchRequest};
+pub use snapshot::SnapshotError;
 pub use subject::SubjectBuilder;
