@@ -27,6 +27,12 @@ pub struct ServeArgs {
     pub freqs: Option<PathBuf>,
     #[arg(long, default_value = "API")]
     pub population: String,
+    /// Start from this index snapshot (`boai index snapshot`) and catch up from the change
+    /// feed, instead of reading every donor (default: the configuration file's
+    /// `snapshot`). One that is missing, damaged or from another Boai, IMGT/HLA release or
+    /// database is named and the index is read from the store instead.
+    #[arg(long, env = "BOAI_SNAPSHOT")]
+    pub snapshot: Option<PathBuf>,
     /// How often the scheduler checks whether the daily job is due (seconds).
     #[arg(long, env = "BOAI_JOB_TICK_SECS", default_value_t = 30.0)]
     pub job_tick_secs: f64,
@@ -85,20 +91,42 @@ fn state_for(reg: Registry, freqs: &Option<PathBuf>, population: &str) -> Result
 }
 
 /// Bind, load the index, start the jobs, serve until Ctrl-C or SIGTERM, drain.
-async fn serve_state(state: api::AppState, addr: SocketAddr, job_tick: Duration) -> Result<()> {
+async fn serve_state(
+    state: api::AppState,
+    addr: SocketAddr,
+    job_tick: Duration,
+    snapshot: Option<PathBuf>,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
     // /healthz answers while the index loads; /readyz once it is in.
     let loading = state.clone();
     let started = Instant::now();
-    let load = tokio::spawn(async move { loading.load_index().await });
+    let load = tokio::spawn(async move {
+        match snapshot {
+            Some(path) => loading.load_index_from(&path).await,
+            None => loading.load_index().await.map(|donors| api::IndexLoad {
+                donors,
+                snapshot: None,
+                refused: None,
+            }),
+        }
+    });
     // The scheduler waits for the index (`ready`) before its first run.
     let jobs = api::jobs::spawn_scheduler(state.clone(), job_tick);
     let server = tokio::spawn(api::serve(state, listener, shutdown_signal()));
-    let n = load.await?.context("loading the matching index")?;
+    let loaded = load.await?.context("loading the matching index")?;
+    if let Some(why) = &loaded.refused {
+        eprintln!("{why}: the index was read from the store instead");
+    }
+    let from = match &loaded.snapshot {
+        Some(h) => format!(" from the snapshot of {} (caught up since)", h.written_at),
+        None => String::new(),
+    };
     eprintln!(
-        "index loaded: {n} searchable donors in {:.1} s; serving on http://{addr} (docs at /docs)",
+        "index loaded{from}: {} searchable donors in {:.1} s; serving on http://{addr} (docs at /docs)",
+        loaded.donors,
         started.elapsed().as_secs_f64()
     );
     server.await??;
@@ -144,10 +172,12 @@ pub fn serve(args: ServeArgs, expander: Arc<Expander>) -> Result<i32> {
             "--job-tick-secs must be a positive number of seconds"
         );
         let state = state_for(reg, &args.freqs, &args.population)?;
+        let snapshot = args.snapshot.clone().or(args.db.file()?.snapshot);
         serve_state(
             state,
             listen_addr(&args)?,
             Duration::from_secs_f64(args.job_tick_secs),
+            snapshot,
         )
         .await?;
         Ok(0)
@@ -289,7 +319,7 @@ pub fn demo(mut args: DemoArgs, refdata: &crate::refdata::RefDataArgs) -> Result
         println!("# API description: {base}/docs (Swagger UI), {base}/openapi.json");
         println!();
         let state = state_for(reg, &args.freqs, "API")?;
-        serve_state(state, args.addr, Duration::from_secs(30)).await?;
+        serve_state(state, args.addr, Duration::from_secs(30), None).await?;
         Ok(0)
     })
 }

@@ -8,6 +8,7 @@
 //! time_zone = "Asia/Shanghai"
 //! daily_at = "02:00"
 //! listen = "0.0.0.0:8080"
+//! snapshot = "/var/lib/boai/index.snapshot"
 //! ion = 2197
 //! [ages]
 //! min_enrol = 18
@@ -39,6 +40,8 @@ pub struct ConfigFile {
     pub daily_at: Option<String>,
     pub sqlite_sync: Option<String>,
     pub listen: Option<SocketAddr>,
+    /// The index snapshot `serve` starts from and `boai index snapshot` writes.
+    pub snapshot: Option<std::path::PathBuf>,
     pub ion: Option<u16>,
     #[serde(default)]
     pub ages: Ages,
@@ -221,6 +224,7 @@ pub fn run(cmd: ConfigCommand) -> Result<i32> {
         "config_file": db.config_file.clone().or_else(|| env("BOAI_CONFIG").map(Into::into)),
         "database_url": masked(&url),
         "listen": listen.to_string(),
+        "snapshot": file.snapshot,
         "time_zone": c.clock.zone_name(),
         "daily_at": c.daily_job_at.to_string(),
         "sqlite_sync": format!("{:?}", c.sqlite_sync).to_lowercase(),

@@ -6,6 +6,7 @@ mod cmd_db;
 mod cmd_export;
 mod cmd_hla;
 mod cmd_import;
+mod cmd_index;
 mod cmd_match;
 mod cmd_reference;
 mod cmd_report;
@@ -65,6 +66,9 @@ enum Command {
     /// The registry database: migrate, stats, stations.
     #[command(subcommand)]
     Db(cmd_db::DbCommand),
+    /// The matching index: write a snapshot file a server can start from.
+    #[command(subcommand)]
+    Index(cmd_index::IndexCommand),
     /// Import into the registry.
     #[command(subcommand)]
     Import(cmd_import::ImportCommand),
@@ -134,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             _ => cmd_search::search_file(args, Arc::new(cli.refdata.expander()?)),
         },
         Command::Db(cmd) => cmd_db::db(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::Index(cmd) => cmd_index::index(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Import(cmd) => cmd_import::import(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Export(cmd) => cmd_export::export(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Bench(cmd) => cmd_bench::bench(cmd, Arc::new(cli.refdata.expander()?)),

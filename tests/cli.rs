@@ -13,6 +13,8 @@ mod hml;
 mod reference;
 #[path = "cli/servers.rs"]
 mod servers;
+#[path = "cli/snapshot.rs"]
+mod snapshot;
 
 fn boai(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_boai"))

@@ -11,3 +11,8 @@ CREATE TABLE index_changes (
     at TEXT NOT NULL
 );
 CREATE INDEX index_changes_xid ON index_changes(xid, seq);
+
+-- This database's identity: an index snapshot records it, and a server refuses a snapshot
+-- written from another database (its feed position would mean nothing here).
+CREATE TABLE registry_origin (id TEXT NOT NULL);
+INSERT INTO registry_origin (id) VALUES (CAST(gen_random_uuid() AS TEXT));

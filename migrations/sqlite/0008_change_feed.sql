@@ -7,3 +7,8 @@ CREATE TABLE index_changes (
     donor_id BIGINT NOT NULL,
     at TEXT NOT NULL
 );
+
+-- This database's identity: an index snapshot records it, and a server refuses a snapshot
+-- written from another database (its feed position would mean nothing here).
+CREATE TABLE registry_origin (id TEXT NOT NULL);
+INSERT INTO registry_origin (id) VALUES (lower(hex(randomblob(16))));

@@ -7,11 +7,11 @@ use std::process::{Child, Command, Stdio};
 
 use super::{boai, http, registry_urls, registry_with_station};
 
-const PATIENT: &str =
+pub(super) const PATIENT: &str =
     "A*02:01+A*24:02^B*40:01+B*46:01^C*01:02+C*03:04^DRB1*09:01+DRB1*15:01^DQB1*03:03+DQB1*06:02";
 
-struct Server {
-    addr: String,
+pub(super) struct Server {
+    pub(super) addr: String,
     child: Child,
 }
 
@@ -23,6 +23,11 @@ impl Drop for Server {
 }
 
 fn serve(url: &str) -> Server {
+    serve_with(url, &[], Stdio::null())
+}
+
+/// A server with more arguments, its standard error sent to `stderr`.
+pub(super) fn serve_with(url: &str, extra: &[&str], stderr: Stdio) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -31,8 +36,9 @@ fn serve(url: &str) -> Server {
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_boai"))
         .args(["serve", "--db", url, "--addr", &addr])
+        .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let server = Server { addr, child };
@@ -44,7 +50,7 @@ fn serve(url: &str) -> Server {
     server
 }
 
-fn token(url: &str, role: &str, station: Option<&str>) -> String {
+pub(super) fn token(url: &str, role: &str, station: Option<&str>) -> String {
     let mut args = vec!["token", "create", "--db", url, "--role", role];
     if let Some(s) = station {
         args.extend(["--station", s]);
@@ -55,7 +61,7 @@ fn token(url: &str, role: &str, station: Option<&str>) -> String {
 }
 
 /// The donor ids a zero-mismatch search for `patient` finds on `addr`.
-fn found(addr: &str, coordinator: &str, patient: i64) -> Vec<i64> {
+pub(super) fn found(addr: &str, coordinator: &str, patient: i64) -> Vec<i64> {
     let body = format!(r#"{{"patient_id": {patient}, "max_mismatches": 0}}"#);
     let (status, search) = http(addr, "POST", "/v1/searches", coordinator, Some(&body));
     assert_eq!(status, 201, "{addr}: {search}");

@@ -36,7 +36,7 @@ pub use crate::admission::{Admission, CONCURRENCY_LIMIT, PER_CLIENT_LIMIT};
 use crate::error::ApiError;
 pub use crate::openapi::ApiDoc;
 pub use crate::server::serve;
-pub use crate::state::{AppState, SearchSlots, Timeouts};
+pub use crate::state::{AppState, IndexLoad, SearchSlots, Timeouts};
 
 /// Largest request body accepted (413 beyond).
 pub const BODY_LIMIT: usize = 256 * 1024;

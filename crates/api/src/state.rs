@@ -31,6 +31,17 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// How the index came in at start.
+#[derive(Debug)]
+pub struct IndexLoad {
+    /// Searchable donors once ready.
+    pub donors: usize,
+    /// The snapshot started from (its header), when one was used.
+    pub snapshot: Option<registry::snapshot::SnapshotHeader>,
+    /// Why a snapshot was not used, when one was given and refused.
+    pub refused: Option<String>,
+}
+
 /// How long a client may take to send a request: its headers, its body, and the whole
 /// request with the work it asks for.
 #[derive(Debug, Clone, Copy)]
@@ -192,6 +203,44 @@ impl AppState {
         crate::follow::spawn_follower(self.clone());
         self.ready.store(true, Ordering::SeqCst);
         Ok(n)
+    }
+
+    /// Start from the index snapshot at `path`, then catch up from the feed position it
+    /// covers; `/readyz` answers 200 once one feed cycle that began after the load has been
+    /// applied (every change committed since the snapshot is in). A snapshot that is
+    /// refused (damaged, another Boai or IMGT/HLA release, another database) or missing is
+    /// named in the answer and the index is loaded from the store instead.
+    pub async fn load_index_from(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<IndexLoad, registry::RegistryError> {
+        let snapshot = match self.registry.read_index_snapshot(path, self.today()).await {
+            Ok(s) => s,
+            Err(registry::snapshot::SnapshotError::Store(e)) => return Err(e),
+            Err(refused) => {
+                let donors = self.load_index().await?;
+                return Ok(IndexLoad {
+                    donors,
+                    snapshot: None,
+                    refused: Some(refused.to_string()),
+                });
+            }
+        };
+        let header = snapshot.header;
+        *self.index.write().expect("index lock") = snapshot.index;
+        self.feed.set_cursor(header.cursor.clone());
+        crate::follow::spawn_follower(self.clone());
+        // A day's changes may take a while to apply: wait as long as it takes, saying why.
+        while let Err(e) = self.feed.fresh(crate::follow::FRESHNESS_BOUND).await {
+            tracing::warn!(error = %e.detail, "catching up after the snapshot");
+        }
+        self.ready.store(true, Ordering::SeqCst);
+        let donors = self.index.read().expect("index lock").len();
+        Ok(IndexLoad {
+            donors,
+            snapshot: Some(header),
+            refused: None,
+        })
     }
 
     /// [`AppState::update_index`] for a write that returned the donor as it now is.

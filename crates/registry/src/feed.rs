@@ -82,8 +82,8 @@ impl Registry {
     }
 }
 
-/// Where a reader is in the feed.
-#[derive(Debug, Clone, Default)]
+/// Where a reader is in the feed (kept in an index snapshot with the index it covers).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FeedCursor {
     /// PostgreSQL: the horizon (every transaction below it had finished when it was taken).
     horizon: Option<u64>,
@@ -92,6 +92,7 @@ pub struct FeedCursor {
     /// SQLite: the last sequence number read.
     last_seq: i64,
     /// Rows read so far (for the lag figures).
+    #[serde(skip)]
     pub rows_read: u64,
 }
 

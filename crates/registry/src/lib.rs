@@ -32,6 +32,7 @@ mod reports;
 mod requests;
 pub mod samples;
 mod searches;
+pub mod snapshot;
 mod stations;
 mod stats;
 mod status;
