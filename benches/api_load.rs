@@ -6,7 +6,13 @@
 //! withdrawal returned. Prints throughput and latency percentiles.
 //!
 //!   cargo bench --bench api_load -- [--donors 1000000] [--clients 32] [--seconds 60]
-//!       [--pg postgres://USER@HOST:PORT/DB] [--sqlite-sync full|normal]
+//!       [--pg postgres://USER@HOST:PORT/DB] [--sqlite-sync full|normal] [--servers 1]
+//!
+//! With `--servers N`, N servers (each its own connections, index and change-feed follower)
+//! serve the same database: searches go round them, and each enrolment and withdrawal goes
+//! through a different server than the one before, so a withdrawal is checked against
+//! searches on the others. They run in this one process and share its cores: the figures
+//! show what following the feed costs, not what more machines would add.
 //!
 //! With `--pg`, the registry is a fresh database created on that PostgreSQL server (dropped
 //! again at the end) instead of a SQLite file.
@@ -136,15 +142,16 @@ fn main() {
     }
     let donors = arg("--donors", 1_000_000);
     let clients = arg("--clients", 32);
+    let server_count = arg("--servers", 1).max(1);
     let seconds = arg("--seconds", 60) as u64;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run(donors, clients, seconds));
+    runtime.block_on(run(donors, clients, seconds, server_count));
 }
 
-async fn run(donors: usize, clients: usize, seconds: u64) {
+async fn run(donors: usize, clients: usize, seconds: u64, server_count: usize) {
     let hla_dir =
         std::env::var_os("BOAI_HLA_DIR").map_or_else(|| shared("imgt-hla"), PathBuf::from);
     let mac = std::env::var_os("BOAI_MAC_FILE")
@@ -238,20 +245,44 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
         .await
         .unwrap();
     let reg = Arc::new(reg);
-    let state = api::AppState::new(reg.clone());
-    let t = Instant::now();
-    let indexed = state.load_index().await.expect("index");
-    let feed = state.feed.clone();
-    println!(
-        "index: {indexed} donors loaded in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(state, listener, async {
-        stopped.await.ok();
-    }));
+    // Each server: its own registry connections, index and change-feed follower over the
+    // same database, as separate `boai serve` processes would have (here in one process,
+    // sharing its cores).
+    let mut servers = Vec::new();
+    let mut addrs = Vec::new();
+    let mut feeds = Vec::new();
+    for s in 0..server_count {
+        let own = if s == 0 {
+            reg.clone()
+        } else {
+            let config = RegistryConfig {
+                sqlite_sync,
+                ..RegistryConfig::default()
+            };
+            Arc::new(
+                Registry::connect(&url, expander.clone(), config)
+                    .await
+                    .expect("connect"),
+            )
+        };
+        let state = api::AppState::new(own);
+        let t = Instant::now();
+        let indexed = state.load_index().await.expect("index");
+        feeds.push(state.feed.clone());
+        println!(
+            "server {}: index of {indexed} donors loaded in {:.1} s",
+            s + 1,
+            t.elapsed().as_secs_f64()
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(api::serve(state, listener, async {
+            stopped.await.ok();
+        }));
+        servers.push((stop, server));
+    }
+    let addrs = Arc::new(addrs);
 
     let cpu_before = process_cpu_seconds();
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -262,7 +293,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (coordinator, patients) = (coordinator.clone(), patients.clone());
+        let (coordinator, patients, addrs) = (coordinator.clone(), patients.clone(), addrs.clone());
         let (errors, violations, withdrawn, latencies) = (
             errors.clone(),
             violations.clone(),
@@ -274,6 +305,8 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
             while Instant::now() < deadline {
                 // Every fourth search is the probe patient's, whose best donors are being
                 // enrolled and withdrawn.
+                // Searches go round the servers.
+                let addr = addrs[i % addrs.len()];
                 let patient = if i % 4 == 0 {
                     patients[0]
                 } else {
@@ -320,7 +353,12 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
     }
     // The station: enrol a donor, then withdraw the one enrolled before it.
     let writer = {
-        let (station, errors, withdrawn) = (station.clone(), errors.clone(), withdrawn.clone());
+        let (station, errors, withdrawn, addrs) = (
+            station.clone(),
+            errors.clone(),
+            withdrawn.clone(),
+            addrs.clone(),
+        );
         tokio::spawn(async move {
             let mut enrolled: Vec<i64> = Vec::new();
             let mut write_ms: Vec<f64> = Vec::new();
@@ -334,6 +372,8 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
                     "consent_form_version": "CMDP-2024-1", "typing": probe_typing,
                 })
                 .to_string();
+                // Enrolments and withdrawals alternate between the servers.
+                let addr = addrs[n % addrs.len()];
                 let started = Instant::now();
                 let (status, donor) = call(addr, "POST", "/v1/donors", &station, &body).await;
                 write_ms.push(started.elapsed().as_secs_f64() * 1e3);
@@ -346,7 +386,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
                 if enrolled.len() >= 2 && n % 2 == 0 {
                     let id = enrolled[enrolled.len() - 2];
                     let (status, r) = call(
-                        addr,
+                        addrs[(n + 1) % addrs.len()],
                         "POST",
                         &format!("/v1/donors/{id}/consents/recruitment/withdrawal"),
                         &station,
@@ -374,8 +414,10 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
     let cpu = process_cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
-    stop.send(()).ok();
-    server.await.unwrap().unwrap();
+    for (stop, server) in servers {
+        stop.send(()).ok();
+        server.await.unwrap().unwrap();
+    }
     // Lost writes: every enrolment that returned is there, every withdrawal de-listed.
     let withdrawn_ids: Vec<i64> = withdrawn
         .lock()
@@ -397,7 +439,7 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
     l.sort_by(f64::total_cmp);
     let secs = seconds as f64;
     println!(
-        "{} searches by {clients} clients in {seconds} s over {} donors: {:.1} searches/s; latency ms p50 {:.1}, p95 {:.1}, p99 {:.1}, max {:.1}",
+        "{} searches by {clients} clients in {seconds} s over {} donors, {server_count} server(s): {:.1} searches/s; latency ms p50 {:.1}, p95 {:.1}, p99 {:.1}, max {:.1}",
         l.len(),
         donors,
         l.len() as f64 / secs,
@@ -425,10 +467,13 @@ async fn run(donors: usize, clients: usize, seconds: u64) {
         errors.load(Ordering::Relaxed),
         violations.load(Ordering::Relaxed)
     );
-    println!(
-        "change feed: {}",
-        serde_json::to_string(&feed.status()).unwrap_or_default()
-    );
+    for (s, feed) in feeds.iter().enumerate() {
+        println!(
+            "server {} change feed: {}",
+            s + 1,
+            serde_json::to_string(&feed.status()).unwrap_or_default()
+        );
+    }
     reg.close().await;
     if let (Some(server), Some(db)) = (&pg, pg_db) {
         use sqlx::Connection;

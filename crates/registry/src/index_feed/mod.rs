@@ -11,6 +11,7 @@ use crate::{Registry, RegistryError, Result};
 
 mod postgres;
 mod rows;
+pub mod snapshot;
 mod sqlite;
 
 pub use rows::PositionTexts;
