@@ -609,6 +609,21 @@ fn registry_with_station(url: &str) {
     }
 }
 
+/// Write `lines` (ID%GLSTRING) to `file` and import them into station BJ01 of `url`.
+fn import_donor_lines(url: &str, file: &std::path::Path, lines: &[String]) {
+    std::fs::write(file, lines.join("\n") + "\n").unwrap();
+    let o = boai(&[
+        "import",
+        "donors",
+        file.to_str().unwrap(),
+        "--station",
+        "BJ01",
+        "--db",
+        url,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn stats(url: &str) -> serde_json::Value {
     let o = boai(&["db", "stats", "--db", url]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -3,7 +3,7 @@
 //! document with bad elements names each by its path and records only the good samples (or
 //! none with `--all-or-nothing`); a document that is not HML records nothing.
 
-use super::{boai, registry_urls, registry_with_station, stats};
+use super::{boai, import_donor_lines, registry_urls, registry_with_station, stats};
 
 const NS: &str = "http://schemas.nmdp.org/spec/hml/1.0.1";
 
@@ -106,17 +106,7 @@ fn setup(url: &str, typings: &[&str], dir: &std::path::Path, name: &str) {
         .enumerate()
         .map(|(i, t)| format!("D{}%{t}", i + 1))
         .collect();
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let o = boai(&[
-        "import",
-        "donors",
-        file.to_str().unwrap(),
-        "--station",
-        "BJ01",
-        "--db",
-        url,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    import_donor_lines(url, &file, &lines);
 }
 
 fn search(url: &str, patient: &str) -> String {

@@ -5,7 +5,7 @@
 
 use std::process::{Child, Command, Stdio};
 
-use super::{boai, http, registry_urls, registry_with_station};
+use super::{boai, http, import_donor_lines, registry_urls, registry_with_station};
 
 pub(super) const PATIENT: &str =
     "A*02:01+A*24:02^B*40:01+B*46:01^C*01:02+C*03:04^DRB1*09:01+DRB1*15:01^DQB1*03:03+DQB1*06:02";
@@ -129,17 +129,7 @@ fn servers_over_one_database_see_each_others_writes() {
         // An import run while they serve is searchable on all of them when it finishes.
         let file = dir.path().join("more.txt");
         let lines: Vec<String> = (0..200).map(|n| format!("IMP-{n}%{PATIENT}")).collect();
-        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-        let o = boai(&[
-            "import",
-            "donors",
-            file.to_str().unwrap(),
-            "--station",
-            "BJ01",
-            "--db",
-            &url,
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        import_donor_lines(&url, &file, &lines);
         let all = found(a, &coordinator, patient);
         assert_eq!(all.len(), 220, "{url}");
         for s in [b, c] {

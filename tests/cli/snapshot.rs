@@ -7,22 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use super::servers::{PATIENT, Server, found, serve_with, token};
-use super::{boai, http, registry_urls, registry_with_station};
+use super::{boai, http, import_donor_lines, registry_urls, registry_with_station};
 
 fn import(url: &str, dir: &Path, prefix: &str, n: usize) {
     let file = dir.join(format!("{prefix}.txt"));
     let lines: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}%{PATIENT}")).collect();
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let o = boai(&[
-        "import",
-        "donors",
-        file.to_str().unwrap(),
-        "--station",
-        "BJ01",
-        "--db",
-        url,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    import_donor_lines(url, &file, &lines);
 }
 
 /// A server started from `snapshot`, and what it said on its standard error once loaded.
