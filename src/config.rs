@@ -200,11 +200,14 @@ pub enum ConfigCommand {
         /// Where `serve` would listen.
         #[arg(long, env = "BOAI_LISTEN")]
         addr: Option<SocketAddr>,
+        /// The index snapshot `serve` would start from.
+        #[arg(long, env = "BOAI_SNAPSHOT")]
+        snapshot: Option<std::path::PathBuf>,
     },
 }
 
 pub fn run(cmd: ConfigCommand) -> Result<i32> {
-    let ConfigCommand::Check { db, addr } = cmd;
+    let ConfigCommand::Check { db, addr, snapshot } = cmd;
     let url = db.url()?;
     if !(url.starts_with("sqlite:")
         || url.starts_with("postgres://")
@@ -224,7 +227,7 @@ pub fn run(cmd: ConfigCommand) -> Result<i32> {
         "config_file": db.config_file.clone().or_else(|| env("BOAI_CONFIG").map(Into::into)),
         "database_url": masked(&url),
         "listen": listen.to_string(),
-        "snapshot": file.snapshot,
+        "snapshot": snapshot.or(file.snapshot),
         "time_zone": c.clock.zone_name(),
         "daily_at": c.daily_job_at.to_string(),
         "sqlite_sync": format!("{:?}", c.sqlite_sync).to_lowercase(),

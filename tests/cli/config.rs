@@ -16,6 +16,7 @@ fn check(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         "BOAI_DATABASE_URL",
         "BOAI_LISTEN",
         "BOAI_AGE_OUT",
+        "BOAI_SNAPSHOT",
     ] {
         cmd.env_remove(name);
     }
@@ -46,7 +47,7 @@ fn settings_come_from_flags_then_environment_then_the_file_then_defaults() {
     std::fs::write(
         &file,
         format!(
-            "database_url = \"sqlite://{}\"\ntime_zone = \"Asia/Urumqi\"\nlisten = \"127.0.0.1:{port}\"\nion = 1234\n\
+            "database_url = \"sqlite://{}\"\ntime_zone = \"Asia/Urumqi\"\nlisten = \"127.0.0.1:{port}\"\nion = 1234\nsnapshot = \"/var/lib/boai/index.snapshot\"\n\
              [ages]\nage_out = 60\n[intervals]\nreservation_working_days = 50\n[pool]\nmax_connections = 3\n",
             db.display()
         ),
@@ -62,6 +63,7 @@ fn settings_come_from_flags_then_environment_then_the_file_then_defaults() {
     assert_eq!(v["ages"]["max_enrol"], 45, "a default");
     assert_eq!(v["intervals"]["reservation_working_days"], 50);
     assert_eq!(v["pool"]["max_connections"], 3);
+    assert_eq!(v["snapshot"], "/var/lib/boai/index.snapshot");
     // The environment over the file, the flag over both; the file found through BOAI_CONFIG.
     let (code, out) = check(
         &["--time-zone", "Europe/London"],
@@ -76,6 +78,15 @@ fn settings_come_from_flags_then_environment_then_the_file_then_defaults() {
     assert_eq!(
         (v["ion"].as_u64(), v["time_zone"].as_str()),
         (Some(4321), Some("Europe/London"))
+    );
+    let (_, out) = check(
+        &[],
+        &[("BOAI_CONFIG", f), ("BOAI_SNAPSHOT", "/tmp/other.snapshot")],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["snapshot"], "/tmp/other.snapshot",
+        "the environment over the file"
     );
     // A password is never printed.
     let (_, out) = check(&["--db", "postgres://boai:s3cret@db.internal/boai"], &[]);

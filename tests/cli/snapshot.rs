@@ -17,11 +17,12 @@ fn import(url: &str, dir: &Path, prefix: &str, n: usize) {
 
 /// A server started from `snapshot`, and what it said on its standard error once loaded.
 fn serve_from(url: &str, snapshot: &Path, log: PathBuf) -> (Server, String) {
-    let server = serve_with(
-        url,
-        &["--snapshot", snapshot.to_str().unwrap()],
-        Stdio::from(std::fs::File::create(&log).unwrap()),
-    );
+    serve_logged(url, &["--snapshot", snapshot.to_str().unwrap()], log)
+}
+
+/// A server started with `args`, and what it said on its standard error once loaded.
+fn serve_logged(url: &str, args: &[&str], log: PathBuf) -> (Server, String) {
+    let server = serve_with(url, args, Stdio::from(std::fs::File::create(&log).unwrap()));
     // The load's line follows readiness by a moment.
     let said = (0..50)
         .find_map(|_| {
@@ -37,12 +38,12 @@ fn serve_from(url: &str, snapshot: &Path, log: PathBuf) -> (Server, String) {
 }
 
 /// The snapshot with its header edited (and its checksum made right again).
-fn with_header(snapshot: &Path, field: &str, value: &str, out: &Path) {
+fn with_header(snapshot: &Path, field: &str, value: serde_json::Value, out: &Path) {
     let bytes = std::fs::read(snapshot).unwrap();
     assert_eq!(&bytes[..8], b"BOAISNAP");
     let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
     let mut header: serde_json::Value = serde_json::from_slice(&bytes[12..12 + len]).unwrap();
-    header[field] = value.into();
+    header[field] = value;
     let header = serde_json::to_vec(&header).unwrap();
     let mut edited = b"BOAISNAP".to_vec();
     edited.extend_from_slice(&(header.len() as u32).to_le_bytes());
@@ -74,15 +75,16 @@ fn a_server_starts_from_a_snapshot_and_catches_up_or_refuses_it_by_name() {
         let o = boai(&["index", "snapshot", "--db", url]);
         assert!(!o.status.success());
         assert!(String::from_utf8_lossy(&o.stderr).contains("--out"));
+        // Where the configuration file says.
         let snapshot = d.join(format!("index-{u}.snapshot"));
-        let o = boai(&[
-            "index",
-            "snapshot",
-            "--db",
-            url,
-            "--out",
-            snapshot.to_str().unwrap(),
-        ]);
+        let config = d.join(format!("boai-{u}.toml"));
+        std::fs::write(
+            &config,
+            format!("snapshot = {:?}\n", snapshot.display().to_string()),
+        )
+        .unwrap();
+        let config = config.to_str().unwrap();
+        let o = boai(&["index", "snapshot", "--db", url, "--config", config]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let written: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(written["donors"], 30, "{written}");
@@ -106,7 +108,7 @@ fn a_server_starts_from_a_snapshot_and_catches_up_or_refuses_it_by_name() {
         let now = found(&a.addr, &coordinator, patient);
         assert_eq!(now.len(), 32);
 
-        let (b, said) = serve_from(url, &snapshot, d.join(format!("b-{u}.log")));
+        let (b, said) = serve_logged(url, &["--config", config], d.join(format!("b-{u}.log")));
         assert!(said.contains("from the snapshot"), "{said}");
         assert_eq!(found(&b.addr, &coordinator, patient), now, "{url}");
         drop(b);
@@ -118,9 +120,13 @@ fn a_server_starts_from_a_snapshot_and_catches_up_or_refuses_it_by_name() {
         let bad = d.join("damaged.snapshot");
         std::fs::write(&bad, damaged).unwrap();
         let other_boai = d.join("other-boai.snapshot");
-        with_header(&snapshot, "boai_version", "0.0.1", &other_boai);
+        with_header(&snapshot, "boai_version", "0.0.1".into(), &other_boai);
         let other_release = d.join("other-release.snapshot");
-        with_header(&snapshot, "imgt_release", "3.57.0", &other_release);
+        with_header(&snapshot, "imgt_release", "3.57.0".into(), &other_release);
+        // A position this database has not reached (as after a restore from an older backup).
+        let ahead = d.join("ahead.snapshot");
+        let far = serde_json::json!({"horizon": 1u64 << 40, "recent": {}, "last_seq": 1u64 << 40});
+        with_header(&snapshot, "cursor", far, &ahead);
         let other_db_url = format!("sqlite://{}", d.join(format!("other-{u}.db")).display());
         registry_with_station(&other_db_url);
         let other_db = d.join("other-db.snapshot");
@@ -138,6 +144,7 @@ fn a_server_starts_from_a_snapshot_and_catches_up_or_refuses_it_by_name() {
             (&other_boai, "written by Boai 0.0.1"),
             (&other_release, "built with IMGT/HLA 3.57.0"),
             (&other_db, "another database"),
+            (&ahead, "has not reached"),
             (&d.join("missing.snapshot"), "missing.snapshot"),
         ] {
             let (c, said) = serve_from(url, file, d.join(format!("c-{u}.log")));

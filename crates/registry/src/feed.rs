@@ -122,6 +122,17 @@ impl Registry {
         Ok(cursor)
     }
 
+    /// Whether the feed has reached `cursor` (a cursor ahead of it comes from a database
+    /// this one only resembles, such as the one it was restored from a backup of: reading
+    /// from it would skip changes).
+    pub async fn feed_reaches(&self, cursor: &FeedCursor) -> Result<bool> {
+        let present = self.feed_cursor().await?;
+        Ok(match self.backend {
+            Backend::Postgres => present.horizon >= cursor.horizon,
+            Backend::Sqlite => present.last_seq >= cursor.last_seq,
+        })
+    }
+
     async fn feed_horizon(&self) -> Result<u64> {
         let text: String =
             sqlx::query_scalar("SELECT CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT)")

@@ -9,7 +9,9 @@
 //!
 //! A snapshot is refused, with a message naming why, when it is damaged, from another
 //! release of Boai (the index's layout and the matching rules may differ), from another
-//! IMGT/HLA release (typings expand differently), or from another database. The feed
+//! IMGT/HLA release (typings expand differently), from another database, or ahead of this
+//! database's feed (one restored from a backup taken before the snapshot: reading on from
+//! the snapshot's position would skip changes). The feed
 //! position is the one taken *before* the index was read, so every change the read might
 //! have missed is applied again after loading (applying a change twice is harmless).
 
@@ -76,6 +78,10 @@ pub enum SnapshotError {
         found: String,
         ours: String,
     },
+    #[error(
+        "snapshot {0}: covers changes this database has not reached (restored from a backup since?)"
+    )]
+    AheadOfDatabase(PathBuf),
     #[error("snapshot {path}: {error}")]
     Index {
         path: PathBuf,
@@ -213,6 +219,9 @@ impl Registry {
                 found: header.origin,
                 ours: origin,
             });
+        }
+        if !self.feed_reaches(&header.cursor).await? {
+            return Err(SnapshotError::AheadOfDatabase(p()));
         }
         let mut index = DonorIndex::from_snapshot_bytes(self.expander().clone(), body)
             .map_err(|error| SnapshotError::Index { path: p(), error })?;
