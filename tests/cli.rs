@@ -40,6 +40,12 @@ fn boai_stdin(args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// A loopback address with a port free a moment ago, for a server to listen on.
+fn free_loopback_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
 fn stdout_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -782,12 +788,7 @@ fn serve_answers_tokens_and_stops_on_sigterm() {
     let secret = String::from_utf8_lossy(&created.stdout).trim().to_string();
     assert!(secret.starts_with("boai_") && secret.len() > 40, "{secret}");
     // A free loopback port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_loopback_addr();
     let mut server = Command::new(env!("CARGO_BIN_EXE_boai"))
         .args(["serve", "--db", &url, "--addr", &addr])
         .stdout(Stdio::null())
@@ -969,12 +970,7 @@ fn serve_runs_the_daily_job_by_itself_as_the_clock_moves() {
         "BJ01",
     ]);
     let coordinator = run(&["token", "create", "--db", &url, "--role", "coordinator"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_loopback_addr();
     let mut server = Command::new(env!("CARGO_BIN_EXE_boai"))
         .args([
             "serve",

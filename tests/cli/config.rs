@@ -38,16 +38,12 @@ fn check(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
 fn settings_come_from_flags_then_environment_then_the_file_then_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("boai.toml");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let addr = super::free_loopback_addr();
     let db = dir.path().join("from-file.db");
     std::fs::write(
         &file,
         format!(
-            "database_url = \"sqlite://{}\"\ntime_zone = \"Asia/Urumqi\"\nlisten = \"127.0.0.1:{port}\"\nion = 1234\nsnapshot = \"/var/lib/boai/index.snapshot\"\n\
+            "database_url = \"sqlite://{}\"\ntime_zone = \"Asia/Urumqi\"\nlisten = \"{addr}\"\nion = 1234\nsnapshot = \"/var/lib/boai/index.snapshot\"\n\
              [ages]\nage_out = 60\n[intervals]\nreservation_working_days = 50\n[pool]\nmax_connections = 3\n",
             db.display()
         ),
@@ -117,7 +113,7 @@ fn settings_come_from_flags_then_environment_then_the_file_then_defaults() {
     std::fs::write(
         &file,
         format!(
-            "database_url = \"sqlite://{}\"\nlisten = \"127.0.0.1:{port}\"\n",
+            "database_url = \"sqlite://{}\"\nlisten = \"{addr}\"\n",
             db.display()
         ),
     )
@@ -130,7 +126,6 @@ fn settings_come_from_flags_then_environment_then_the_file_then_defaults() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let addr = format!("127.0.0.1:{port}");
     let ready = (0..200).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
         http(&addr, "GET", "/readyz", "", None).0 == 200

@@ -308,12 +308,7 @@ fn demo_fetches_what_is_missing_and_says_what_to_run_when_it_cannot() {
     let mirror = full_mirror("/freqs/f.csv");
     let mac_url = format!("{}/mac/alpha.v3.zip", mirror.url);
     let freqs_url = format!("{}/freqs/f.csv", mirror.url);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = super::free_loopback_addr();
     let db = data.join("demo.db");
     let demo_args = |from: &str, extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = [

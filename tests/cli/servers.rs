@@ -5,7 +5,9 @@
 
 use std::process::{Child, Command, Stdio};
 
-use super::{boai, http, import_donor_lines, registry_urls, registry_with_station};
+use super::{
+    boai, free_loopback_addr, http, import_donor_lines, registry_urls, registry_with_station,
+};
 
 pub(super) const PATIENT: &str =
     "A*02:01+A*24:02^B*40:01+B*46:01^C*01:02+C*03:04^DRB1*09:01+DRB1*15:01^DQB1*03:03+DQB1*06:02";
@@ -28,12 +30,7 @@ fn serve(url: &str) -> Server {
 
 /// A server with more arguments, its standard error sent to `stderr`.
 pub(super) fn serve_with(url: &str, extra: &[&str], stderr: Stdio) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_loopback_addr();
     let child = Command::new(env!("CARGO_BIN_EXE_boai"))
         .args(["serve", "--db", url, "--addr", &addr])
         .args(extra)
@@ -82,14 +79,19 @@ pub(super) fn found(addr: &str, coordinator: &str, patient: i64) -> Vec<i64> {
     ids
 }
 
-fn enrol(addr: &str, station: &str, n: usize) -> i64 {
-    let body = serde_json::json!({
-        "external_id": format!("MS-{n}"), "station": "BJ01", "birth_date": "1995-04-10",
+/// An enrolment at BJ01 with the patient's typing, recruitment consent given.
+fn enrolment(external_id: &str, national_id: &str) -> String {
+    serde_json::json!({
+        "external_id": external_id, "station": "BJ01", "birth_date": "1995-04-10",
         "sex": "F", "abo": "A", "rh": "+", "cmv": "neg",
-        "identity": {"family_name": "Li", "given_name": "Na", "national_id": format!("MSN{n}")},
+        "identity": {"family_name": "Li", "given_name": "Na", "national_id": national_id},
         "consent_form_version": "CMDP-2024-1", "typing": PATIENT
     })
-    .to_string();
+    .to_string()
+}
+
+fn enrol(addr: &str, station: &str, n: usize) -> i64 {
+    let body = enrolment(&format!("MS-{n}"), &format!("MSN{n}"));
     let (status, donor) = http(addr, "POST", "/v1/donors", station, Some(&body));
     assert_eq!(status, 201, "{donor}");
     donor["id"].as_i64().unwrap()
@@ -198,13 +200,7 @@ fn servers_over_one_database_see_each_others_writes() {
             let writer = scope.spawn(move || {
                 let mut ok = Vec::new();
                 for n in 0..400 {
-                    let body = serde_json::json!({
-                        "external_id": format!("KILL-{n}"), "station": "BJ01", "birth_date": "1990-01-01",
-                        "sex": "M", "abo": "O", "rh": "+", "cmv": "neg",
-                        "identity": {"family_name": "Wang", "given_name": "Wei", "national_id": format!("KN{n}")},
-                        "consent_form_version": "CMDP-2024-1", "typing": PATIENT
-                    })
-                    .to_string();
+                    let body = enrolment(&format!("KILL-{n}"), &format!("KN{n}"));
                     match http(&addr, "POST", "/v1/donors", &station, Some(&body)) {
                         (201, d) => ok.push(d["id"].as_i64().unwrap()),
                         (0, _) => break,
@@ -259,13 +255,7 @@ fn servers_over_one_database_see_each_others_writes() {
             let id = (0..20)
                 .find_map(|attempt| {
                     std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
-                    let body = serde_json::json!({
-                        "external_id": format!("CUT-{attempt}"), "station": "BJ01", "birth_date": "1990-01-01",
-                        "sex": "M", "abo": "O", "rh": "+", "cmv": "neg",
-                        "identity": {"family_name": "Zhao", "given_name": "Lei", "national_id": format!("CUT{attempt}")},
-                        "consent_form_version": "CMDP-2024-1", "typing": PATIENT
-                    })
-                    .to_string();
+                    let body = enrolment(&format!("CUT-{attempt}"), &format!("CUT{attempt}"));
                     match http(&restarted.addr, "POST", "/v1/donors", &station, Some(&body)) {
                         (201, d) => d["id"].as_i64(),
                         _ => None,

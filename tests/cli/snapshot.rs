@@ -123,6 +123,8 @@ fn a_server_starts_from_a_snapshot_and_catches_up_or_refuses_it_by_name() {
         with_header(&snapshot, "boai_version", "0.0.1".into(), &other_boai);
         let other_release = d.join("other-release.snapshot");
         with_header(&snapshot, "imgt_release", "3.57.0".into(), &other_release);
+        let other_age_out = d.join("other-age-out.snapshot");
+        with_header(&snapshot, "age_out", 65.into(), &other_age_out);
         // A position this database has not reached (as after a restore from an older backup).
         let ahead = d.join("ahead.snapshot");
         let far = serde_json::json!({"horizon": 1u64 << 40, "recent": {}, "last_seq": 1u64 << 40});
@@ -145,6 +147,7 @@ fn a_server_starts_from_a_snapshot_and_catches_up_or_refuses_it_by_name() {
             (&other_release, "built with IMGT/HLA 3.57.0"),
             (&other_db, "another database"),
             (&ahead, "has not reached"),
+            (&other_age_out, "built with age_out 65, this server uses 61"),
             (&d.join("missing.snapshot"), "missing.snapshot"),
         ] {
             let (c, said) = serve_from(url, file, d.join(format!("c-{u}.log")));

@@ -52,6 +52,9 @@ pub struct FeedStatus {
     pub last_cycle_ms_ago: Option<u64>,
     /// The last error, while cycles fail (a lost database connection).
     pub error: Option<String>,
+    /// Changed donors whose stored typing the index could not read, taken out of the
+    /// searches (logged with their id; only damaged or foreign data gets here).
+    pub donors_left_out: u64,
     #[serde(skip)]
     last_cycle_at: Option<Instant>,
 }
@@ -177,9 +180,18 @@ async fn follow(state: AppState) {
                     // The write lock waits for the searches in progress: taken only when
                     // there is something to apply.
                     let mut index = state.index.write().expect("index lock");
-                    for update in updates {
-                        update.apply(&mut index, today)?;
+                    let mut left_out = 0;
+                    for (key, update) in updates {
+                        // A stored typing the index cannot read (damaged or foreign data)
+                        // leaves the old entry as it was: take the donor out rather than
+                        // offer it stale, and go on rather than stall every search.
+                        if let Err(e) = update.and_then(|u| u.apply(&mut index, today)) {
+                            tracing::warn!(donor_id = key, error = %e, "donor left out of the index");
+                            let _ = index.remove(key);
+                            left_out += 1;
+                        }
                     }
+                    feed.status.lock().unwrap_or_else(|e| e.into_inner()).donors_left_out += left_out;
                 }
                 Ok::<usize, registry::RegistryError>(read.rows)
             }

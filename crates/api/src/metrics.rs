@@ -127,6 +127,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
          # HELP boai_feed_lag_changes Changes the last feed cycle applied.\n# TYPE boai_feed_lag_changes gauge\nboai_feed_lag_changes {}\n\
          # HELP boai_feed_lag_seconds Time since the last feed cycle completed.\n# TYPE boai_feed_lag_seconds gauge\nboai_feed_lag_seconds {}\n\
          # HELP boai_feed_failing Whether feed cycles are failing (the database unreachable).\n# TYPE boai_feed_failing gauge\nboai_feed_failing {}\n\
+         # HELP boai_feed_donors_left_out_total Changed donors whose stored typing the index could not read (taken out of searches).\n# TYPE boai_feed_donors_left_out_total counter\nboai_feed_donors_left_out_total {}\n\
          # HELP boai_db_pool_connections Database pool connections open.\n# TYPE boai_db_pool_connections gauge\nboai_db_pool_connections {pool_size}\n\
          # HELP boai_db_pool_idle Database pool connections idle.\n# TYPE boai_db_pool_idle gauge\nboai_db_pool_idle {pool_idle}\n",
         feed.cycles,
@@ -135,6 +136,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         feed.last_cycle_ms_ago
             .map_or(f64::NAN, |ms| ms as f64 / 1000.0),
         u8::from(feed.error.is_some()),
+        feed.donors_left_out,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

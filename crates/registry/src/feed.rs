@@ -210,8 +210,13 @@ impl Registry {
     }
 
     /// What the index should hold for each of `donors`, read now (a donor that no longer
-    /// exists leaves it).
-    pub async fn index_updates_of(&self, donors: &[i64]) -> Result<Vec<IndexUpdate>> {
+    /// exists leaves it), by index key; a donor whose stored typing does not split into
+    /// positions is its error (every write checks typings first, so only damaged or foreign
+    /// data gets there), so that the caller can leave that donor out and go on.
+    pub async fn index_updates_of(
+        &self,
+        donors: &[i64],
+    ) -> Result<Vec<(u32, Result<IndexUpdate>)>> {
         let mut updates = Vec::with_capacity(donors.len());
         for chunk in donors.chunks(1000) {
             let rows = match self.backend {
@@ -246,9 +251,10 @@ impl Registry {
                 .map(|r| donor_from_row(r).map(|d| (d.id, d)))
                 .collect::<Result<_>>()?;
             for id in chunk {
+                let key = u32::try_from(*id).unwrap_or(u32::MAX);
                 updates.push(match found.get(id) {
-                    Some(d) => self.index_update(d)?,
-                    None => IndexUpdate::Remove(u32::try_from(*id).unwrap_or(u32::MAX)),
+                    Some(d) => (key, self.index_update(d)),
+                    None => (key, Ok(IndexUpdate::Remove(key))),
                 });
             }
         }

@@ -1,7 +1,9 @@
 //! `/metrics`: Prometheus text counting requests by route template (never by a path with
 //! ids), their latencies, searches, the index, the change feed and the database pool.
 
-use super::{call, call_text, enrol, patient, registries, start, tokens};
+use sqlx::Connection;
+
+use super::{TYPING, call, call_text, enrol, patient, registries, start, tokens};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_by_route_and_show_the_feed() {
@@ -66,6 +68,100 @@ async fn metrics_count_requests_by_route_and_show_the_feed() {
         assert!(
             !text.contains(&format!("/v1/donors/{donor}\"")),
             "{b}: a path with an id"
+        );
+    }
+}
+
+/// One statement on the registry's database, behind the registry's back (damage no write
+/// path lets in).
+async fn execute(url: &str, sql: &str) {
+    match url.strip_prefix("sqlite://") {
+        Some(path) => {
+            rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+        }
+        None => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A changed donor whose stored typing the index cannot read (an allele the release lacks,
+/// a GL string that does not split: damage, since every write checks typings first) leaves
+/// the searches, counted on `/readyz` and `/metrics`; the feed goes on, and searches answer
+/// rather than wait behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_donor_the_index_cannot_read_leaves_the_searches_without_stalling_the_feed() {
+    for (backend, reg, _dir) in registries("unreadable").await {
+        let b = backend.as_str();
+        let url = reg.url.clone();
+        let t = tokens(&reg).await;
+        let (addr, _stop, _reg) = start(reg).await;
+        let patient = patient(addr, &t, "P-U").await;
+        let mut donors = Vec::new();
+        for n in 0..3 {
+            donors.push(
+                enrol(
+                    addr,
+                    &t.station,
+                    &format!("U-{n}"),
+                    &format!("UN{n}"),
+                    "BJ01",
+                )
+                .await,
+            );
+        }
+        let body = format!(r#"{{"patient_id": {patient}, "max_mismatches": 0}}"#);
+        let found = || async {
+            let (s, result, _) = call(
+                addr,
+                "POST",
+                "/v1/searches",
+                Some(&t.coordinator),
+                Some(&body),
+            )
+            .await;
+            assert_eq!(s, 201, "{b}: {result}");
+            let mut ids: Vec<i64> = result["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["donor_id"].as_i64().unwrap())
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(found().await, donors, "{b}");
+        let unknown_allele = TYPING.replace("A*02:01", "A*02:9999");
+        execute(
+            &url,
+            &format!(
+                "UPDATE typings SET gl = '{unknown_allele}' WHERE donor_id = {} AND is_current; \
+                 UPDATE typings SET gl = 'not a typing' WHERE donor_id = {} AND is_current; \
+                 INSERT INTO index_changes (donor_id, at) VALUES ({}, 'x'), ({}, 'x')",
+                donors[0], donors[1], donors[0], donors[1]
+            ),
+        )
+        .await;
+        assert_eq!(found().await, donors[2..], "{b}");
+        // And the feed still applies what follows.
+        let later = enrol(addr, &t.station, "U-later", "UNL", "BJ01").await;
+        assert_eq!(found().await, [donors[2], later], "{b}");
+        let (s, ready, _) = call(addr, "GET", "/readyz", None, None).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(ready["feed"]["donors_left_out"], 2, "{b}: {ready}");
+        assert!(ready["feed"]["error"].is_null(), "{b}: {ready}");
+        let (_, text, _) = call_text(addr, "GET", "/metrics", None, None).await;
+        assert!(
+            text.lines()
+                .any(|l| l == "boai_feed_donors_left_out_total 2"),
+            "{b}: {text}"
         );
     }
 }

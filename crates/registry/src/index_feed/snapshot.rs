@@ -9,7 +9,8 @@
 //!
 //! A snapshot is refused, with a message naming why, when it is damaged, from another
 //! release of Boai (the index's layout and the matching rules may differ), from another
-//! IMGT/HLA release (typings expand differently), from another database, or ahead of this
+//! IMGT/HLA release (typings expand differently), built under another age limit or for a
+//! later day (donors it left out could not be added back), from another database, or ahead of this
 //! database's feed (one restored from a backup taken before the snapshot: reading on from
 //! the snapshot's position would skip changes). The feed
 //! position is the one taken *before* the index was read, so every change the read might
@@ -78,6 +79,8 @@ pub enum SnapshotError {
         found: String,
         ours: String,
     },
+    #[error("snapshot {path}: {why}")]
+    OtherRules { path: PathBuf, why: String },
     #[error(
         "snapshot {0}: covers changes this database has not reached (restored from a backup since?)"
     )]
@@ -212,6 +215,21 @@ impl Registry {
                 ours: ours.clone(),
             });
         }
+        // Donors a snapshot left out can only be taken out again, never added: one built
+        // under another age limit, or for a later day, would hold the wrong donors.
+        if header.age_out != self.config.age_out || header.today > today {
+            return Err(SnapshotError::OtherRules {
+                path: p(),
+                why: if header.age_out != self.config.age_out {
+                    format!(
+                        "built with age_out {}, this server uses {}",
+                        header.age_out, self.config.age_out
+                    )
+                } else {
+                    "built for a later day than this server's today".into()
+                },
+            });
+        }
         let origin = self.origin().await?;
         if header.origin != origin {
             return Err(SnapshotError::OtherDatabase {
@@ -225,7 +243,12 @@ impl Registry {
         }
         let mut index = DonorIndex::from_snapshot_bytes(self.expander().clone(), body)
             .map_err(|error| SnapshotError::Index { path: p(), error })?;
-        let aged_out = remove_aged_out(&mut index, today, self.config.age_out);
+        // Built for today: nobody has aged out since.
+        let aged_out = if today == header.today {
+            0
+        } else {
+            remove_aged_out(&mut index, today, self.config.age_out)
+        };
         Ok(Snapshot {
             header,
             index,
