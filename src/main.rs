@@ -14,6 +14,7 @@ mod cmd_search;
 mod cmd_serve;
 mod cmd_synth;
 mod cmd_token;
+mod cmd_user;
 mod config;
 mod connect;
 mod datadir;
@@ -90,6 +91,9 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(cmd_token::TokenCommand),
+    /// People's accounts for the web pages.
+    #[command(subcommand)]
+    User(cmd_user::UserCommand),
     /// The configuration: check it and print what a server would use.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -147,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Report(cmd) => cmd_report::report(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Serve(args) => cmd_serve::serve(args, Arc::new(cli.refdata.expander()?)),
         Command::Token(cmd) => cmd_token::token(cmd, Arc::new(cli.refdata.expander()?)),
+        Command::User(cmd) => cmd_user::user(cmd, Arc::new(cli.refdata.expander()?)),
         Command::Demo(args) => cmd_serve::demo(args, &cli.refdata),
     }
 }

@@ -4,7 +4,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use registry::Actor;
-use registry::tokens::TokenHolder;
+use registry::people::Person;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -19,7 +19,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn from_code(code: &str) -> Option<Role> {
+    pub fn from_code(code: &str) -> Option<Role> {
         Some(match code {
             "station" => Role::Station,
             "coordinator" => Role::Coordinator,
@@ -29,13 +29,27 @@ impl Role {
             _ => return None,
         })
     }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Role::Station => "station",
+            Role::Coordinator => "coordinator",
+            Role::CaseManager => "case_manager",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
 }
 
-/// The caller, from a valid bearer token.
+/// The caller: a machine with a valid bearer token, or a person signed in to the web pages
+/// (whose pages call the API in process, see `crate::web::api`).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub role: Role,
-    pub holder: TokenHolder,
+    /// Station tokens and station clerks only.
+    pub station: Option<String>,
+    /// Who, for the audit log: `token:ID` or `person:ID` (never a person's name).
+    pub subject: String,
     pub request_id: Option<String>,
 }
 
@@ -49,20 +63,27 @@ impl Caller {
         }
     }
 
-    /// For the audit log: the token (never a person's identity) and its role.
+    /// A signed-in person (`None` for a role the API does not know).
+    pub fn person(person: &Person, request_id: Option<String>) -> Option<Caller> {
+        Some(Caller {
+            role: Role::from_code(&person.role)?,
+            station: person.station.clone(),
+            subject: format!("person:{}", person.id),
+            request_id,
+        })
+    }
+
+    /// For the audit log: the token or person id (never a person's identity) and the role.
     pub fn actor(&self) -> Actor {
-        let mut actor = Actor::new(
-            &format!("token:{}", self.holder.token_id),
-            &self.holder.role,
-        );
+        let mut actor = Actor::new(&self.subject, self.role.code());
         actor.request_id = self.request_id.clone();
-        actor.station = self.holder.station.clone();
+        actor.station = self.station.clone();
         actor
     }
 
     /// A station token acts only on its own station's donors.
     pub fn own_station(&self, station: &str) -> Result<(), ApiError> {
-        match (self.role, &self.holder.station) {
+        match (self.role, &self.station) {
             (Role::Station, Some(s)) if s == station => Ok(()),
             (Role::Station, _) => Err(ApiError::forbidden()),
             _ => Ok(()),
@@ -74,6 +95,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // A page's in-process call carries its signed-in person (an extension no client can
+        // set: it never crosses the wire).
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let secret = parts
             .headers
             .get(AUTHORIZATION)
@@ -95,7 +121,8 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::to_string);
         Ok(Caller {
             role,
-            holder,
+            station: holder.station,
+            subject: format!("token:{}", holder.token_id),
             request_id,
         })
     }

@@ -1,5 +1,6 @@
 //! The internal HTTP API: versioned JSON resources under `/v1`, bearer tokens with roles,
-//! `application/problem+json` errors, OpenAPI at `/openapi.json` and Swagger UI at `/docs`.
+//! `application/problem+json` errors, OpenAPI at `/openapi.json` and Swagger UI at `/docs`;
+//! and the web pages for people at `/` (`web`), which act through the same API.
 //!
 //! The server owns the matching index: it is loaded from the registry at start, and every
 //! write that changes a donor returns what that means for the index (`registry::Indexed`),
@@ -19,6 +20,7 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod stored_run;
+pub mod web;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
@@ -54,8 +56,11 @@ pub fn app(state: AppState) -> Router {
             .into_response()
         }))
         .timeout(state.timeouts.request);
+    // The pages act through the API's own routes, in process (`web::api`).
+    let api = web::api::Api::new(routes::router().with_state(state.clone()));
     Router::new()
         .merge(routes::router())
+        .merge(web::router().layer(axum::Extension(api)).layer(middleware::map_response(web::page_headers)))
         .merge(
             utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()),
         )

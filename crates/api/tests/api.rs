@@ -998,6 +998,14 @@ async fn every_route_checks_the_token_and_the_role() {
                 vec![Admin],
             ),
             ("GET", "/v1/stations".into(), "", all.to_vec()),
+            ("POST", "/v1/people".into(), "{}", vec![Admin]),
+            ("GET", "/v1/people".into(), "", vec![Admin]),
+            (
+                "POST",
+                "/v1/people/1/disabled".into(),
+                r#"{"disabled": false}"#,
+                vec![Admin],
+            ),
             ("POST", "/v1/donors".into(), "{}", vec![Station]),
             (
                 "GET",

@@ -29,6 +29,7 @@ mod organ_cases;
 mod organ_import;
 mod page;
 mod patients;
+pub mod people;
 mod reports;
 mod requests;
 pub mod samples;

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod organ;
 pub mod organ_cases;
 pub mod patients;
+pub mod people;
 pub mod reports;
 pub mod requests;
 pub mod samples;
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .merge(samples::router())
         .merge(consents::router())
         .merge(patients::router())
+        .merge(people::router())
         .merge(searches::router())
         .merge(requests::router())
         .merge(donations::router())
