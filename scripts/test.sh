@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: every crate's tests, on SQLite and on PostgreSQL. Uses the server at
+# The test command: every crate's tests, on SQLite and on PostgreSQL, the pages in a real
+# headless Chromium (scripts/browser-deps.sh installs Debian's chromium and chromium-driver). Uses the server at
 # $BOAI_TEST_PG_URL when set, else starts a throwaway one (scripts/pg-temp.sh: Debian's
 # PostgreSQL, as the postgres user, temporary directory, loopback port) and stops it after.
 set -euo pipefail
@@ -14,4 +15,6 @@ if [ -z "${BOAI_TEST_PG_URL:-}" ]; then
   if [ -f "$pg_dir/ca.crt" ]; then export BOAI_TEST_PG_CA="$pg_dir/ca.crt"; fi
 fi
 echo "PostgreSQL for tests: $BOAI_TEST_PG_URL"
+# Headless Chromium and chromedriver for the web pages' browser tests.
+scripts/browser-deps.sh
 cargo test --workspace --locked "$@"

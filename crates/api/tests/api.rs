@@ -3182,3 +3182,6 @@ mod typings;
 
 #[path = "api/metrics.rs"]
 mod metrics;
+
+#[path = "api/browser.rs"]
+mod browser;

@@ -225,7 +225,8 @@ mod key_tests {
                 }
             }
         }
-        let lists: [(&str, &[&str]); 12] = [
+        let lists: [(&str, &[&str]); 13] = [
+            ("resolution", &["untyped", "serology", "group", "allele"]),
             ("role", &registry::tokens::ROLES),
             ("scope", &registry::CONSENT_SCOPES),
             ("kind", &registry::REQUEST_KINDS),

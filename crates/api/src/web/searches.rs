@@ -167,6 +167,22 @@ async fn show(
     Ok(response)
 }
 
+/// A hit's typing resolution: the coarsest over the matched loci (what limits the match's
+/// certainty), and each locus's for the cell's title.
+fn resolution(loci: &[String], hit: &Value) -> (&'static str, String) {
+    const ORDER: [&str; 4] = ["untyped", "serology", "group", "allele"];
+    let mut coarsest = 3;
+    let mut each = Vec::new();
+    for l in loci {
+        let r = hit["loci"][l.as_str()]["resolution"]
+            .as_str()
+            .unwrap_or("untyped");
+        coarsest = coarsest.min(ORDER.iter().position(|o| *o == r).unwrap_or(0));
+        each.push(format!("{l}: {r}"));
+    }
+    (ORDER[coarsest], each.join(", "))
+}
+
 fn ids(v: &Value) -> BTreeSet<u64> {
     v.as_array()
         .map(|a| a.iter().filter_map(Value::as_u64).collect())
@@ -277,7 +293,8 @@ fn results_body(
                             td { (cell(&h["sex"])) }
                             td { (cell(&h["abo"])) (cell(&h["rh"])) }
                             td { (cell(&h["cmv"])) }
-                            td { (loci.iter().map(|l| h["loci"][l.as_str()]["resolution"].as_str().unwrap_or("").chars().next().unwrap_or('-')).collect::<String>()) }
+                            @let (coarsest, per_locus) = resolution(&loci, h);
+                            td title=(per_locus) { (lang.t(&format!("resolution.{coarsest}"))) }
                             td { (cell(&h["status"])) @if !h["available"].as_bool().unwrap_or(true) { " " span.badge.warn { (lang.t("hit.unavailable")) } } }
                             td {
                                 form.inline method="post" action="/requests" {
