@@ -17,38 +17,20 @@
 //! With `--pg`, the registry is a fresh database created on that PostgreSQL server (dropped
 //! again at the end) instead of a SQLite file.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hla::{Expander, MacDictionary, Release};
-use registry::import::ImportOptions;
 use registry::{Actor, Registry, RegistryConfig};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // The allocator `boai serve` runs with (src/main.rs).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn text_arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 /// A fresh database on the PostgreSQL server at `server`; returns its URL and name.
 async fn fresh_pg_database(server: &str) -> (String, String) {
@@ -77,12 +59,6 @@ async fn fresh_pg_database(server: &str) -> (String, String) {
     (format!("{base}/{db}{params}"), db)
 }
 
-fn shared(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
-        .join(relative)
-}
-
 /// One request on a fresh connection: the status and the body as text.
 async fn call_text(
     addr: SocketAddr,
@@ -91,22 +67,9 @@ async fn call_text(
     token: &str,
     body: &str,
 ) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let (status, _, body) = support::request(addr, method, path, &auth, body).await;
+    (status, body)
 }
 
 async fn call(addr: SocketAddr, method: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
@@ -125,12 +88,7 @@ struct FoundDonor {
     donor_id: i64,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+use support::{arg, percentile, text_arg};
 
 fn main() {
     // `BOAI_LOG=api::follow=debug` shows each change-feed cycle's time.
@@ -152,18 +110,7 @@ fn main() {
 }
 
 async fn run(donors: usize, clients: usize, seconds: u64, server_count: usize) {
-    let hla_dir =
-        std::env::var_os("BOAI_HLA_DIR").map_or_else(|| shared("imgt-hla"), PathBuf::from);
-    let mac = std::env::var_os("BOAI_MAC_FILE")
-        .map_or_else(|| shared("mac/alpha.v3.subset.txt"), PathBuf::from);
-    let freqs = std::env::var_os("BOAI_FREQ_FILE").map_or_else(
-        || shared("frequencies/NMDP_2007_FiveLocus_Freqs.csv"),
-        PathBuf::from,
-    );
-    let expander = Arc::new(Expander::new(
-        Arc::new(Release::load(hla_dir).expect("release")),
-        Arc::new(MacDictionary::load(mac).expect("MAC dictionary")),
-    ));
+    let (expander, freqs) = support::reference();
     let synth = synth::Synth::new(&expander, &freqs, "API").expect("frequencies");
     let dir = tempfile::tempdir().expect("temp dir");
     let pg = text_arg("--pg");
@@ -193,36 +140,7 @@ async fn run(donors: usize, clients: usize, seconds: u64, server_count: usize) {
         .expect("connect");
     reg.migrate().await.expect("migrate");
     let admin = Actor::new("bench", "admin");
-    reg.add_branch("BJ", "Beijing", "North", &admin)
-        .await
-        .unwrap();
-    reg.add_station("BJ01", "BJ", "Beijing 1", "North", 0, &admin)
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let file = dir.path().join("donors.txt");
-    {
-        use std::io::Write;
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-        for p in synth.donors(donors, 7) {
-            writeln!(out, "D{:07}%{}", p.key, synth.gl_string(&p)).unwrap();
-        }
-    }
-    let today = reg.today();
-    let options = ImportOptions {
-        station: Some("BJ01".into()),
-        all_or_nothing: false,
-        batch_size: 0,
-    };
-    let summary = reg
-        .import_donors(&file, &options, &admin, today, &|_| {})
-        .await
-        .expect("import");
-    println!(
-        "seeded {} donors in {:.1} s",
-        summary.created,
-        started.elapsed().as_secs_f64()
-    );
+    support::seed(&reg, &synth, donors, dir.path()).await;
     // Patients: synthetic typings; the writer enrols donors with the first one's typing so
     // that they top its searches (and would show if a withdrawal were missed).
     let people = synth.patients(50, 11);

@@ -317,6 +317,24 @@ pub fn demo(mut args: DemoArgs, refdata: &crate::refdata::RefDataArgs) -> Result
         println!("# this year's report with its charts (auditor token {auditor}):");
         println!("curl -s '{base}/v1/reports/yearly?year={year}&format=html' -H 'Authorization: Bearer {auditor}' > report.html");
         println!("# API description: {base}/docs (Swagger UI), {base}/openapi.json");
+        // People's accounts for the web pages, one per role, with one password shown once.
+        let password = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(std::process::id() as u64);
+            format!("demo-{:016x}", h.finish())
+        };
+        let people = [
+            ("clerk", "station", Some("BJ01")),
+            ("coordinator", "coordinator", None),
+            ("manager", "case_manager", None),
+            ("staff", "admin", None),
+            ("auditor", "auditor", None),
+        ];
+        for (name, role, station) in people {
+            reg.create_person(name, role, station, &password, &actor).await?;
+        }
+        println!("# the web pages: {base}/ — sign in as clerk (station BJ01), coordinator, manager (case manager), staff (registry staff) or auditor, password {password}");
         println!();
         let state = state_for(reg, &args.freqs, "API")?;
         serve_state(state, args.addr, Duration::from_secs(30), None).await?;

@@ -2149,5 +2149,8 @@ mod input_rules;
 #[path = "registry/retention.rs"]
 mod retention;
 
+#[path = "registry/people.rs"]
+mod people;
+
 #[path = "registry/feed.rs"]
 mod feed;

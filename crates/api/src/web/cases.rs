@@ -176,7 +176,9 @@ async fn show(
             p.warning role="alert" { strong { (lang.t("case.warning")) } " " (cell(&w["at"])) " — " (cell(&w["warning"])) }
         }
         dl.facts {
-            @for (field, key) in [("kind", "request.kind"), ("state", "request.state"), ("patient_id", "request.patient"), ("donor_id", "request.donor"), ("opened_at", "request.opened_at"), ("closed_at", "request.closed_at"), ("expires_on", "request.expires_on")] {
+            dt { (lang.t("request.kind")) } dd { (lang.t(&format!("kind.{}", cell(&case["kind"])))) }
+            dt { (lang.t("request.state")) } dd { (lang.t(&format!("request_state.{}", cell(&case["state"])))) }
+            @for (field, key) in [("patient_id", "request.patient"), ("donor_id", "request.donor"), ("opened_at", "request.opened_at"), ("closed_at", "request.closed_at"), ("expires_on", "request.expires_on")] {
                 dt { (lang.t(key)) } dd { (cell(&case[field])) }
             }
         }

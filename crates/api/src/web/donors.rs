@@ -330,12 +330,8 @@ fn typing_of(
                 None => {}
             }
         }
-        match values {
-            [Some(_), None] => errors.push((names[1].clone(), lang.t("hla.second_missing").into())),
-            [None, Some(_)] => errors.push((names[0].clone(), lang.t("hla.second_missing").into())),
-            _ => {}
-        }
-        if pair.len() == 2 {
+        // One copy alone reads as homozygous, as everywhere else in the registry.
+        if !pair.is_empty() {
             loci.push(pair.join("+"));
         }
     }
@@ -450,6 +446,9 @@ async fn donor_page(
         .await
         .map_err(|e| PageError::from_api(lang, e))?;
     let is_station = signed.session.person.role == "station";
+    // Consents, contacts and identity: the donor's station and case managers (the API's
+    // rule); the forms are shown only to them.
+    let records = is_station || signed.session.person.role == "case_manager";
     let get = |path: String| async move {
         api.call(caller, Method::GET, &path, None)
             .await
@@ -494,11 +493,13 @@ async fn donor_page(
         section aria-labelledby="consents-h" {
             h2 id="consents-h" { (lang.t("donor.consents")) }
             (table(lang, "donor.consents", &list(&consents, "consents"), &[("scope", "consent.scope"), ("form_version", "consent.form_version"), ("given_at", "consent.given_at"), ("withdrawn_at", "consent.withdrawn_at")], None))
-            form method="post" action={ "/donors/" (id) "/consents" } {
-                (csrf_field(&view))
-                (select_field(lang, "scope", "consent.scope", &coded_options(lang, "scope", &consent_scopes, false), "", None))
-                (text_field(lang, "form_version", "consent.form_version", "", None, "text", true))
-                button type="submit" { (lang.t("consent.submit")) }
+            @if records {
+                form method="post" action={ "/donors/" (id) "/consents" } {
+                    (csrf_field(&view))
+                    (select_field(lang, "scope", "consent.scope", &coded_options(lang, "scope", &consent_scopes, false), "", None))
+                    (text_field(lang, "form_version", "consent.form_version", "", None, "text", true))
+                    button type="submit" { (lang.t("consent.submit")) }
+                }
             }
         }
         section aria-labelledby="samples-h" {
@@ -517,15 +518,17 @@ async fn donor_page(
         section aria-labelledby="contacts-h" {
             h2 id="contacts-h" { (lang.t("donor.contacts")) }
             (table(lang, "donor.contacts", &list(&contacts, "attempts"), &[("attempted_on", "contact.attempted_on"), ("channel", "contact.channel"), ("outcome", "contact.outcome")], None))
-            form method="post" action={ "/donors/" (id) "/contacts" } {
-                (csrf_field(&view))
-                (text_field(lang, "attempted_on", "contact.attempted_on", &today, None, "date", true))
-                (select_field(lang, "channel", "contact.channel", &coded_options(lang, "channel", &registry::CONTACT_CHANNELS, false), "", None))
-                (select_field(lang, "outcome", "contact.outcome", &coded_options(lang, "outcome", &registry::CONTACT_OUTCOMES, false), "", None))
-                button type="submit" { (lang.t("contact.submit")) }
+            @if records {
+                form method="post" action={ "/donors/" (id) "/contacts" } {
+                    (csrf_field(&view))
+                    (text_field(lang, "attempted_on", "contact.attempted_on", &today, None, "date", true))
+                    (select_field(lang, "channel", "contact.channel", &coded_options(lang, "channel", &registry::CONTACT_CHANNELS, false), "", None))
+                    (select_field(lang, "outcome", "contact.outcome", &coded_options(lang, "outcome", &registry::CONTACT_OUTCOMES, false), "", None))
+                    button type="submit" { (lang.t("contact.submit")) }
+                }
             }
         }
-        (identity_form(lang, &view, id))
+        @if records { (identity_form(lang, &view, id)) }
     };
     Ok(page(
         &view,

@@ -51,7 +51,7 @@ async fn driver() -> Option<Driver> {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(CHROMEDRIVER)
+    let mut child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -70,6 +70,8 @@ async fn driver() -> Option<Driver> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("chromedriver did not listen on {port}");
 }
 
@@ -266,6 +268,16 @@ async fn each_role_works_in_a_real_browser() {
     // Clerk: an invalid typing is flagged beside its field as it is typed, refused when
     // posted with the offending token beside the field, and nothing is stored.
     sign_in(&c, &site, "clerk", pw).await;
+    // The session cookie is out of scripts' reach and never sent from other sites.
+    let cookie = c.get_named_cookie("boai_session").await.unwrap();
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
+    // The JSON API takes bearer tokens only: a page's cookie opens nothing there.
+    c.goto(&site.url("/v1/stations")).await.unwrap();
+    assert!(
+        c.source().await.unwrap().contains("401"),
+        "the API refuses a session cookie"
+    );
     c.goto(&site.url("/donors/new")).await.unwrap();
     labelled(&c).await;
     for (id, value) in [
@@ -366,6 +378,22 @@ async fn each_role_works_in_a_real_browser() {
         .unwrap();
     labelled(&c).await;
     shot(&c, "04-donor").await;
+    // On a tablet's width the page fits: nothing wider than the screen but tables' own
+    // scrolling.
+    c.set_window_size(820, 1180).await.unwrap();
+    let overflow = c
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the donor page overflows a tablet: {overflow}"
+    );
+    shot(&c, "04b-donor-tablet").await;
+    c.set_window_size(1280, 1400).await.unwrap();
     // A sample, through its form.
     fill(&c, "barcode", "BC-WEB-1").await;
     submit(&c, "form[action$='/samples']").await;
@@ -385,7 +413,7 @@ async fn each_role_works_in_a_real_browser() {
     sign_in(&c, &site, "clerk", pw).await;
 
     // A form posted without its CSRF token is refused, and changes nothing.
-    c.goto(&donor_url.to_string()).await.unwrap();
+    c.goto(donor_url.as_ref()).await.unwrap();
     c.execute(
         "document.querySelector(\"form[action$='/consents'] input[name=csrf]\").remove();",
         vec![],
@@ -410,7 +438,7 @@ async fn each_role_works_in_a_real_browser() {
 
     // Another station's clerk cannot reach the donor by editing the URL.
     sign_in(&c, &site, "other.clerk", pw).await;
-    c.goto(&donor_url.to_string()).await.unwrap();
+    c.goto(donor_url.as_ref()).await.unwrap();
     assert_eq!(page_status(&c).await, "Not allowed");
     assert!(!c.source().await.unwrap().contains("WEB-1"));
     shot(&c, "08-other-station-refused").await;
@@ -456,7 +484,7 @@ async fn each_role_works_in_a_real_browser() {
 
     // Case manager: consent for the workup, open it, record a milestone.
     sign_in(&c, &site, "manager", pw).await;
-    c.goto(&case_url.to_string()).await.unwrap();
+    c.goto(case_url.as_ref()).await.unwrap();
     labelled(&c).await;
     choose(&c, "scope", "workup").await;
     fill(&c, "form_version", "WU-2024").await;
