@@ -12,7 +12,6 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{audit, commit_audited};
-use crate::tokens::ROLES;
 use crate::{Actor, Registry, RegistryError, Result, instant_text};
 
 /// Failed sign-ins in a row that lock an account.
@@ -164,33 +163,8 @@ impl Registry {
         actor: &Actor,
     ) -> Result<Person> {
         check_name(name)?;
-        if !ROLES.contains(&role) {
-            return Err(RegistryError::invalid(
-                "role",
-                format!("`{role}` is not one of {}", ROLES.join(", ")),
-            ));
-        }
-        match (role, station) {
-            ("station", None) => {
-                return Err(RegistryError::invalid(
-                    "station",
-                    "a station clerk needs their station",
-                ));
-            }
-            ("station", Some(code)) if !self.station_exists(code).await? => {
-                return Err(RegistryError::invalid(
-                    "station",
-                    format!("unknown station `{code}`"),
-                ));
-            }
-            (r, Some(_)) if r != "station" => {
-                return Err(RegistryError::invalid(
-                    "station",
-                    "only station clerks belong to a station",
-                ));
-            }
-            _ => {}
-        }
+        self.check_role_and_station(role, station, "account")
+            .await?;
         check_password(password)?;
         let password = password.to_string();
         let phc = blocking(move || hash_password(&password)).await?;

@@ -25,6 +25,36 @@ fn digest(secret: &str) -> String {
 }
 
 impl Registry {
+    /// A role is one of [`ROLES`]; the station role, and only it, names a known station.
+    /// `what` is what is being created (`token`, `account`), for the reason's words.
+    pub(crate) async fn check_role_and_station(
+        &self,
+        role: &str,
+        station: Option<&str>,
+        what: &str,
+    ) -> Result<()> {
+        if !ROLES.contains(&role) {
+            return Err(RegistryError::invalid(
+                "role",
+                format!("`{role}` is not one of {}", ROLES.join(", ")),
+            ));
+        }
+        match (role, station) {
+            ("station", None) => Err(RegistryError::invalid(
+                "station",
+                format!("a station {what} needs its station"),
+            )),
+            ("station", Some(code)) if !self.station_exists(code).await? => Err(
+                RegistryError::invalid("station", format!("unknown station `{code}`")),
+            ),
+            (r, Some(_)) if r != "station" => Err(RegistryError::invalid(
+                "station",
+                format!("only station {what}s belong to a station"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Create a token; returns its id and the secret, which is not stored and cannot be
     /// shown again.
     pub async fn create_token(
@@ -34,33 +64,7 @@ impl Registry {
         label: &str,
         actor: &Actor,
     ) -> Result<(i64, String)> {
-        if !ROLES.contains(&role) {
-            return Err(RegistryError::invalid(
-                "role",
-                format!("`{role}` is not one of {}", ROLES.join(", ")),
-            ));
-        }
-        match (role, station) {
-            ("station", None) => {
-                return Err(RegistryError::invalid(
-                    "station",
-                    "a station token needs its station",
-                ));
-            }
-            ("station", Some(code)) if !self.station_exists(code).await? => {
-                return Err(RegistryError::invalid(
-                    "station",
-                    format!("unknown station `{code}`"),
-                ));
-            }
-            (r, Some(_)) if r != "station" => {
-                return Err(RegistryError::invalid(
-                    "station",
-                    "only station tokens belong to a station",
-                ));
-            }
-            _ => {}
-        }
+        self.check_role_and_station(role, station, "token").await?;
         check_text("label", Some(label), false, NAME_MAX)?;
         let bytes: [u8; 32] = rand::random();
         let secret = format!("boai_{}", hex::encode(bytes));

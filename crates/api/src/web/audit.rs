@@ -2,15 +2,14 @@
 
 use axum::Router;
 use axum::extract::Query;
-use axum::http::Method;
 use axum::routing::get;
 use maud::html;
 use serde::Deserialize;
 
+use super::PageResult;
 use super::api::Api;
 use super::layout::{page, table, text_field};
 use super::session::{Signed, encode};
-use super::{PageError, PageResult};
 use crate::AppState;
 
 const PAGE: usize = 100;
@@ -49,10 +48,7 @@ async fn audit_log(
     if let Some(b) = q.before_id.as_deref().filter(|v| !v.is_empty()) {
         uri.push_str(&format!("&before_id={}", encode(b)));
     }
-    let found = api
-        .call(&signed.caller, Method::GET, &uri, None)
-        .await
-        .map_err(|e| PageError::from_api(lang, e))?;
+    let found = api.read(&signed, &uri).await?;
     let entries = found["entries"].as_array().cloned().unwrap_or_default();
     let oldest = entries.last().and_then(|e| e["id"].as_i64());
     let view = signed.view();

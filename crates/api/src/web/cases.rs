@@ -53,10 +53,7 @@ async fn list(
     if let Some(c) = &q.cursor {
         uri.push_str(&format!("&cursor={}", encode(c)));
     }
-    let found = api
-        .call(&signed.caller, Method::GET, &uri, None)
-        .await
-        .map_err(|e| PageError::from_api(lang, e))?;
+    let found = api.read(&signed, &uri).await?;
     let items = found["items"].as_array().cloned().unwrap_or_default();
     let view = signed.view();
     let base = format!(
@@ -129,15 +126,7 @@ async fn show(
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let lang = signed.lang;
-    let case = api
-        .call(
-            &signed.caller,
-            Method::GET,
-            &format!("/v1/requests/{id}"),
-            None,
-        )
-        .await
-        .map_err(|e| PageError::from_api(lang, e))?;
+    let case = api.read(&signed, &format!("/v1/requests/{id}")).await?;
     let donor = case["donor_id"].as_i64().unwrap_or(0);
     let is_manager = signed.session.person.role == "case_manager";
     // Consents per stage (case managers read them; others are not shown them).
@@ -312,16 +301,7 @@ async fn record_consent(
     Path(id): Path<i64>,
     Posted { signed, form }: Posted,
 ) -> PageResult {
-    let lang = signed.lang;
-    let case = api
-        .call(
-            &signed.caller,
-            Method::GET,
-            &format!("/v1/requests/{id}"),
-            None,
-        )
-        .await
-        .map_err(|e| PageError::from_api(lang, e))?;
+    let case = api.read(&signed, &format!("/v1/requests/{id}")).await?;
     let donor = case["donor_id"].as_i64().unwrap_or(0);
     let body = json!({"scope": form.text("scope"), "form_version": form.text("form_version")});
     case_action(

@@ -81,10 +81,7 @@ async fn list(
             ("limit", Some("50")),
         ])
     );
-    let found = api
-        .call(&signed.caller, Method::GET, &uri, None)
-        .await
-        .map_err(|e| PageError::from_api(lang, e))?;
+    let found = api.read(&signed, &uri).await?;
     let items = found["items"].as_array().cloned().unwrap_or_default();
     let statuses = coded_options(lang, "status", &["AV", "TU", "RS", "DE"], true);
     let listed = coded_options(lang, "listed", &["true", "false"], true);
@@ -689,10 +686,7 @@ async fn samples(
             ("cursor", q.cursor.as_deref())
         ])
     );
-    let found = api
-        .call(&signed.caller, Method::GET, &uri, None)
-        .await
-        .map_err(|e| PageError::from_api(lang, e))?;
+    let found = api.read(&signed, &uri).await?;
     let items = found["items"].as_array().cloned().unwrap_or_default();
     let states = coded_options(
         lang,

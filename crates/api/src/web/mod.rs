@@ -216,3 +216,16 @@ impl IntoResponse for PageError {
 }
 
 pub type PageResult = Result<Response, PageError>;
+
+impl api::Api {
+    /// Read `uri` as the signed-in person; a refusal becomes their error page.
+    pub async fn read(
+        &self,
+        signed: &session::Signed,
+        uri: &str,
+    ) -> Result<serde_json::Value, PageError> {
+        self.call(&signed.caller, axum::http::Method::GET, uri, None)
+            .await
+            .map_err(|e| PageError::from_api(signed.lang, e))
+    }
+}

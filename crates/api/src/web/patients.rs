@@ -42,10 +42,7 @@ async fn list(
         Some(c) => format!("/v1/patients?limit=50&cursor={}", encode(c)),
         None => "/v1/patients?limit=50".into(),
     };
-    let found = api
-        .call(&signed.caller, Method::GET, &uri, None)
-        .await
-        .map_err(|e| PageError::from_api(lang, e))?;
+    let found = api.read(&signed, &uri).await?;
     let items = found["items"].as_array().cloned().unwrap_or_default();
     let view = signed.view();
     let body = html! {
@@ -162,15 +159,7 @@ async fn show(
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
     let lang = signed.lang;
-    let patient = api
-        .call(
-            &signed.caller,
-            Method::GET,
-            &format!("/v1/patients/{id}"),
-            None,
-        )
-        .await
-        .map_err(|e| PageError::from_api(lang, e))?;
+    let patient = api.read(&signed, &format!("/v1/patients/{id}")).await?;
     let searches = if signed.session.person.role == "coordinator" {
         api.call(
             &signed.caller,
@@ -184,6 +173,9 @@ async fn show(
     } else {
         Vec::new()
     };
+    // Adults, cord units, or both.
+    let mut donor_types = vec![(String::new(), lang.t("choice.any").to_string())];
+    donor_types.extend(coded_options(lang, "donor_type", &["adult", "cord"], false));
     let view = signed.view();
     let body = html! {
         (notice(lang, q.done.as_deref()))
@@ -228,7 +220,7 @@ async fn show(
                             }
                         }
                     }
-                    (select_field(lang, "donor_type", "search.donor_type", &coded_options(lang, "donor_type", &["adult", "cord"], true), "", None))
+                    (select_field(lang, "donor_type", "search.donor_type", &donor_types, "", None))
                     div.check {
                         input type="checkbox" id="probability" name="probability" value="true";
                         label for="probability" { (lang.t("search.probability")) }

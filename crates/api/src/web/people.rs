@@ -43,14 +43,8 @@ async fn render(
     status: StatusCode,
 ) -> PageResult {
     let lang = signed.lang;
-    let people = api
-        .call(&signed.caller, Method::GET, "/v1/people", None)
-        .await
-        .map_err(|e| PageError::from_api(lang, e))?;
-    let stations = api
-        .call(&signed.caller, Method::GET, "/v1/stations", None)
-        .await
-        .map_err(|e| PageError::from_api(lang, e))?;
+    let people = api.read(signed, "/v1/people").await?;
+    let stations = api.read(signed, "/v1/stations").await?;
     let mut station_options = vec![(String::new(), lang.t("choice.none").to_string())];
     station_options.extend(
         stations["stations"]

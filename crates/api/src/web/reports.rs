@@ -3,7 +3,6 @@
 
 use axum::Router;
 use axum::extract::Query;
-use axum::http::Method;
 use axum::routing::get;
 use base64::Engine;
 use maud::html;
@@ -50,10 +49,7 @@ async fn report(signed: &Signed, api: &Api, year: i32) -> Result<YearlyReport, P
     if let Some(s) = &signed.caller.station {
         uri.push_str(&format!("&station={}", super::session::encode(s)));
     }
-    let value = api
-        .call(&signed.caller, Method::GET, &uri, None)
-        .await
-        .map_err(|e| PageError::from_api(lang, e))?;
+    let value = api.read(signed, &uri).await?;
     serde_json::from_value(value).map_err(|e| {
         PageError::new(
             lang,

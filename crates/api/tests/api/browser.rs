@@ -262,6 +262,7 @@ async fn each_role_works_in_a_real_browser() {
     shot(&c, "01-sign-in").await;
     follow(&c, css(&c, "a[hreflang=zh-CN]").await).await;
     assert_eq!(page_status(&c).await, "登录");
+    shot(&c, "01b-sign-in-zh").await;
     follow(&c, css(&c, "a[hreflang=en]").await).await;
     assert_eq!(page_status(&c).await, "Sign in");
 

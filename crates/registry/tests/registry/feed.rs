@@ -91,15 +91,19 @@ async fn a_change_committed_out_of_sequence_order_is_not_skipped() {
             let read = reg.read_changes(&mut cursor).await.unwrap();
             assert!(read.donors.is_empty(), "{b}: {read:?}");
         }
-        // A fresh cursor starts at the present.
+        // A fresh cursor starts at the present. On PostgreSQL the present is the oldest
+        // transaction still open in the whole server (xids are cluster-wide): while other
+        // tests' transactions are open in their own databases it may lie below changes
+        // already read here, which are then read again (at least once, never lost). A
+        // rolled-back change is never read.
         let mut fresh = reg.feed_cursor().await.unwrap();
+        let again = reg.read_changes(&mut fresh).await.unwrap().donors;
         assert!(
-            reg.read_changes(&mut fresh)
-                .await
-                .unwrap()
-                .donors
-                .is_empty(),
-            "{b}"
+            again.iter().all(|d| [1, 2].contains(d)),
+            "{b}: a fresh cursor reads only committed changes: {again:?}"
         );
+        if b == "sqlite" {
+            assert!(again.is_empty(), "{b}: {again:?}");
+        }
     }
 }
