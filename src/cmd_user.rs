@@ -40,6 +40,15 @@ pub enum UserCommand {
         db: DbArgs,
         name: String,
     },
+    /// Set a new password (from standard input): clears a lock-out, ends the sessions.
+    Password {
+        #[command(flatten)]
+        db: DbArgs,
+        name: String,
+        /// Read the password from standard input (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
     /// Enable a disabled account again (and clear a lock-out).
     Enable {
         #[command(flatten)]
@@ -90,6 +99,14 @@ pub fn user(cmd: UserCommand, expander: Arc<Expander>) -> Result<i32> {
                     );
                 }
             }
+            UserCommand::Password { db, name, .. } => {
+                let password = password_from_stdin()?;
+                let reg = open(&db, expander).await?;
+                let person = find(&reg, &name).await?;
+                reg.set_person_password(person.id, &password, &cli_actor())
+                    .await?;
+                eprintln!("password of {name} set; its sessions ended");
+            }
             UserCommand::Disable { db, name } => set_disabled(&db, expander, &name, true).await?,
             UserCommand::Enable { db, name } => set_disabled(&db, expander, &name, false).await?,
         }
@@ -104,9 +121,7 @@ async fn set_disabled(
     disabled: bool,
 ) -> Result<()> {
     let reg = open(db, expander).await?;
-    let Some(p) = reg.people().await?.into_iter().find(|p| p.name == name) else {
-        bail!("no account named `{name}`");
-    };
+    let p = find(&reg, name).await?;
     reg.set_person_disabled(p.id, disabled, &cli_actor())
         .await?;
     eprintln!(
@@ -115,4 +130,11 @@ async fn set_disabled(
         if disabled { "disabled" } else { "enabled" }
     );
     Ok(())
+}
+
+async fn find(reg: &registry::Registry, name: &str) -> Result<registry::people::Person> {
+    match reg.people().await?.into_iter().find(|p| p.name == name) {
+        Some(p) => Ok(p),
+        None => bail!("no account named `{name}`"),
+    }
 }

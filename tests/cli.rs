@@ -13,6 +13,9 @@ mod hml;
 mod reference;
 #[path = "cli/servers.rs"]
 mod servers;
+#[path = "cli/users.rs"]
+mod users;
+
 #[path = "cli/snapshot.rs"]
 mod snapshot;
 

@@ -14,7 +14,7 @@ use crate::stored_run;
         routes::admin::healthz, routes::admin::readyz, routes::admin::metrics,
         routes::admin::create_station, routes::admin::list_stations,
         routes::admin::read_audit, routes::admin::hla_expand,
-        routes::people::create_person, routes::people::list_people, routes::people::set_disabled,
+        routes::people::create_person, routes::people::list_people, routes::people::set_disabled, routes::people::set_password,
         routes::donors::enrol_donor, routes::donors::get_donor, routes::donors::update_donor,
         routes::donors::list_donors,
         routes::donors::get_identity, routes::donors::change_status,

@@ -1006,6 +1006,7 @@ async fn every_route_checks_the_token_and_the_role() {
                 r#"{"disabled": false}"#,
                 vec![Admin],
             ),
+            ("POST", "/v1/people/1/password".into(), "{}", vec![Admin]),
             ("POST", "/v1/donors".into(), "{}", vec![Station]),
             (
                 "GET",

@@ -223,6 +223,43 @@ impl Registry {
         .collect()
     }
 
+    /// Set a new password (an admin's reset, or the command line's): the lock and the
+    /// failure count are cleared and the account's sessions end.
+    pub async fn set_person_password(&self, id: i64, password: &str, actor: &Actor) -> Result<()> {
+        check_password(password)?;
+        let password = password.to_string();
+        let phc = blocking(move || hash_password(&password)).await?;
+        let now = self.now_text();
+        let (_turn, mut tx) = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE people SET password_hash = $1, failed_attempts = 0, locked_until = NULL WHERE id = $2",
+        )
+        .bind(&phc)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::NotFound(format!("person {id}")));
+        }
+        sqlx::query(
+            "UPDATE web_sessions SET ended_at = $1 WHERE person_id = $2 AND ended_at IS NULL",
+        )
+        .bind(&now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        commit_audited(
+            tx,
+            actor,
+            "person.password",
+            "person",
+            &id.to_string(),
+            None,
+        )
+        .await
+    }
+
     /// Disable (or enable again) an account; disabling ends its sessions.
     pub async fn set_person_disabled(&self, id: i64, disabled: bool, actor: &Actor) -> Result<()> {
         let now = self.now_text();

@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/people", post(create_person).get(list_people))
         .route("/v1/people/{id}/disabled", post(set_disabled))
+        .route("/v1/people/{id}/password", post(set_password))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -113,6 +114,28 @@ pub async fn set_disabled(
     state
         .registry
         .set_person_disabled(id, d.disabled, &caller.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordIn {
+    /// At least 10 characters.
+    pub password: String,
+}
+
+/// Set a new password (admin): clears a lock-out and ends the account's sessions.
+#[utoipa::path(post, path = "/v1/people/{id}/password", params(("id" = i64, Path)), request_body = PasswordIn,
+    responses((status = 204, description = "done"), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn set_password(
+    State(state): State<AppState>,
+    Allowed { caller, .. }: Allowed<Admins>,
+    PathId(id): PathId,
+    ApiJson(p): ApiJson<PasswordIn>,
+) -> ApiResult<StatusCode> {
+    state
+        .registry
+        .set_person_password(id, &p.password, &caller.actor())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -116,7 +116,6 @@ async fn open_request(
 #[derive(Deserialize)]
 pub struct DoneQuery {
     done: Option<String>,
-    error: Option<String>,
 }
 
 async fn show(
@@ -125,8 +124,19 @@ async fn show(
     Path(id): Path<i64>,
     Query(q): Query<DoneQuery>,
 ) -> PageResult {
+    case_page(&signed, &api, id, q.done.as_deref(), None).await
+}
+
+/// A case's page; `error` is the API's refusal of what was just posted.
+async fn case_page(
+    signed: &Signed,
+    api: &Api,
+    id: i64,
+    done: Option<&str>,
+    error: Option<&str>,
+) -> PageResult {
     let lang = signed.lang;
-    let case = api.read(&signed, &format!("/v1/requests/{id}")).await?;
+    let case = api.read(signed, &format!("/v1/requests/{id}")).await?;
     let donor = case["donor_id"].as_i64().unwrap_or(0);
     let is_manager = signed.session.person.role == "case_manager";
     // Consents per stage (case managers read them; others are not shown them).
@@ -159,8 +169,8 @@ async fn show(
     let open = case["state"] == "open";
     let view = signed.view();
     let body = html! {
-        (notice(lang, q.done.as_deref()))
-        @if let Some(e) = &q.error { p.error role="alert" id="form-error" { (e) } }
+        (notice(lang, done))
+        @if let Some(e) = error { p.error role="alert" id="form-error" { (e) } }
         @for w in &warnings {
             p.warning role="alert" { strong { (lang.t("case.warning")) } " " (cell(&w["at"])) " — " (cell(&w["warning"])) }
         }
@@ -273,7 +283,10 @@ async fn case_action(
                 && f.status != StatusCode::FORBIDDEN
                 && f.status != StatusCode::NOT_FOUND =>
         {
-            Ok(Redirect::to(&format!("/cases/{id}?error={}", encode(&f.detail))).into_response())
+            // The case again, with the reason beside the forms (never in the URL).
+            let mut response = case_page(&signed, &api, id, None, Some(&f.detail)).await?;
+            *response.status_mut() = f.status;
+            Ok(response)
         }
         Err(f) => Err(PageError::from_api(signed.lang, f)),
     }

@@ -171,7 +171,9 @@ pub fn coded_options(
 
 /// A notice after an action (from the `done` query parameter).
 pub fn notice(lang: Lang, done: Option<&str>) -> Markup {
-    html! { @if let Some(key) = done { p.notice role="status" { (lang.t(&format!("done.{key}"))) } } }
+    // Only the catalogue's notices: the query cannot put words on the page.
+    let key = done.map(|d| format!("done.{d}")).filter(|k| lang.has(k));
+    html! { @if let Some(key) = key { p.notice role="status" { (lang.t(&key)) } } }
 }
 
 /// A JSON value as the text of a table cell.

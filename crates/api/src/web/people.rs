@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/people", get(list).post(create))
         .route("/people/{id}/disabled", post(set_disabled))
+        .route("/people/{id}/password", post(set_password))
 }
 
 #[derive(Deserialize)]
@@ -68,7 +69,7 @@ async fn render(
         div.scroll {
             table {
                 caption { (lang.t("people.caption")) }
-                thead { tr { th scope="col" { (lang.t("person.name")) } th scope="col" { (lang.t("person.role")) } th scope="col" { (lang.t("donor.station")) } th scope="col" { (lang.t("person.locked_until")) } th scope="col" { (lang.t("person.state")) } } }
+                thead { tr { th scope="col" { (lang.t("person.name")) } th scope="col" { (lang.t("person.role")) } th scope="col" { (lang.t("donor.station")) } th scope="col" { (lang.t("person.locked_until")) } th scope="col" { (lang.t("person.state")) } th scope="col" { (lang.t("person.password")) } } }
                 tbody {
                     @for p in people.as_array().into_iter().flatten() {
                         @let disabled = p["disabled"].as_bool().unwrap_or(false);
@@ -83,6 +84,15 @@ async fn render(
                                     input type="hidden" name="disabled" value=(if disabled { "false" } else { "true" });
                                     (if disabled { lang.t("person.disabled") } else { lang.t("person.enabled") }) " "
                                     button type="submit" { (if disabled { lang.t("person.enable") } else { lang.t("person.disable") }) }
+                                }
+                            }
+                            td {
+                                form.inline method="post" action={ "/people/" (p["id"]) "/password" } {
+                                    (csrf_field(&view))
+                                    @let field = format!("password-{}", p["id"]);
+                                    label.visually-hidden for=(field) { (lang.tf("person.new_password_for", &[("name", &cell(&p["name"]))])) }
+                                    input id=(field) name="password" type="password" autocomplete="new-password" minlength="10" required;
+                                    button type="submit" { (lang.t("person.reset")) }
                                 }
                             }
                         }
@@ -149,4 +159,27 @@ async fn set_disabled(
     .await
     .map_err(|e| PageError::from_api(signed.lang, e))?;
     Ok(Redirect::to("/people?done=person_state").into_response())
+}
+
+async fn set_password(
+    axum::Extension(api): axum::Extension<Api>,
+    Path(id): Path<i64>,
+    Posted { signed, form }: Posted,
+) -> PageResult {
+    let body = json!({"password": form.raw("password").unwrap_or("")});
+    match api
+        .call(
+            &signed.caller,
+            Method::POST,
+            &format!("/v1/people/{id}/password"),
+            Some(&body),
+        )
+        .await
+    {
+        Ok(_) => Ok(Redirect::to("/people?done=password").into_response()),
+        Err(f) if f.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            render(&signed, &api, None, &[], Some(&f), f.status).await
+        }
+        Err(f) => Err(PageError::from_api(signed.lang, f)),
+    }
 }

@@ -177,8 +177,10 @@ async fn follow(c: &Client, target: fantoccini::elements::Element) {
     panic!("clicking did not load a page");
 }
 
-/// Every visible input and select of the page has a label (or an aria-label).
-async fn labelled(c: &Client) {
+/// Accessibility basics of the page: every visible input and select has a label (or an
+/// aria-label), and all visible text has a contrast of at least 4.5:1 against its
+/// background (WCAG AA for normal text).
+async fn accessible(c: &Client) {
     let unlabelled = c
         .execute(
             "return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
@@ -191,6 +193,31 @@ async fn labelled(c: &Client) {
         unlabelled,
         json!([]),
         "unlabelled inputs on {:?}",
+        c.current_url().await
+    );
+    let low_contrast = c
+        .execute(
+            "const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+             const lum = ([r, g, b]) => [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); })
+                 .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+             const background = e => { for (; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor); if (c.length < 4 || c[3] > 0) return c; } return [255, 255, 255]; };
+             const low = [];
+             for (const e of document.querySelectorAll('body *')) {
+                 if (!Array.from(e.childNodes).some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+                 if (e.offsetParent === null || e.closest('.visually-hidden, .skip, option')) continue;
+                 const a = lum(rgb(getComputedStyle(e).color)), b = lum(background(e));
+                 const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+                 if (ratio < 4.5) low.push(e.tagName + ' ' + e.textContent.trim().slice(0, 30) + ': ' + ratio.toFixed(2));
+             }
+             return low;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        low_contrast,
+        json!([]),
+        "text below 4.5:1 on {:?}",
         c.current_url().await
     );
 }
@@ -258,7 +285,7 @@ async fn each_role_works_in_a_real_browser() {
     // The sign-in page speaks the browser's language (English here), and switches.
     c.goto(&site.url("/")).await.unwrap();
     assert_eq!(page_status(&c).await, "Sign in");
-    labelled(&c).await;
+    accessible(&c).await;
     shot(&c, "01-sign-in").await;
     follow(&c, css(&c, "a[hreflang=zh-CN]").await).await;
     assert_eq!(page_status(&c).await, "登录");
@@ -280,7 +307,7 @@ async fn each_role_works_in_a_real_browser() {
         "the API refuses a session cookie"
     );
     c.goto(&site.url("/donors/new")).await.unwrap();
-    labelled(&c).await;
+    accessible(&c).await;
     for (id, value) in [
         ("external_id", "WEB-1"),
         ("family_name", "Li"),
@@ -377,7 +404,7 @@ async fn each_role_works_in_a_real_browser() {
         .unwrap()
         .parse()
         .unwrap();
-    labelled(&c).await;
+    accessible(&c).await;
     shot(&c, "04-donor").await;
     // On a tablet's width the page fits: nothing wider than the screen but tables' own
     // scrolling.
@@ -401,10 +428,11 @@ async fn each_role_works_in_a_real_browser() {
     assert!(text(&c, "p.notice").await.contains("sample"));
     c.goto(&site.url("/donors")).await.unwrap();
     assert!(text(&c, "table").await.contains("WEB-1"));
+    accessible(&c).await;
     shot(&c, "05-donor-list").await;
     c.goto(&site.url("/samples")).await.unwrap();
     assert!(text(&c, "table").await.contains("BC-WEB-1"));
-    labelled(&c).await;
+    accessible(&c).await;
     shot(&c, "06-samples").await;
     // Signing out ends the session: the pages ask to sign in again.
     follow(&c, css(&c, "form[action='/sign-out'] button").await).await;
@@ -430,6 +458,7 @@ async fn each_role_works_in_a_real_browser() {
             .await
             .contains("did not come from this site")
     );
+    accessible(&c).await;
     shot(&c, "07-csrf-refused").await;
     let consents = reg.consents(donor_id).await.unwrap();
     assert!(
@@ -442,17 +471,18 @@ async fn each_role_works_in_a_real_browser() {
     c.goto(donor_url.as_ref()).await.unwrap();
     assert_eq!(page_status(&c).await, "Not allowed");
     assert!(!c.source().await.unwrap().contains("WEB-1"));
+    accessible(&c).await;
     shot(&c, "08-other-station-refused").await;
 
     // Coordinator: register a patient, search, see the grid, open a confirmatory typing.
     sign_in(&c, &site, "coord", pw).await;
     c.goto(&site.url("/patients/new")).await.unwrap();
-    labelled(&c).await;
+    accessible(&c).await;
     fill(&c, "external_id", "P-WEB-1").await;
     fill(&c, "gl", TYPING).await;
     submit(&c, "form.wide").await;
     assert!(text(&c, "p.notice").await.contains("registered"));
-    labelled(&c).await;
+    accessible(&c).await;
     shot(&c, "09-patient").await;
     choose(&c, "max_mismatches", "0").await;
     submit(&c, "form[action='/searches']").await;
@@ -469,7 +499,7 @@ async fn each_role_works_in_a_real_browser() {
             Some("cell match")
         );
     }
-    labelled(&c).await;
+    accessible(&c).await;
     shot(&c, "10-search-results").await;
     // Run again: nothing new.
     submit(&c, "form[action$='/rerun']").await;
@@ -486,7 +516,7 @@ async fn each_role_works_in_a_real_browser() {
     // Case manager: consent for the workup, open it, record a milestone.
     sign_in(&c, &site, "manager", pw).await;
     c.goto(case_url.as_ref()).await.unwrap();
-    labelled(&c).await;
+    accessible(&c).await;
     choose(&c, "scope", "workup").await;
     fill(&c, "form_version", "WU-2024").await;
     submit(&c, "form[action$='/consents']").await;
@@ -505,6 +535,7 @@ async fn each_role_works_in_a_real_browser() {
     );
     shot(&c, "12-case-timeline").await;
     c.goto(&site.url("/followups")).await.unwrap();
+    accessible(&c).await;
     shot(&c, "13-followups").await;
 
     // Registry staff: the report's charts render (images with a size), the stations.
@@ -526,12 +557,14 @@ async fn each_role_works_in_a_real_browser() {
         charts >= 2 && drawn == charts,
         "charts rendered: {rendered}"
     );
+    accessible(&c).await;
     shot(&c, "14-report").await;
     c.goto(&site.url("/stations")).await.unwrap();
     assert!(text(&c, "#stations").await.contains("BJ01"));
+    accessible(&c).await;
     shot(&c, "15-stations").await;
     c.goto(&site.url("/people")).await.unwrap();
-    labelled(&c).await;
+    accessible(&c).await;
     shot(&c, "16-people").await;
 
     // Auditor: the audit log shows the identity-free trail of what was done.
@@ -546,6 +579,7 @@ async fn each_role_works_in_a_real_browser() {
         log.contains("person:"),
         "people act under their account id: {log}"
     );
+    accessible(&c).await;
     shot(&c, "17-audit").await;
     // An auditor opening a clerk's page is refused.
     c.goto(&site.url("/donors/new")).await.unwrap();
@@ -565,6 +599,7 @@ async fn each_role_works_in_a_real_browser() {
     fill(&c, "password", pw).await;
     submit(&c, "form.narrow").await;
     assert!(text(&c, "#sign-in-error").await.contains("locked"));
+    accessible(&c).await;
     shot(&c, "18-locked").await;
 
     c.close().await.unwrap();

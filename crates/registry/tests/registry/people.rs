@@ -155,6 +155,43 @@ async fn accounts_sessions_and_lock_out_are_the_stores_rules() {
                 .is_ok(),
             "{b}"
         );
+        // A reset password ends the sessions, clears a lock, and only the new one opens.
+        let (fourth, _) = reg
+            .sign_in("wang.li", "correct horse 1", None)
+            .await
+            .unwrap()
+            .unwrap();
+        for _ in 0..5 {
+            let _ = reg.sign_in("wang.li", "wrong", None).await.unwrap();
+        }
+        assert!(matches!(
+            reg.sign_in("wang.li", "correct horse 1", None)
+                .await
+                .unwrap(),
+            Err(registry::people::SignInRefused::Locked { .. })
+        ));
+        assert!(matches!(
+            reg.set_person_password(clerk.id, "short", &admin).await,
+            Err(registry::RegistryError::Invalid { .. })
+        ));
+        reg.set_person_password(clerk.id, "battery staple 2", &admin)
+            .await
+            .unwrap();
+        assert!(reg.web_session(&fourth).await.unwrap().is_none(), "{b}");
+        assert_eq!(
+            reg.sign_in("wang.li", "correct horse 1", None)
+                .await
+                .unwrap()
+                .unwrap_err(),
+            wrong
+        );
+        assert!(
+            reg.sign_in("wang.li", "battery staple 2", None)
+                .await
+                .unwrap()
+                .is_ok(),
+            "{b}"
+        );
         // Every step is in the audit log, under the account's id, never its password.
         let entries = reg
             .audit_entries(Some("person"), None, None, 100)
