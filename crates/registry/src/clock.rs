@@ -119,6 +119,18 @@ impl Clock {
         crate::instant_text(at)
     }
 
+    /// A stored instant (RFC 3339) as the registry's local time, `YYYY-MM-DD HH:MM`, for
+    /// people to read; text that is not an instant comes back unchanged.
+    pub fn local_time_text(&self, instant: &str) -> String {
+        match instant.parse::<Timestamp>() {
+            Ok(t) => t
+                .to_zoned(self.zone.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string(),
+            Err(_) => instant.to_string(),
+        }
+    }
+
     /// Today, the registry's local date, as days since 1900-01-01.
     pub fn today(&self) -> i64 {
         day_number(self.local_now().0)
@@ -142,6 +154,16 @@ mod tests {
         assert_eq!(clock.today(), matching::model::days_from_civil(2026, 12, 3));
         let utc = Clock::manual("UTC", at).unwrap();
         assert_eq!(utc.today(), matching::model::days_from_civil(2026, 12, 2));
+    }
+
+    #[test]
+    fn stored_instants_read_in_local_time() {
+        let clock = Clock::default();
+        assert_eq!(
+            clock.local_time_text("2026-12-02T23:30:00.000000Z"),
+            "2026-12-03 07:30"
+        );
+        assert_eq!(clock.local_time_text("2026-12-03"), "2026-12-03");
     }
 
     #[test]

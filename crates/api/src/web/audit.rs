@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::PageResult;
 use super::api::Api;
-use super::layout::{page, table, text_field};
+use super::layout::{local_times, page, table, text_field};
 use super::session::{Signed, encode};
 use crate::AppState;
 
@@ -49,7 +49,8 @@ async fn audit_log(
         uri.push_str(&format!("&before_id={}", encode(b)));
     }
     let found = api.read(&signed, &uri).await?;
-    let entries = found["entries"].as_array().cloned().unwrap_or_default();
+    let mut entries = found["entries"].as_array().cloned().unwrap_or_default();
+    local_times(&signed.clock, &mut entries);
     let oldest = entries.last().and_then(|e| e["id"].as_i64());
     let view = signed.view();
     let body = html! {

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 
 use super::api::Api;
 use super::layout::{
-    cell, coded_options, csrf_field, next_link, notice, page, select_field, table, text_field,
+    cell, coded_options, csrf_field, local_times, next_link, notice, page, select_field, table,
+    text_field,
 };
 use super::session::{Posted, Signed, encode, local_path};
 use super::{PageError, PageResult};
@@ -54,7 +55,8 @@ async fn list(
         uri.push_str(&format!("&cursor={}", encode(c)));
     }
     let found = api.read(&signed, &uri).await?;
-    let items = found["items"].as_array().cloned().unwrap_or_default();
+    let mut items = found["items"].as_array().cloned().unwrap_or_default();
+    local_times(&signed.clock, &mut items);
     let view = signed.view();
     let base = format!(
         "/cases?state={}&kind={}",
@@ -136,7 +138,8 @@ async fn case_page(
     error: Option<&str>,
 ) -> PageResult {
     let lang = signed.lang;
-    let case = api.read(signed, &format!("/v1/requests/{id}")).await?;
+    let mut case = api.read(signed, &format!("/v1/requests/{id}")).await?;
+    local_times(&signed.clock, std::slice::from_mut(&mut case));
     let donor = case["donor_id"].as_i64().unwrap_or(0);
     let is_manager = signed.session.person.role == "case_manager";
     // Consents per stage (case managers read them; others are not shown them).

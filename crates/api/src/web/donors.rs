@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use super::api::{Api, ApiFailure};
 use super::i18n::Lang;
 use super::layout::{
-    View, coded_options, csrf_field, next_link, notice, page, select_field, table, text_field,
+    View, coded_options, csrf_field, local_times, next_link, notice, page, select_field, table,
+    text_field,
 };
 use super::session::{Posted, Signed, encode};
 use super::{FormData, PageError, PageResult};
@@ -455,7 +456,11 @@ async fn donor_page(
     let consents = get(format!("/v1/donors/{id}/consents")).await;
     let samples = get(format!("/v1/donors/{id}/samples")).await;
     let contacts = get(format!("/v1/donors/{id}/contacts")).await;
-    let list = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
+    let list = |v: &Value, key: &str| {
+        let mut items = v[key].as_array().cloned().unwrap_or_default();
+        local_times(&signed.clock, &mut items);
+        items
+    };
     let today = signed.today.clone();
     let view = signed.view();
     let consent_scopes: Vec<&str> = if is_station {

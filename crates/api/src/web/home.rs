@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::PageResult;
 use super::api::Api;
-use super::layout::{page, table};
+use super::layout::{local_times, page, table};
 use super::session::Signed;
 
 pub async fn home(signed: Signed, axum::Extension(api): axum::Extension<Api>) -> PageResult {
@@ -23,7 +23,11 @@ pub async fn home(signed: Signed, axum::Extension(api): axum::Extension<Api>) ->
                 .unwrap_or(Value::Null)
         }
     };
-    let list = |v: &Value, k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let list = |v: &Value, k: &str| {
+        let mut items = v[k].as_array().cloned().unwrap_or_default();
+        local_times(&signed.clock, &mut items);
+        items
+    };
     let work = match role.as_str() {
         "case_manager" => {
             let overdue = get("/v1/followups/due?overdue=true").await;

@@ -231,3 +231,18 @@ pub fn next_link(lang: Lang, base: &str, next_cursor: &serde_json::Value) -> Mar
         }
     }
 }
+
+/// Stored instants (fields `at` and `*_at`) in the registry's local time, for people to read.
+pub fn local_times(clock: &registry::Clock, items: &mut [serde_json::Value]) {
+    for item in items {
+        if let Some(fields) = item.as_object_mut() {
+            for (name, value) in fields.iter_mut() {
+                if (name == "at" || name.ends_with("_at"))
+                    && let Some(text) = value.as_str()
+                {
+                    *value = serde_json::Value::String(clock.local_time_text(text));
+                }
+            }
+        }
+    }
+}

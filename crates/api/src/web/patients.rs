@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use super::api::{Api, ApiFailure};
 use super::layout::{
-    cell, coded_options, csrf_field, next_link, notice, page, select_field, table, text_field,
+    cell, coded_options, csrf_field, local_times, next_link, notice, page, select_field, table,
+    text_field,
 };
 use super::session::{Posted, Signed, encode};
 use super::{PageError, PageResult};
@@ -160,7 +161,7 @@ async fn show(
 ) -> PageResult {
     let lang = signed.lang;
     let patient = api.read(&signed, &format!("/v1/patients/{id}")).await?;
-    let searches = if signed.session.person.role == "coordinator" {
+    let mut searches = if signed.session.person.role == "coordinator" {
         api.call(
             &signed.caller,
             Method::GET,
@@ -173,6 +174,7 @@ async fn show(
     } else {
         Vec::new()
     };
+    local_times(&signed.clock, &mut searches);
     // Adults, cord units, or both.
     let mut donor_types = vec![(String::new(), lang.t("choice.any").to_string())];
     donor_types.extend(coded_options(lang, "donor_type", &["adult", "cord"], false));

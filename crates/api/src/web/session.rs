@@ -32,6 +32,8 @@ pub struct Signed {
     pub here: String,
     /// The registry's local date (`YYYY-MM-DD`), for the forms' defaults.
     pub today: String,
+    /// The registry's clock: stored instants are shown in its time zone.
+    pub clock: registry::Clock,
 }
 
 impl Signed {
@@ -94,6 +96,7 @@ impl FromRequestParts<AppState> for Signed {
             lang,
             here,
             today: state.registry.config.clock.local_now().0.to_string(),
+            clock: state.registry.config.clock.clone(),
         })
     }
 }
