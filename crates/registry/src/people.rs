@@ -299,17 +299,25 @@ impl Registry {
         password: &str,
         request_id: Option<&str>,
     ) -> Result<std::result::Result<(String, WebSession), SignInRefused>> {
-        let row = sqlx::query(
-            "SELECT id, role, password_hash, failed_attempts, locked_until FROM people WHERE name = $1 AND disabled_at IS NULL",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+        // A name no account could have (too long, control characters: PostgreSQL cannot
+        // even compare a NUL) and an over-long password are answered as any wrong pair,
+        // without asking the store or hashing without bound.
+        let possible = check_name(name).is_ok() && password.chars().count() <= PASSWORD_MAX;
+        let row = if possible {
+            sqlx::query(
+                "SELECT id, role, password_hash, failed_attempts, locked_until FROM people WHERE name = $1 AND disabled_at IS NULL",
+            )
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+        } else {
+            None
+        };
         let now = self.config.clock.now();
         let now_text = instant_text(now);
         let Some(row) = row else {
             // The same work and the same answer as a wrong password: names do not leak.
-            let password = password.to_string();
+            let password: String = password.chars().take(PASSWORD_MAX).collect();
             blocking(move || password_matches(&password, DUMMY_HASH)).await;
             let mut actor = Actor::new("anonymous", "none");
             actor.request_id = request_id.map(str::to_string);

@@ -123,7 +123,8 @@ async fn show(
     let lang = signed.lang;
     let size = q.size.filter(|s| PAGE_SIZES.contains(s)).unwrap_or(50);
     let page_no = q.page.unwrap_or(1).max(1);
-    let offset = (page_no - 1) * size;
+    // A page past the end shows no rows (never an overflow).
+    let offset = (page_no - 1).saturating_mul(size);
     let call = |uri: String| {
         let api = api.clone();
         let caller = signed.caller.clone();
@@ -316,7 +317,7 @@ fn results_body(
             }
         }
         nav.pager aria-label=(lang.t("pager.label")) {
-            @if page_no > 1 { a rel="prev" href={ "/searches/" (id) "?page=" (page_no - 1) "&size=" (size) } { (lang.t("pager.prev")) } }
+            @if page_no > 1 { a rel="prev" href={ "/searches/" (id) "?page=" (page_no.min(pages + 1) - 1) "&size=" (size) } { (lang.t("pager.prev")) } }
             span { (lang.tf("pager.position", &[("page", &page_no.to_string()), ("pages", &pages.to_string())])) }
             @if page_no < pages { a rel="next" href={ "/searches/" (id) "?page=" (page_no + 1) "&size=" (size) } { (lang.t("pager.next")) } }
             span.sizes {

@@ -501,6 +501,23 @@ async fn each_role_works_in_a_real_browser() {
     }
     accessible(&c).await;
     shot(&c, "10-search-results").await;
+    // A page number past the end (or past any number) shows an empty page, not an error.
+    let results_url = c.current_url().await.unwrap();
+    c.goto(&format!(
+        "{}?page=18446744073709551615&size=100",
+        results_url.as_str().split('?').next().unwrap()
+    ))
+    .await
+    .unwrap();
+    assert!(page_status(&c).await.starts_with("Search"));
+    assert_eq!(
+        c.find_all(Locator::Css("tr[data-donor]"))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    c.goto(results_url.as_str()).await.unwrap();
     // Run again: nothing new.
     submit(&c, "form[action$='/rerun']").await;
     assert!(text(&c, "p.diff").await.contains("0 new"));

@@ -76,6 +76,19 @@ async fn accounts_sessions_and_lock_out_are_the_stores_rules() {
                 .unwrap_err(),
             wrong
         );
+        // Names no account could have, and an over-long password: the same answer, no error.
+        for (name, password) in [
+            ("wang\0li".to_string(), "correct horse 1".to_string()),
+            ("x".repeat(65), "correct horse 1".to_string()),
+            ("wang.li".to_string(), "p".repeat(10_000)),
+        ] {
+            let refusal = reg
+                .sign_in(&name, &password, None)
+                .await
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(refusal, wrong, "{b}");
+        }
         // Four failures, then the right one: it passes and the count starts again.
         for _ in 0..4 {
             assert_eq!(
